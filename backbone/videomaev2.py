@@ -16,7 +16,6 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath
 from torch.utils.checkpoint import checkpoint
 
 from .pos_embed import PosEmbedPolicy, resize_pos_embed, sinusoid_table
@@ -37,6 +36,25 @@ ARCH_PRESETS: dict[str, dict[str, Any]] = {
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm's ``drop_path``; local so that importing the backbone does not import timm,
+    which pulls in torchvision's model zoo). Kept samples are scaled by 1/keep_prob."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep_prob)
+        return x * mask.div_(keep_prob)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob:.3f}'
 
 
 class PatchEmbed(nn.Module):
@@ -95,6 +113,16 @@ class Attention(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+
+    def to_empty(self, *, device: torch.device | str | None, recurse: bool = True) -> Attention:
+        """``nn.Module.to_empty`` that refills the fixed zero k bias (it is in no state dict to be reloaded)."""
+        super().to_empty(device=device, recurse=recurse)
+        self.reset_fixed_buffers()
+        return self
+
+    def reset_fixed_buffers(self) -> None:
+        if self.k_bias is not None:
+            self.k_bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C) -> (B, N, C)."""
@@ -283,17 +311,45 @@ class VideoMAEv2ViT(nn.Module):
                 self.head.bias.mul_(self.init_scale)
 
     def to_empty(self, *, device: torch.device | str | None, recurse: bool = True) -> VideoMAEv2ViT:
-        """Materialise a meta-device model (``nn.Module.to_empty``), rebuilding the fixed sinusoid table.
+        """Materialise a meta-device model (``nn.Module.to_empty``), rebuilding the fixed buffers.
 
-        ``to_empty`` leaves every buffer uninitialised, and the fixed table is in no state dict, so a following
-        ``load_state_dict`` would never restore it: the model would silently add garbage to every token.
+        ``to_empty`` leaves every buffer uninitialised, and the fixed sinusoid table and zero k biases are in no state
+        dict, so a following ``load_state_dict`` would never restore them: the model would silently add garbage to
+        every token. (``nn.Module.to_empty`` does not call the children's ``to_empty``, hence the loop.)
         """
         super().to_empty(device=device, recurse=recurse)
+        if recurse:
+            for module in self.modules():
+                if isinstance(module, Attention):
+                    module.reset_fixed_buffers()
         if not isinstance(self.pos_embed, nn.Parameter):
             with torch.no_grad():
                 self.pos_embed.copy_(sinusoid_table(self.pos_embed.shape[1], self.embed_dim))
         self._resized_pos_embed.clear()
         return self
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Also accept mmaction2's VisionTransformer names inside ``load_state_dict``.
+
+        mmengine's ``load_from`` loads a recognizer checkpoint straight into the model, bypassing
+        :func:`backbone.load_checkpoint`. Renaming mmcv's ``patch_embed.projection`` / ``mlp.layers.*`` here lets a
+        checkpoint written for mmaction2's own ViT load into this backbone, and its persistent fixed ``pos_embed`` is
+        dropped after checking that it is the sinusoid (a learned one is reported as an error).
+        """
+        from .checkpoint import _is_fixed_sinusoid, _mmaction_to_official
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = prefix + _mmaction_to_official(key[len(prefix):])
+            if new != key and new not in state_dict:
+                state_dict[new] = state_dict.pop(key)
+        if not isinstance(self.pos_embed, nn.Parameter) and prefix + 'pos_embed' in state_dict:
+            if _is_fixed_sinusoid(state_dict[prefix + 'pos_embed']):
+                state_dict.pop(prefix + 'pos_embed')
+            else:
+                error_msgs.append(f'{prefix}pos_embed is learned, not the fixed sinusoid; build the backbone with '
+                                  'use_learnable_pos_emb=True to load it')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def init_weights(self) -> None:
         """mmengine hook: load ``pretrained`` if given (the constructor already initialised fresh weights)."""
@@ -308,7 +364,7 @@ class VideoMAEv2ViT(nn.Module):
             return self.pos_embed
         if isinstance(self.pos_embed, nn.Parameter):  # learnable: resize every call so gradients flow
             return resize_pos_embed(self.pos_embed, self.grid_size, grid)
-        key = (tuple(grid), self.pos_embed.device)
+        key = (tuple(grid), self.pos_embed.device, self.pos_embed_policy)
         if key not in self._resized_pos_embed:
             if self.pos_embed_policy == 'interpolate':
                 table = resize_pos_embed(self.pos_embed, self.grid_size, grid)
