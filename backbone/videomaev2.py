@@ -83,7 +83,9 @@ class PatchEmbed(nn.Module):
         return t // k, h // p, w // p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
+        # contiguous: otherwise the residual stream keeps the transposed layout through every block, and each
+        # LayerNorm and residual add pays a strided read (measured ~10% of fp32 CPU throughput).
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
 
 
 class Attention(nn.Module):
