@@ -15,3 +15,17 @@ __all__ = [
     'VideoMAEv2ViT', 'convert_state_dict', 'load_checkpoint', 'official_finetune_pos_embed', 'read_checkpoint',
     'register_with_mmaction', 'resize_pos_embed', 'sinusoid_table',
 ]
+
+# Dual-masked pre-training (issue "Dual-masked pre-training"): mask generators and the pre-training model.
+from .masking import (DualMaskGenerator, FrameMaskGenerator, RandomMaskGenerator,  # noqa: E402
+                      RunningCellMaskGenerator, TubeMaskGenerator, build_mask_generator)
+from .pretrain import (PRETRAIN_PRESETS, VideoMAEv2Pretrainer, load_pretrain_checkpoint,  # noqa: E402
+                       register_pretrainer_with_mmaction)
+
+register_pretrainer_with_mmaction()
+
+__all__ += [
+    'DualMaskGenerator', 'FrameMaskGenerator', 'PRETRAIN_PRESETS', 'RandomMaskGenerator', 'RunningCellMaskGenerator',
+    'TubeMaskGenerator', 'VideoMAEv2Pretrainer', 'build_mask_generator', 'load_pretrain_checkpoint',
+    'register_pretrainer_with_mmaction',
+]

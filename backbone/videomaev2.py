@@ -320,6 +320,14 @@ class VideoMAEv2ViT(nn.Module):
         every token. (``nn.Module.to_empty`` does not call the children's ``to_empty``, hence the loop.)
         """
         super().to_empty(device=device, recurse=recurse)
+        self.reset_fixed_buffers(recurse)
+        return self
+
+    def reset_fixed_buffers(self, recurse: bool = True) -> None:
+        """Refill the buffers no state dict restores: the sinusoid table and (with ``recurse``) the zero k biases.
+
+        Also used by the pre-training model, whose encoder is this class, after its own ``to_empty``.
+        """
         if recurse:
             for module in self.modules():
                 if isinstance(module, Attention):
@@ -328,7 +336,6 @@ class VideoMAEv2ViT(nn.Module):
             with torch.no_grad():
                 self.pos_embed.copy_(sinusoid_table(self.pos_embed.shape[1], self.embed_dim))
         self._resized_pos_embed.clear()
-        return self
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
