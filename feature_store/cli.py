@@ -1,0 +1,30 @@
+"""Command-line entry points of the feature store (the thin scripts in ``tools/`` call these)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .store import FeatureStore, FeatureStoreError, merge_stores
+
+__all__ = ['merge_main']
+
+
+def merge_main(argv: Sequence[str] | None = None) -> int:
+    """``merge_features.py OUT SHARD...``: merge shard stores into OUT (written atomically; OUT may be a shard)."""
+    parser = argparse.ArgumentParser(
+        prog='merge_features.py',
+        description='Merge feature-store shards (e.g. one per GPU) into one store. The shards must agree on model, '
+                    'checkpoint, feature kind, preprocessing, dtype and clip_len/frame_interval/stride; a video in '
+                    'several shards must be identical in all of them. OUT is written to OUT.tmp and renamed.')
+    parser.add_argument('out', help='merged store to write')
+    parser.add_argument('shards', nargs='+', help='stores to merge')
+    args = parser.parse_args(argv)
+    try:
+        out = merge_stores(args.shards, args.out)
+    except (FeatureStoreError, FileNotFoundError) as e:
+        print(f'merge_features: error: {e}', file=sys.stderr)
+        return 1
+    with FeatureStore.open(out) as store:
+        print(f'{out}: {len(store)} videos from {len(args.shards)} shards ({store.info.arch}, {store.info.dtype})')
+    return 0

@@ -1,0 +1,159 @@
+"""Conversion to and from the one-``.npy``-per-video layout of VideoMAE V2, ActionFormer and OpenTAD (REFERENCE 7).
+
+``export_npy`` writes ``<folder>/<video_id>.npy`` (float32 [T, C]; an id with '/' becomes a sub-folder, which is
+what ``os.path.join(feat_folder, video_id + '.npy')`` in those loaders expects) and a sidecar
+``<folder>/features_meta.json`` holding what npy files cannot: the file info and every video's metadata::
+
+    {"format": "videomaev2-suite features_meta", "schema_version": 1,
+     "info": {<StoreInfo fields>},
+     "videos": {"<video_id>": {<VideoFeatureMeta fields, centre_frames as a list, offset_frames>}, ...}}
+
+``import_npy`` reads such a folder back into a store. Bare npy folders (the official extractor's output, released
+feature tarballs) carry no provenance at all, so without a sidecar every fact must be given as an argument.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .store import SCHEMA_VERSION, FeatureStore, FeatureStoreError, StoreInfo, VideoFeatureMeta, build_store
+
+__all__ = ['SIDECAR_NAME', 'export_npy', 'import_npy']
+
+SIDECAR_NAME = 'features_meta.json'
+_SIDECAR_FORMAT = 'videomaev2-suite features_meta'
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    try:
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def export_npy(store_path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Write every video of a store as ``<folder>/<video_id>.npy`` (float32 [T, C]) plus ``features_meta.json``.
+
+    Each file is written under a temporary name and renamed; the sidecar is written last, so a folder with a
+    sidecar is complete. Returns the sidecar path.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    videos: dict[str, Any] = {}
+    with FeatureStore.open(store_path) as store:
+        info = store.info
+        for video_id in store.ids():
+            features, meta = store.read(video_id, dtype=np.float32)
+            _atomic_save_npy(folder / f'{video_id}.npy', features)
+            videos[video_id] = meta.to_dict()
+    sidecar = folder / SIDECAR_NAME
+    tmp = sidecar.with_name(f'.{SIDECAR_NAME}.{os.getpid()}.tmp')
+    tmp.write_text(json.dumps({'format': _SIDECAR_FORMAT, 'schema_version': SCHEMA_VERSION,
+                               'info': info.to_dict(), 'videos': videos}, indent=1) + '\n')
+    os.replace(tmp, sidecar)
+    return sidecar
+
+
+def _npy_files(folder: Path) -> dict[str, Path]:
+    """Video id (path relative to ``folder`` without ``.npy``, '/'-separated) -> file."""
+    return {p.relative_to(folder).with_suffix('').as_posix(): p
+            for p in sorted(folder.rglob('*.npy'))}
+
+
+def _per_video(value: float | Mapping[str, float] | None, video_id: str, name: str) -> Any:
+    if isinstance(value, Mapping):
+        if video_id not in value:
+            raise ValueError(f'{name} has no entry for video {video_id!r}')
+        return value[video_id]
+    return value
+
+
+def import_npy(folder: str | os.PathLike, out_path: str | os.PathLike, info: StoreInfo | None = None, *,
+               fps: float | Mapping[str, float] | None = None,
+               num_frames: int | Mapping[str, int] | None = None,
+               clip_len: int | None = None, stride: int | None = None, frame_interval: int = 1,
+               offset_frames: int | None = None) -> Path:
+    """Build a store at ``out_path`` (atomically, :func:`build_store`) from a folder of per-video ``.npy`` files.
+
+    With a ``features_meta.json`` sidecar (from :func:`export_npy`) the info and metadata come from it; an ``info``
+    argument must then be compatible with the sidecar's. **Without a sidecar** nothing about the features is known,
+    so ``info``, ``fps``, ``num_frames``, ``clip_len`` and ``stride`` are required (fps and num_frames as one value
+    or a mapping video id -> value, e.g. from the ActionFormer json's ``fps`` and ``duration * fps``), and every
+    video gets the regular grid ``centre_frames = offset_frames + row * stride``.
+
+    Args:
+        folder: the npy files, searched recursively (an id's '/' is a sub-folder).
+        out_path: the store to write.
+        info: file provenance (required without a sidecar).
+        fps: frame rate, per video or for all (without a sidecar).
+        num_frames: video length in frames, per video or for all (without a sidecar).
+        clip_len: frames per clip (without a sidecar).
+        stride: frames between rows (without a sidecar).
+        frame_interval: step between frames of a clip (without a sidecar; 1 for the official TAD features).
+        offset_frames: centre frame of row 0 (without a sidecar); default ``(clip_len // 2) * frame_interval``,
+            i.e. 8 for official 16-frame windows from frame 0, ActionFormer's convention (REFERENCE 6.5).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f'npy folder {folder} does not exist')
+    files = _npy_files(folder)
+    sidecar = folder / SIDECAR_NAME
+    if sidecar.exists():
+        try:
+            doc = json.loads(sidecar.read_text())
+            if doc.get('format') != _SIDECAR_FORMAT:
+                raise ValueError(f"'format' is {doc.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
+            side_info = StoreInfo.from_dict(doc['info'])
+            metas = {vid: VideoFeatureMeta.from_dict(m) for vid, m in doc['videos'].items()}
+        except (ValueError, KeyError, TypeError) as e:
+            raise FeatureStoreError(f'{sidecar}: not a valid features_meta.json: {e}') from e
+        if info is not None:
+            diff = side_info.compatible_with(info)
+            if diff:
+                raise FeatureStoreError(f'info argument differs from {sidecar} in {diff}')
+        else:
+            info = side_info
+        unlisted = sorted(set(files) - set(metas))
+        absent = sorted(set(metas) - set(files))
+        if unlisted or absent:
+            raise FeatureStoreError(f'{folder}: npy files and {SIDECAR_NAME} disagree: no metadata for '
+                                    f'{unlisted[:5]}, no .npy for {absent[:5]}')
+    else:
+        missing = [name for name, value in (('info', info), ('fps', fps), ('num_frames', num_frames),
+                                            ('clip_len', clip_len), ('stride', stride)) if value is None]
+        if missing:
+            raise ValueError(f'{folder} has no {SIDECAR_NAME}, so the features carry no metadata: pass '
+                             f'{", ".join(m + "=" for m in missing)} (fps and num_frames per video or for all)')
+        assert clip_len is not None and stride is not None
+        offset = (clip_len // 2) * frame_interval if offset_frames is None else offset_frames
+        metas = {}
+        for video_id, path in files.items():
+            rows = np.load(path, mmap_mode='r').shape[0]
+            v_fps = float(_per_video(fps, video_id, 'fps'))
+            v_frames = int(_per_video(num_frames, video_id, 'num_frames'))
+            metas[video_id] = VideoFeatureMeta(
+                video_id=video_id, fps=v_fps, num_frames=v_frames, duration=v_frames / v_fps, clip_len=clip_len,
+                frame_interval=frame_interval, stride=stride, centre_frames=offset + np.arange(rows) * stride)
+    assert info is not None
+    if not files:
+        raise FeatureStoreError(f'{folder} holds no .npy files')
+
+    def parts() -> Iterator[tuple[str, np.ndarray, VideoFeatureMeta]]:
+        for video_id, path in files.items():
+            features = np.load(path, allow_pickle=False)
+            if features.ndim != 2 or features.shape[0] != metas[video_id].num_rows:
+                raise FeatureStoreError(f'{path}: shape {features.shape} does not match the '
+                                        f'{metas[video_id].num_rows} rows of its metadata')
+            yield video_id, features, metas[video_id]
+
+    return build_store(out_path, info, parts())
