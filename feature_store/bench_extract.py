@@ -1,0 +1,204 @@
+"""End-to-end speed of our feature extractor next to the official VideoMAE V2 TAD extractor loop, on one video.
+
+:func:`bench_extract` (for ``tools/benchmark.py extract``) runs, on the same video with the same weights:
+
+* **official**: a faithful re-creation of OpenGVLab/VideoMAEv2 ``extract_tad_feature.py`` (REFERENCE 6.4): decord
+  ``VideoReader(num_threads=1)``, one ``get_batch`` of 16 frames per window (so every window re-decodes from the
+  previous keyframe), ``/255`` and ``F.interpolate`` per window, batch 1, fp32 without autocast, explicit-softmax
+  attention;
+* **ours**: :func:`feature_store.extract.iter_clip_batches` (every frame decoded and resized once, windows cut from a
+  buffer) in a background thread that decodes ahead, and batched :func:`~feature_store.extract.forward_clips` with
+  fused attention, as ``tools/extract_features.py`` runs a video.
+
+For each it reports the wall time, the time spent decoding + preprocessing (``decode_s``; ours measures it inside the
+decoding thread, where it overlaps the model, so ``decode_s + model_s`` can exceed the wall time) and its fraction of
+the wall time, the time in the model, and the clips/s; ``speedup`` is official / ours. ``max_abs_diff`` compares the
+two feature arrays (fp32: ~1e-6; they are the same computation).
+
+A 60-s video through ViT-S at 224 px takes a long time on a small CPU, so ``max_windows`` runs only the first windows
+through the model; ``decode_only`` then also times decoding + preprocessing of *every* window of the video, without
+the model, for both loops (on a GPU, where the model takes milliseconds per clip, that is what bounds the official
+loop, REFERENCE 9). :func:`make_bench_video` writes the synthetic benchmark video.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tasks.video import VideoReader, write_video
+
+from .extract import (
+    ComputeDType, Preprocess, _num_cpus, _threaded, build_model, forward_clips, iter_clip_batches, sample_windows,
+)
+
+__all__ = ['bench_extract', 'make_bench_video']
+
+
+def make_bench_video(path: str | os.PathLike, seconds: float = 60.0, fps: float = 30.0, height: int = 240,
+                     width: int = 320, gop: int = 250, seed: int = 0) -> Path:
+    """A synthetic H.264 benchmark video (yuv420p, keyframe every ``gop`` frames as x264's default): a textured
+    background with a moving bar, streamed to the encoder frame by frame."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    n = int(round(seconds * fps))
+
+    def frames() -> Iterator[np.ndarray]:
+        for t in range(n):
+            frame = np.roll(background, shift=t, axis=1)
+            x = (t * 4) % width
+            frame[:, x:x + 16] = 255 - frame[:, x:x + 16]
+            yield frame
+    return write_video(path, frames(), fps, crf=23, gop=gop)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _official_loop(model: torch.nn.Module, path: str, starts: list[int], clip_len: int, size: int,
+                   device: torch.device, run_model: bool = True) -> tuple[np.ndarray | None, float, float, float]:
+    """The official per-window loop; returns (features, wall s, s in get_batch + transform, s in the model)."""
+    import decord
+
+    t0 = time.perf_counter()
+    vr = decord.VideoReader(path, num_threads=1, ctx=decord.cpu(0))
+    decode = time.perf_counter() - t0
+    model_s = 0.0
+    rows = []
+    for start_idx in starts:
+        t = time.perf_counter()
+        data = vr.get_batch(np.arange(start_idx, start_idx + clip_len)).asnumpy()
+        frame = torch.from_numpy(data)  # (T, H, W, 3)
+        frame_q = F.interpolate(frame.permute(3, 0, 1, 2).to(torch.float32) / 255, size=(size, size),
+                                mode='bilinear', align_corners=False)  # (3, T, size, size)
+        decode += time.perf_counter() - t
+        if run_model:
+            t = time.perf_counter()
+            with torch.no_grad():
+                rows.append(model.forward_features(frame_q.unsqueeze(0).to(device)).cpu().numpy())
+            model_s += time.perf_counter() - t
+    _sync(device)
+    return (np.vstack(rows) if rows else None), time.perf_counter() - t0, decode, model_s
+
+
+def _ours(model: torch.nn.Module | None, path: str, clip_len: int, stride: int, size: int, batch_size: int,
+          dtype: ComputeDType, max_windows: int | None) -> tuple[np.ndarray | None, float, float, float]:
+    """Our loop; returns (features, wall s, s decoding + preprocessing in the decoding thread, s in the model)."""
+    pre = Preprocess('squash', (size, size), normalize=False)
+    decode = [0.0]
+    t0 = time.perf_counter()
+    reader = VideoReader(path, 'decord', num_threads=1)
+    decode[0] += time.perf_counter() - t0
+    try:
+        sample = sample_windows(reader, clip_len, 1, stride)
+        if max_windows is not None:
+            sample = type(sample)(sample.indices[:max_windows], sample.centres[:max_windows], sample.num_frames,
+                                  sample.fps, sample.clip_len, sample.frame_interval, sample.sampler)
+
+        def timed() -> Iterator[tuple[int, torch.Tensor]]:
+            it = iter_clip_batches(reader, sample, pre, batch_size)
+            while True:
+                t = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    decode[0] += time.perf_counter() - t
+                yield item
+
+        rows = []
+        model_s = 0.0
+        for _, clips in _threaded(timed(), depth=2):
+            if model is not None:
+                t = time.perf_counter()
+                rows.append(forward_clips(model, clips, dtype).cpu().numpy())  # .cpu() waits for the GPU
+                model_s += time.perf_counter() - t
+    finally:
+        reader.close()
+    return (np.vstack(rows) if rows else None), time.perf_counter() - t0, decode[0], model_s
+
+
+def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, checkpoint: str | None = None,
+                  img_size: int = 224, clip_len: int = 16, stride: int = 4, batch_size: int = 16,
+                  dtype: ComputeDType = 'fp32', device: str = 'cpu', max_windows: int | None = None,
+                  decode_only: bool = True) -> dict[str, Any]:
+    """Time our extractor and the official loop on one video with the same weights.
+
+    Args:
+        video_path: the video (e.g. :func:`make_bench_video`, 60 s).
+        arch: backbone preset (``vit_small`` for the issue's benchmark; ``vit_test`` for a smoke run).
+        checkpoint: weights for both models; ``None``: the same random init (seed 0) for both.
+        img_size: squash size (224 officially).
+        clip_len: frames per window.
+        stride: frames between windows.
+        batch_size: windows per forward in our loop (the official loop uses 1).
+        dtype: our compute dtype (the official loop is always fp32).
+        device: where the models run.
+        max_windows: run only the first windows through the models (both loops).
+        decode_only: also time decoding + preprocessing of every window without the model, for both loops.
+
+    Returns:
+        A JSON-serialisable dict: video and settings, ``official`` and ``ours`` (``total_s``, ``decode_s``,
+        ``model_s``, ``decode_fraction``, ``clips_per_s``), ``speedup``, ``max_abs_diff`` and, with
+        ``decode_only``, ``decode_only_all_windows`` (``official_s``, ``ours_s``, ``speedup``).
+    """
+    path = str(video_path)
+    dev = torch.device(device)
+    with VideoReader(path) as reader:
+        meta = reader.meta
+    starts = list(range(0, meta.num_frames - clip_len + 1, stride))  # the official range(0, n - 15, 4) for 16
+    run_starts = starts[:max_windows] if max_windows is not None else starts
+
+    ours_model = build_model(arch, checkpoint=checkpoint, img_size=img_size, frames=clip_len).to(dev)
+    official_model = build_model(arch, checkpoint=checkpoint, img_size=img_size, frames=clip_len,
+                                 fused_attn=False).to(dev)
+
+    # warm-up (first-call allocations and kernel selection), not timed
+    warm = torch.zeros(1, 3, clip_len, img_size, img_size, device=dev)
+    for model in (ours_model, official_model):
+        forward_clips(model, warm)
+    _sync(dev)
+
+    threads = torch.get_num_threads()
+    ours_threads = min(threads, max(1, _num_cpus() - 1)) if dev.type == 'cpu' else threads
+    result: dict[str, Any] = {
+        'video': path, 'num_frames': meta.num_frames, 'fps': meta.fps, 'height': meta.height, 'width': meta.width,
+        'arch': arch, 'checkpoint': checkpoint, 'img_size': img_size, 'clip_len': clip_len, 'stride': stride,
+        'windows_total': len(starts), 'windows_run': len(run_starts), 'device': str(dev),
+        'official': {'batch_size': 1, 'dtype': 'fp32', 'attention': 'explicit', 'torch_threads': threads},
+        'ours': {'batch_size': batch_size, 'dtype': dtype, 'attention': 'fused', 'torch_threads': ours_threads},
+    }
+
+    feats_off, total, decode, model_s = _official_loop(official_model, path, run_starts, clip_len, img_size, dev)
+    result['official'].update(_times(total, decode, model_s, len(run_starts)))
+    torch.set_num_threads(ours_threads)  # as tools/extract_features.py: leave a core to the decoding thread
+    try:
+        feats_ours, total, decode, model_s = _ours(ours_model, path, clip_len, stride, img_size, batch_size, dtype,
+                                                   len(run_starts))
+        result['ours'].update(_times(total, decode, model_s, len(run_starts)))
+        if decode_only:
+            _, ours_dec, _, _ = _ours(None, path, clip_len, stride, img_size, batch_size, dtype, None)
+    finally:
+        torch.set_num_threads(threads)
+    result['speedup'] = result['official']['total_s'] / result['ours']['total_s']
+    result['max_abs_diff'] = float(np.abs(feats_off - feats_ours).max()) if len(run_starts) else 0.0
+    if decode_only:
+        _, off_dec, _, _ = _official_loop(official_model, path, starts, clip_len, img_size, dev, run_model=False)
+        result['decode_only_all_windows'] = {'windows': len(starts), 'official_s': off_dec, 'ours_s': ours_dec,
+                                             'speedup': off_dec / ours_dec}
+    return result
+
+
+def _times(total: float, decode: float, model_s: float, clips: int) -> dict[str, float]:
+    return {'total_s': total, 'decode_s': decode, 'model_s': model_s,
+            'decode_fraction': decode / total if total > 0 else 0.0,
+            'clips_per_s': clips / total if total > 0 else 0.0}

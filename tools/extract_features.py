@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""Extract VideoMAE V2 clip features of untrimmed videos into one HDF5 feature store.
+
+A thin command line over :mod:`feature_store.extract` (see its docstring for the resumable, crash-safe and distributed
+behaviour). Examples::
+
+    # official THUMOS14 features (REFERENCE 6.4): ViT-g, 16-frame windows every 4 frames, squash 224x224, no mean/std
+    python tools/extract_features.py thumos14/videos --out work_dirs/th14_vit_g_16_4.h5 --arch vit_giant \\
+        --checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --resize 224x224 --no-normalize --stride 4
+    # the same on 8 GPUs: ranks take every 8th video, rank 0 merges the shards
+    torchrun --nproc_per_node 8 tools/extract_features.py thumos14/videos --out th14.h5 ...
+
+A rerun skips the videos already complete. Exit status: 0 when every video was extracted, 3 when some could not be
+decoded (listed on stderr and in OUT.h5.failures.json), 2 for bad arguments or a store made with other settings.
+"""
+from __future__ import annotations
+
+import sys
+
+if __name__ == '__main__':
+    try:
+        from feature_store.extract import main
+    except ImportError as err:
+        print(f'extract_features: error: cannot import the suite ({err}); install it with `pip install -e .` or set '
+              'PYTHONPATH to the repository root', file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main())
