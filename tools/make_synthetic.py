@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Generate the embedded synthetic benchmarks.
+
+Usage::
+
+    python tools/make_synthetic.py --out data/synthetic --preset default --seed 0
+
+Needs the repository installed (``pip install -e .``, as ``make`` does) or its root on ``PYTHONPATH``; ``python -m
+tasks.synthetic`` from the repository root works without either. Everything is in :mod:`tasks.synthetic`.
+"""
+import sys
+
+from tasks.synthetic.cli import main
+
+if __name__ == '__main__':
+    sys.exit(main())
