@@ -1,0 +1,35 @@
+# Optimiser and schedule of the official ViT-B pre-training script (OpenGVLab/VideoMAEv2:
+# scripts/pretrain/vit_b_hybrid_pt.sh, run_mae_pretraining.py; REFERENCE 2.5): 200 epochs (x 4 repeated-augmentation
+# views = the paper's "800 epochs"), 20 warmup epochs, AdamW, per-iteration cosine.
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=200)
+
+optim_wrapper = dict(
+    # 'BF16AutocastOptimWrapper' (tasks.pretrain) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
+    # AmpOptimWrapper (float16 + loss scaler, the official NativeScaler set-up) needs a GPU.
+    type='OptimWrapper',
+    # lr is the official --lr, per 256 videos; auto_scale_lr below multiplies it by world_size x batch_size / 256
+    # (32 GPUs x 32 = 1024 -> 4e-3), exactly as run_mae_pretraining.py does.
+    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, eps=1e-8),
+    # The official optimiser factory exempts from weight decay every 1-D parameter (norms, biases, q_bias, v_bias)
+    # and the names in no_weight_decay() (mask_token; pos_embed, which is a fixed buffer here, not a parameter).
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
+        custom_keys={'mask_token': dict(decay_mult=0.0), 'pos_embed': dict(decay_mult=0.0)}),
+    clip_grad=None)  # official --clip_grad: none for ViT-B/L/H
+
+# lr per iteration (convert_to_iter_based): linear warmup from warmup_lr, then cosine to min_lr over the remaining
+# iterations, like the official utils.cosine_scheduler. The official code scales --lr (1e-3), --warmup_lr (default
+# 1e-6) and --min_lr (default 1e-5) by the same batch / 256 factor, so the ratios below hold after auto_scale_lr:
+#   start_factor = 1e-6 / 1e-3, eta_min_ratio = 1e-5 / 1e-3.
+# (mmengine's warmup reaches the peak one iteration later than np.linspace does: a difference of at most
+# lr / warmup_iters during warmup only.)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=True, begin=0, end=20,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min_ratio=1e-2, by_epoch=True, begin=20, end=200, T_max=180,
+         convert_to_iter_based=True),
+]
+
+# lr = optimizer.lr x world_size x train_dataloader.batch_size / 256 (videos, not counting the 4 views).
+auto_scale_lr = dict(enable=True, base_batch_size=256)

@@ -1,0 +1,159 @@
+"""mmengine glue for pre-training: the data preprocessor, the ``BaseModel`` wrapper and a bf16 autocast optimiser
+wrapper.
+
+Data flow of one training step (ViT-B recipe, per GPU)::
+
+    collate: inputs uint8 (32, 4, 3, 16, 224, 224), masks bool (32, 4, 1568)      32 videos x 4 views
+      -> VideoMAEv2PretrainPreprocessor: to the device, views folded into the batch, ImageNet normalisation
+         inputs float (128, 3, 16, 224, 224), masks (128, 1568)
+      -> VideoMAEv2PretrainModel.forward(mode='loss') -> backbone.loss(...) -> {'loss': scalar}
+
+The pre-training model sits under the attribute ``backbone`` so that checkpoints hold ``backbone.encoder.*``:
+:func:`backbone.load_checkpoint` strips the ``backbone.`` prefix and hands the encoder to a downstream
+:class:`~backbone.VideoMAEv2ViT` as it does for the official pre-training files.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseDataPreprocessor, BaseModel, MMDistributedDataParallel
+from mmengine.optim import OptimWrapper
+from mmengine.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS
+
+from backbone.pretrain import VideoMAEv2Pretrainer
+from tasks.video.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ['VideoMAEv2PretrainPreprocessor', 'VideoMAEv2PretrainModel', 'BF16AutocastOptimWrapper', 'DeviceAgnosticDDP']
+
+
+@MODELS.register_module()
+class VideoMAEv2PretrainPreprocessor(BaseDataPreprocessor):
+    """Move a collated batch to the device, fold the repeated-augmentation views into the batch and normalise.
+
+    Args:
+        mean: per-channel mean on the scale of the inputs (ImageNet on 0-255 by default).
+        std: per-channel std on that scale.
+        non_blocking: asynchronous host-to-device copies (with pinned memory).
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 non_blocking: bool = False):
+        super().__init__(non_blocking)
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        """
+        Args:
+            data: ``inputs`` (B, V, 3, T, H, W) or (B, 3, T, H, W) on 0-255; ``data_samples`` with ``encoder_mask``
+                and ``decoder_mask`` (B, V, N) or (B, N).
+
+        Returns:
+            ``inputs`` float32 (B*V, 3, T, H, W) normalised; ``data_samples`` with masks bool (B*V, N) and the rest
+            (``index``, ``failed``) as collated.
+        """
+        data = self.cast_data(data)
+        inputs, samples = data['inputs'], dict(data.get('data_samples') or {})
+        if inputs.ndim == 6:
+            inputs = inputs.flatten(0, 1)
+        if inputs.ndim != 5 or inputs.shape[1] != 3:
+            raise ValueError(f'expected inputs (B, V, 3, T, H, W) or (B, 3, T, H, W), got {tuple(inputs.shape)}')
+        for key in ('encoder_mask', 'decoder_mask'):
+            if key not in samples:
+                raise KeyError(f'data_samples has no {key!r} (keys: {sorted(samples)})')
+            mask = samples[key]
+            samples[key] = (mask.flatten(0, 1) if mask.ndim == 3 else mask).bool()
+            if samples[key].shape[0] != inputs.shape[0]:
+                raise ValueError(f'{key} has {samples[key].shape[0]} rows for {inputs.shape[0]} clips')
+        return dict(inputs=(inputs.float() - self.mean) / self.std, data_samples=samples)
+
+
+@MODELS.register_module()
+class VideoMAEv2PretrainModel(BaseModel):
+    """mmengine model around :class:`backbone.pretrain.VideoMAEv2Pretrainer` (dual-masked pre-training).
+
+    Args:
+        arch: encoder preset (``vit_small`` ... ``vit_giant``, ``vit_test``).
+        data_preprocessor: config of the preprocessor (default :class:`VideoMAEv2PretrainPreprocessor`).
+        init_cfg: mmengine init config (unused by the model itself; fresh weights follow the official init).
+        **kwargs: passed to :class:`~backbone.pretrain.VideoMAEv2Pretrainer` (``img_size``, ``all_frames``,
+            ``decoder_depth``, ``with_cp``, ``normalize_target``, ``drop_path_rate``, ...).
+    """
+
+    def __init__(self, arch: str = 'vit_base', data_preprocessor: dict | nn.Module | None = None,
+                 init_cfg: dict | None = None, **kwargs: Any):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='VideoMAEv2PretrainPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = VideoMAEv2Pretrainer(arch, **kwargs)
+
+    def forward(self, inputs: torch.Tensor, data_samples: dict | None = None,
+                mode: Literal['loss', 'predict', 'tensor'] = 'loss') -> dict[str, torch.Tensor] | torch.Tensor:
+        """
+        Args:
+            inputs: normalised clips (B, 3, T, H, W).
+            data_samples: ``encoder_mask`` and ``decoder_mask``, bool (B, N), True = masked / dropped.
+            mode: ``'loss'`` -> ``{'loss': scalar}``; ``'tensor'`` -> predictions (B, N_kept, 3*tubelet*p^2) for the
+                decoder-kept tokens; ``'predict'`` -> the reconstructed clip (B, 3, T, H, W) in [0, 1] pixels
+                (predictions at the decoder-kept tokens, the original elsewhere).
+        """
+        if data_samples is None or 'encoder_mask' not in data_samples:
+            raise ValueError('pre-training needs data_samples with encoder_mask and decoder_mask')
+        mask, decode_mask = data_samples['encoder_mask'], data_samples.get('decoder_mask')
+        if mode == 'loss':
+            return dict(loss=self.backbone.loss(inputs, mask, decode_mask))
+        if mode == 'tensor':
+            return self.backbone(inputs, mask, decode_mask)
+        if mode == 'predict':
+            return self.backbone.reconstruct(inputs, mask, decode_mask)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+
+@OPTIM_WRAPPERS.register_module()
+class BF16AutocastOptimWrapper(OptimWrapper):
+    """``OptimWrapper`` that runs the forward pass under bfloat16 autocast, on CPU or CUDA.
+
+    mmengine's ``AmpOptimWrapper(dtype='bfloat16')`` does the same autocast but refuses to be built without a GPU
+    (it asserts CUDA/NPU/MLU/MUSA for its float16 ``GradScaler``). bfloat16 has float32's exponent range, so gradients
+    need no loss scaling, and this wrapper has no scaler; its state dict is the plain optimiser's, so runs resume
+    across the two wrappers. The official recipe uses float16 autocast with a loss scaler on GPUs (REFERENCE 2.4);
+    use ``AmpOptimWrapper`` for that.
+
+    Args:
+        dtype: the autocast dtype; only ``'bfloat16'``.
+        **kwargs: ``optimizer``, ``clip_grad``, ``accumulative_counts`` as for ``OptimWrapper``.
+    """
+
+    def __init__(self, dtype: Literal['bfloat16'] = 'bfloat16', **kwargs: Any):
+        if dtype not in ('bfloat16', torch.bfloat16):
+            raise ValueError(f"BF16AutocastOptimWrapper supports dtype='bfloat16' only (float16 needs a loss scaler: "
+                             f"use mmengine's AmpOptimWrapper on a GPU), got {dtype!r}")
+        super().__init__(**kwargs)
+        self.cast_dtype = torch.bfloat16
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        from mmengine.runner.amp import autocast
+
+        with super().optim_context(model), autocast(dtype=self.cast_dtype):
+            yield
+
+
+@MODEL_WRAPPERS.register_module()
+class DeviceAgnosticDDP(MMDistributedDataParallel):
+    """mmengine's DDP wrapper that also wraps CPU modules (gloo), for distributed runs on machines without GPUs.
+
+    The Runner always passes ``device_ids=[LOCAL_RANK]``, which torch's DDP accepts only for GPU modules; for a module
+    on the CPU it is dropped. ``tools/train.py`` selects this wrapper when ``--launcher pytorch`` finds no CUDA.
+    """
+
+    def __init__(self, module: nn.Module, device_ids: list[int] | None = None, **kwargs: Any):
+        if all(p.device.type == 'cpu' for p in module.parameters()):
+            device_ids = None
+        super().__init__(module=module, device_ids=device_ids, **kwargs)

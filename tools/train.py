@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Train from a config with the mmengine Runner (VideoMAE V2 pre-training: ``configs/pretrain/``).
+
+Usage::
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
+    torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
+
+Parse the arguments, merge them into the config, build the Runner, train (mmaction2's ``tools/train.py`` pattern).
+The repository must be importable (``pip install -e .`` or ``PYTHONPATH=<repo root>``): configs load our code with
+``custom_imports``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+from collections.abc import Sequence
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Train a model from an mmengine config')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='folder for logs, checkpoints and the loss curve (default: the config\'s '
+                                           'work_dir, else ./work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
+                        help='resume training (model, optimiser, schedulers, epoch and iteration) from CHECKPOINT, or '
+                             'without a value from the newest checkpoint in the work directory')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config settings, e.g. train_dataloader.batch_size=8 '
+                             'train_cfg.max_epochs=10 (key=value pairs; lists as key="[a,b]")')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='distributed launcher: "pytorch" under torchrun')
+    # torch.distributed.launch (not torchrun) passes --local-rank; accept it and hand it on as the environment does.
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+    return parser
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command line to the config."""
+    cfg.launcher = args.launcher
+    cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.launcher != 'none':
+        _cpu_backend(cfg)
+    return cfg
+
+
+def _cpu_backend(cfg: Config) -> None:
+    """Run a ``--launcher pytorch`` config on a machine without CUDA (CPU tests, debugging) with gloo.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model with ``device_ids=[local_rank]``;
+    both fail without a GPU. So start the gloo process group here (the Runner then skips its own set-up) and wrap the
+    model with :class:`tasks.pretrain.model.DeviceAgnosticDDP`, which drops ``device_ids`` for CPU modules.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if torch.cuda.is_available() or cfg.launcher != 'pytorch':
+        return
+    print('tools/train.py: no CUDA device, using the gloo backend instead of nccl', flush=True)
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')  # env:// rendezvous from torchrun's variables
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(type='DeviceAgnosticDDP', broadcast_buffers=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = get_args_parser().parse_args(argv)
+    if args.launcher != 'none' and 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    if 'runner_type' in cfg:  # a config may name its own Runner class
+        from mmengine.registry import RUNNERS
+
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
+    # weights-only loading (torch >= 2.6 refuses them otherwise; REFERENCE 8, mmengine #1655).
+    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+
+    with mmengine_checkpoint_globals():
+        runner.train()
+
+
+if __name__ == '__main__':
+    main()
