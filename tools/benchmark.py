@@ -217,6 +217,14 @@ def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def save_json_if_asked(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
+    """Write ``payload`` to ``--json PATH`` when given (every subcommand ends here); returns ``payload``."""
+    if args.json:
+        write_json(args.json, payload)
+        log(f'wrote {args.json}')
+    return payload
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -465,10 +473,7 @@ def run_backbone(args: argparse.Namespace) -> dict[str, Any]:
         machine['loadavg_1m_at_end'] = round(os.getloadavg()[0], 2)
 
     print_backbone_report(payload, profiles)
-    if args.json:
-        write_json(args.json, payload)
-        log(f'wrote {args.json}')
-    return payload
+    return save_json_if_asked(args, payload)
 
 
 BACKBONE_COLUMNS = [
@@ -582,10 +587,7 @@ def run_store(args: argparse.Namespace) -> dict[str, Any]:
     payload = {**payload_header('store', machine), 'config': bench['params'] | {'seed': args.seed, 'tmpdir': tmpdir},
                **store_summary(bench['results']), 'results': bench['results']}
     print_store_report(payload)
-    if args.json:
-        write_json(args.json, payload)
-        log(f'wrote {args.json}')
-    return payload
+    return save_json_if_asked(args, payload)
 
 
 STORE_COLUMNS = [
@@ -749,10 +751,7 @@ def run_extract(args: argparse.Namespace) -> dict[str, Any]:
                           'seed': args.seed},
                **extract_summary(result), 'result': result}
     print_extract_report(payload)
-    if args.json:
-        write_json(args.json, payload)
-        log(f'wrote {args.json}')
-    return payload
+    return save_json_if_asked(args, payload)
 
 
 EXTRACT_COLUMNS = [
@@ -838,10 +837,7 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
                'memory_ratio': ratios['activation_memory'], 'ratios': ratios, 'meets': result['meets'],
                'targets': result['targets'], 'paper': result['paper'], 'modes': result['modes']}
     print_pretrain_report(payload)
-    if args.json:
-        write_json(args.json, payload)
-        log(f'wrote {args.json}')
-    return payload
+    return save_json_if_asked(args, payload)
 
 
 PRETRAIN_COLUMNS = [
