@@ -6,9 +6,10 @@ features every epoch):
 
 * writing them (``build_store`` / one ``np.save`` per video);
 * reading every video in id order (``read_sequential_s``) and in a random order (``read_random_s``): the store via
-  :meth:`FeatureStore.read` (features and metadata), npy via ``np.load`` (features only); for the store also with
-  plain h5py, ``h5[video_id][()]`` in id order, as ecosystem readers do (``read_plain_h5py_s``: the data without
-  our metadata), and the metadata alone (``meta_ms``, per video: 8 HDF5 attributes);
+  :meth:`FeatureStore.read_features`, npy via ``np.load`` (features only in both: npy folders keep their metadata in a
+  sidecar read once); for the store also :meth:`FeatureStore.read` with each video's metadata (``read_with_meta_s``),
+  plain h5py ``h5[video_id][()]`` in id order, as ecosystem readers do (``read_plain_h5py_s``), and the metadata
+  alone (``meta_ms``, per video: 8 HDF5 attributes);
 * random windows of ``window`` rows (``window_ms``, per window): the store via :meth:`FeatureStore.read_window`, npy
   via ``np.load(mmap_mode='r')`` slices (how training crops are read);
 * the bytes on disk.
@@ -99,7 +100,7 @@ def bench_store(tmpdir: str | os.PathLike, num_videos: int = 200, rows: int = 25
             def run() -> None:
                 with FeatureStore.open(path) as store:
                     for v in which:
-                        store.read(v)
+                        store.read_features(v)
         else:
             def run() -> None:
                 for v in which:
@@ -111,6 +112,13 @@ def bench_store(tmpdir: str | os.PathLike, num_videos: int = 200, rows: int = 25
             with h5py.File(paths[layout], 'r') as f:
                 for v in ids:
                     f[v][()]
+        return run
+
+    def read_with_meta(layout: str) -> Callable[[], None]:
+        def run() -> None:
+            with FeatureStore.open(paths[layout]) as store:
+                for v in ids:
+                    store.read(v)
         return run
 
     def read_meta(layout: str) -> Callable[[], None]:
@@ -135,7 +143,8 @@ def bench_store(tmpdir: str | os.PathLike, num_videos: int = 200, rows: int = 25
 
     times: dict[str, dict[str, list[float]]] = {
         k: {'write_s': [], 'read_sequential_s': [], 'read_random_s': [], 'window_ms': []}
-        | ({'read_plain_h5py_s': [], 'meta_ms': []} if k.startswith('h5') else {}) for k in LAYOUTS}
+        | ({'read_with_meta_s': [], 'read_plain_h5py_s': [], 'meta_ms': []} if k.startswith('h5') else {})
+        for k in LAYOUTS}
     try:
         for _ in range(repeats):
             for layout in LAYOUTS:
@@ -145,6 +154,7 @@ def bench_store(tmpdir: str | os.PathLike, num_videos: int = 200, rows: int = 25
                 times[layout]['read_random_s'].append(_timed(read_all(layout, order)))
                 times[layout]['window_ms'].append(_timed(read_windows(layout)) / num_windows * 1e3)
                 if layout.startswith('h5'):
+                    times[layout]['read_with_meta_s'].append(_timed(read_with_meta(layout)))
                     times[layout]['read_plain_h5py_s'].append(_timed(read_plain(layout)))
                     times[layout]['meta_ms'].append(_timed(read_meta(layout)) / num_videos * 1e3)
         results = {k: {'bytes': _size(paths[k]), **{m: statistics.median(v) for m, v in times[k].items()}}
@@ -155,8 +165,8 @@ def bench_store(tmpdir: str | os.PathLike, num_videos: int = 200, rows: int = 25
     for dt in ('fp32', 'fp16'):
         for m in ('write_s', 'read_sequential_s', 'read_random_s', 'window_ms'):
             ratios[f'h5/npy {m} {dt}'] = results[f'h5_{dt}'][m] / results[f'npy_{dt}'][m]
-        ratios[f'h5/npy read_plain_h5py_s {dt}'] = (results[f'h5_{dt}']['read_plain_h5py_s']
-                                                    / results[f'npy_{dt}']['read_sequential_s'])
+        for m in ('read_plain_h5py_s', 'read_with_meta_s'):
+            ratios[f'h5/npy {m} {dt}'] = results[f'h5_{dt}'][m] / results[f'npy_{dt}']['read_sequential_s']
     ratios['bytes fp16/fp32 h5'] = results['h5_fp16']['bytes'] / results['h5_fp32']['bytes']
     return {'params': {'num_videos': num_videos, 'rows': rows, 'dim': dim, 'window': window,
                        'num_windows': num_windows, 'repeats': repeats, 'cache': 'warm'},

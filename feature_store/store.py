@@ -560,19 +560,51 @@ class FeatureStore:
             self._meta_cache[video_id] = meta
         return meta
 
+    def _dataset_id(self, video_id: str) -> h5py.h5d.DatasetID | None:
+        """Low-level handle of a video's dataset, or None when ``video_id`` names no plain dataset (the caller then
+        goes through :meth:`_dataset`, which raises the clear :class:`UnknownVideoError`)."""
+        if video_id.split('/', 1)[0] == INCOMPLETE_GROUP:
+            return None
+        try:
+            return h5py.h5d.open(self._file.id, video_id.encode())
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def read_features(self, video_id: str, dtype: np.dtype | type | None = None) -> np.ndarray:
+        """All rows of one video, (T, C), in the stored dtype unless ``dtype`` is given; no metadata (the analogue of
+        ``np.load`` on a per-video ``.npy``).
+
+        Reads through the low-level API into a preallocated array: building an ``h5py.Dataset`` object and its
+        selection costs more than reading a (256, 768) float32 dataset (measured 4x slower than this path).
+        """
+        dsid = self._dataset_id(video_id)
+        if dsid is None:
+            return self._dataset(video_id)[()]  # raises UnknownVideoError
+        data = np.empty(dsid.shape, dsid.dtype)
+        if data.size:
+            dsid.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
+        return data if dtype is None else data.astype(dtype, copy=False)
+
     def read(self, video_id: str, dtype: np.dtype | type | None = None) -> tuple[np.ndarray, VideoFeatureMeta]:
         """All rows of one video: ``(features (T, C) in the stored dtype unless dtype is given, meta)``."""
-        ds = self._dataset(video_id)
-        data = np.empty(ds.shape, ds.dtype)
-        if data.size:
-            ds.read_direct(data)  # ~2x faster than ds[()] for small datasets (no selection machinery)
-        return (data if dtype is None else data.astype(dtype, copy=False)), self._meta(video_id, ds)
+        return self.read_features(video_id, dtype), self.meta(video_id)
 
     def read_window(self, video_id: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of one video (stop past the end is clipped, as in a numpy slice)."""
         if start < 0 or stop < start:
             raise ValueError(f'{video_id}: need 0 <= start <= stop, got start={start}, stop={stop}')
-        return self._dataset(video_id)[start:stop]
+        dsid = self._dataset_id(video_id)
+        if dsid is None:
+            return self._dataset(video_id)[start:stop]  # raises UnknownVideoError
+        # a hyperslab read into a preallocated array, without building an h5py.Dataset and its selection
+        rows, rest = dsid.shape[0], tuple(dsid.shape[1:])
+        start, stop = min(start, rows), min(stop, rows)
+        out = np.empty((stop - start,) + rest, dsid.dtype)
+        if out.size:
+            file_space = dsid.get_space()
+            file_space.select_hyperslab((start,) + (0,) * len(rest), out.shape)
+            dsid.read(h5py.h5s.create_simple(out.shape), file_space, out)
+        return out
 
     def read_seconds(self, video_id: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
         """Rows whose centre time lies in ``[t0, t1]`` seconds: ``(features (k, C), row indices (k,))``."""

@@ -565,7 +565,7 @@ def test_bench_store_smoke(tmp_path):
     for kind in ('h5_fp32', 'h5_fp16', 'npy_fp32', 'npy_fp16'):
         r = res['results'][kind]
         assert r['read_sequential_s'] > 0 and r['read_random_s'] > 0 and r['window_ms'] > 0
-        assert ('read_plain_h5py_s' in r) == ('meta_ms' in r) == kind.startswith('h5')
+        assert ('read_plain_h5py_s' in r) == ('read_with_meta_s' in r) == ('meta_ms' in r) == kind.startswith('h5')
     # payload sizes: 4 videos * 32 rows * 16 dims * 4 (fp32) or 2 (fp16) bytes, plus per-file overhead
     assert res['results']['h5_fp32']['bytes'] >= 4 * 32 * 16 * 4
     assert res['results']['npy_fp16']['bytes'] == 4 * (32 * 16 * 2 + 128)  # npy v1 header is 128 bytes here
@@ -586,3 +586,31 @@ def test_bad_per_video_attributes_are_reported(tmp_path):
             store.read('w')
         meta = store.meta('x')
         assert meta.fps == 25.0 and meta.centre_frames.dtype == np.int64 and meta.centre_frames[-1] == 32
+
+
+def test_read_features_is_the_data_of_read_and_rejects_non_videos(tmp_path):
+    """The fast low-level read returns exactly what the high-level path and plain h5py return, in either dtype."""
+    path = tmp_path / 'f.h5'
+    videos = [make_video('a', 60, seed=3), make_video('dir/b', 40, seed=4)]
+    build_store(path, make_info(), videos)
+    with FeatureStore.open(path) as store, h5py.File(path, 'r') as f:
+        for video_id, feats, _ in videos:
+            got = store.read_features(video_id)
+            np.testing.assert_array_equal(got, feats)
+            np.testing.assert_array_equal(got, f[video_id][()])
+            assert got.dtype == np.float32 and got.flags.writeable
+            assert store.read_features(video_id, np.float64).dtype == np.float64
+        for bad in ('missing', 'dir', '__incomplete__/x'):  # absent, a group, the reserved scratch group
+            with pytest.raises(UnknownVideoError, match=f"video id '{bad}' is not in feature store"):
+                store.read_features(bad)
+
+
+@pytest.mark.parametrize('start,stop', [(0, 5), (3, 9), (10, 13), (12, 100), (13, 13), (50, 60), (0, 0)])
+def test_read_window_matches_numpy_slicing(tmp_path, start, stop):
+    path = tmp_path / 'f.h5'
+    video = make_video('a', 60, seed=5)  # (60 - 16) // 4 + 1 = 12 rows
+    build_store(path, make_info(), [video])
+    with FeatureStore.open(path) as store:
+        got = store.read_window('a', start, stop)
+    assert got.shape[0] == len(range(12)[start:stop])
+    np.testing.assert_array_equal(got, video[1][start:stop])
