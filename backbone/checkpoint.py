@@ -19,6 +19,7 @@ which names the file and the keys: a checkpoint is never loaded partially by acc
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
@@ -112,7 +113,8 @@ def read_checkpoint(src: Source, weights_only: bool = True) -> dict[str, torch.T
         raise CheckpointError(f'{name}: not a PyTorch checkpoint (neither a zip archive nor a pickle; the file '
                               f'starts with {magic[:8]!r})')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=weights_only)
+        with training_checkpoint_globals() if weights_only else contextlib.nullcontext():
+            obj = torch.load(path, map_location='cpu', weights_only=weights_only)
     except Exception as err:  # torch raises many types here (UnpicklingError, RuntimeError, OSError, EOFError ...)
         message = str(err)
         if weights_only and 'Weights only load failed' in message:
@@ -127,6 +129,44 @@ def read_checkpoint(src: Source, weights_only: bool = True) -> dict[str, torch.T
         raise CheckpointError(f'{name}: truncated or corrupt PyTorch checkpoint ({type(err).__name__}: '
                               f'{first})') from err
     return _unwrap(obj, name)
+
+
+def _training_checkpoint_types() -> list:
+    """What mmengine 0.10 pickles into a training checkpoint besides tensors and builtin containers.
+
+    tools/train.py writes mmengine checkpoints: ``state_dict`` + ``meta`` + the message hub, whose loss/lr histories
+    are ``HistoryBuffer`` objects holding numpy arrays and scalars. Allowing exactly these classes lets the weights-only
+    unpickler read our own training runs without turning its safety check off (REFERENCE 8, mmengine #1655).
+    """
+    import numpy as np
+
+    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
+    allowed: list = [
+        # A HistoryBuffer pickles its statistics table as getattr(HistoryBuffer, 'min') etc. The weights-only
+        # unpickler still refuses to *call* anything not allowed here, so getattr can only look attributes up.
+        getattr,
+        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,  # numpy histories and scalars
+    ]
+    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25 pickles dtypes through their classes (Float64DType, ...)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith('DType')]
+    try:
+        from mmengine.logging.history_buffer import HistoryBuffer
+    except ImportError:  # pragma: no cover - without mmengine there are no mmengine checkpoints to read
+        return allowed
+    return [HistoryBuffer, *allowed]
+
+
+@contextlib.contextmanager
+def training_checkpoint_globals():
+    """Within the block, ``torch.load(weights_only=True)`` also accepts the objects of an mmengine training checkpoint
+    (and no others). A no-op on torch < 2.5, which has no scoped allow-list."""
+    safe_globals = getattr(torch.serialization, 'safe_globals', None)
+    if safe_globals is None:
+        yield
+        return
+    with safe_globals(_training_checkpoint_types()):
+        yield
 
 
 def _looks_like_safetensors(magic: bytes, size: int) -> bool:

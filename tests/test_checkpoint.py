@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -409,6 +410,24 @@ def test_python_objects_need_unsafe_pickle(tmp_path, tiny_vit, source):
     model = tiny_vit(num_classes=5)
     load_checkpoint(model, path, weights_only=False)  # the user vouches for the file
     assert_state_equal(model, sd)
+
+
+def test_our_training_checkpoints_load_without_unsafe_pickle(tmp_path, tiny_vit, source):
+    # What tools/train.py writes: the model under `backbone.` plus mmengine's meta and message hub, whose histories
+    # are HistoryBuffers of numpy values. These classes (and no others) are allowed under weights_only loading.
+    from mmengine.logging import HistoryBuffer
+
+    _, sd = source
+    path = tmp_path / 'epoch_3.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in sd.items()}, 'meta': {'epoch': 3, 'seed': np.int64(0)},
+                'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])}}}, path)
+    model = tiny_vit(num_classes=5)
+    load_checkpoint(model, path)
+    assert_state_equal(model, sd)
+    # ... while anything else pickled next to them is still refused.
+    torch.save({'state_dict': sd, 'args': argparse.Namespace(lr=1e-3)}, path)
+    with pytest.raises(CheckpointError, match=r'argparse\.Namespace'):
+        load_checkpoint(tiny_vit(num_classes=5), path)
 
 
 def test_unaccounted_keys_are_errors_and_load_nothing(tmp_path, tiny_vit, source):

@@ -7,45 +7,23 @@ below allows exactly those classes.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
+
+from backbone.checkpoint import training_checkpoint_globals
 
 __all__ = ['mmengine_checkpoint_globals', 'load_trusted_checkpoint']
 
 
-def _allowed() -> list[Any]:
-    """What mmengine 0.10 pickles into a training checkpoint besides tensors and builtin containers."""
-    from mmengine.logging.history_buffer import HistoryBuffer
+def mmengine_checkpoint_globals():
+    """Within the block, ``torch.load(weights_only=True)`` accepts mmengine's checkpoint objects (and no others).
 
-    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
-    allowed: list[Any] = [
-        HistoryBuffer,  # the message hub's loss/lr/time histories
-        # A HistoryBuffer pickles its statistics table as getattr(HistoryBuffer, 'min') etc. The weights-only
-        # unpickler still refuses to *call* anything not allowed here, so getattr can only look attributes up.
-        getattr,
-        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,  # numpy histories and scalars
-    ]
-    # numpy >= 1.25 pickles dtypes through their classes (np.dtypes.Float64DType, ...)
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith('DType')]
-    return allowed
-
-
-@contextlib.contextmanager
-def mmengine_checkpoint_globals() -> Iterator[None]:
-    """Within the block, ``torch.load(weights_only=True)`` accepts mmengine's checkpoint objects (and no others)."""
-    safe_globals = getattr(torch.serialization, 'safe_globals', None)
-    if safe_globals is None:  # torch < 2.5: no allow-list, and torch.load defaults to weights_only=False anyway
-        yield
-        return
-    with safe_globals(_allowed()):
-        yield
+    The allow-list lives with the checkpoint loader (:func:`backbone.checkpoint.training_checkpoint_globals`), so that
+    every reader of our training runs (extraction, tests, conversion) accepts the same classes.
+    """
+    return training_checkpoint_globals()
 
 
 def load_trusted_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
