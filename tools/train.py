@@ -13,12 +13,11 @@ The repository must be importable (``pip install -e .`` or ``PYTHONPATH=<repo ro
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 from collections.abc import Sequence
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+
+from tasks.runner import build_runner, cpu_backend, resolve_work_dir, set_local_rank
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,50 +42,21 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Apply the command line to the config."""
     cfg.launcher = args.launcher
     cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    resolve_work_dir(cfg, args.work_dir, args.config)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.launcher != 'none':
-        _cpu_backend(cfg)
+        cpu_backend(cfg, 'tools/train.py')
     return cfg
-
-
-def _cpu_backend(cfg: Config) -> None:
-    """Run a ``--launcher pytorch`` config on a machine without CUDA (CPU tests, debugging) with gloo.
-
-    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model with ``device_ids=[local_rank]``;
-    both fail without a GPU. So start the gloo process group here (the Runner then skips its own set-up) and wrap the
-    model with :class:`tasks.pretrain.model.DeviceAgnosticDDP`, which drops ``device_ids`` for CPU modules.
-    """
-    import torch
-    import torch.distributed as dist
-
-    if torch.cuda.is_available() or cfg.launcher != 'pytorch':
-        return
-    print('tools/train.py: no CUDA device, using the gloo backend instead of nccl', flush=True)
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')  # env:// rendezvous from torchrun's variables
-    if cfg.get('model_wrapper_cfg') is None:
-        cfg.model_wrapper_cfg = dict(type='DeviceAgnosticDDP', broadcast_buffers=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
-    if args.launcher != 'none' and 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    set_local_rank(args)
     cfg = merge_args(Config.fromfile(args.config), args)
-    if 'runner_type' in cfg:  # a config may name its own Runner class
-        from mmengine.registry import RUNNERS
-
-        runner = RUNNERS.build(cfg)
-    else:
-        runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)  # the config's own runner_type if it names one
     # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
     # weights-only loading (torch >= 2.6 refuses them otherwise; REFERENCE 8, mmengine #1655).
     from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
