@@ -1,0 +1,540 @@
+"""Temporal action detection mAP at several tIoU thresholds (THUMOS14 protocol, REFERENCE 6.3), in plain numpy.
+
+This is the ActivityNet python evaluator that ActionFormer (``libs/utils/metrics.py``) and OpenTAD
+(``opentad/evaluations/mAP.py``) both use, re-implemented from its description:
+
+1. **Ground-truth clean-up**: per video, an instance with the same label as an earlier one and both boundaries within
+   1e-3 s of it is a duplicate and dropped; instances shorter than 1e-3 s are dropped (ActionFormer's rule).
+2. **Sort**: per class and threshold, all predictions of the class over all videos, by descending score (ties keep
+   the input order: a stable sort).
+3. **Greedy matching**: a prediction in a video without ground truth of its class is a false positive. Otherwise the
+   video's instances of that class are visited by descending tIoU: tIoU < threshold -> false positive and stop; an
+   instance already matched at this threshold -> try the next; else true positive, and the instance is locked.
+   tIoU >= threshold counts as a match.
+4. **AP** is all-point interpolated: precision made monotone from the right and summed over the recall steps, with
+   the number of ground-truth instances of the class as the recall denominator.
+5. **mAP** at a threshold is the mean AP over the classes that have ground truth; the average over the thresholds is
+   the headline number. Predictions of classes without ground truth are ignored.
+
+``ambiguous_aware=True`` adds the one rule of the THUMOS14 MATLAB kit (``TH14evalDet``) that the python evaluators
+lack: a detection that is *not* matched at a threshold and overlaps (intersection > 0) an ``Ambiguous`` interval of
+its video is removed from the ranking instead of counting as a false positive. Matching stays the greedy,
+score-ordered one above (the kit matches ground-truth-first and uses another AP), so this is not the kit's number,
+only its Ambiguous rule; say which one you report (REFERENCE 6.3).
+
+Inputs are plain containers: ground truth as :class:`GroundTruth` (built from a
+:class:`tasks.annotations.TADAnnotations` with :meth:`GroundTruth.from_annotations`, or read with
+:func:`read_ground_truth`), predictions as the
+ActivityNet-style ``{video: [{"segment": [s, e], "label": name, "score": x}]}`` mapping that
+:func:`read_predictions` reads from ``{"results": ...}`` json files (OpenTAD's output layout; REFERENCE 6.2).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tasks.annotations import (AnnotationError, TADAnnotations, read_actionformer_json, read_class_map,
+                               read_opentad_json)
+
+__all__ = [
+    'DEFAULT_TIOUS', 'GroundTruth', 'Prediction', 'DetectionResult', 'segment_iou', 'interpolated_ap',
+    'evaluate_detection', 'random_predictions', 'random_baseline', 'read_ground_truth', 'read_predictions',
+    'write_predictions', 'read_annotations', 'class_names', 'detect_format', 'resolve_subset', 'format_table',
+    'plot_map_vs_tiou', 'AnnFormat',
+]
+
+DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+"""THUMOS14 thresholds (REFERENCE 6.3)."""
+
+DUPLICATE_TOL = 1e-3
+"""Seconds within which two same-label instances count as one (ActivityNet / ActionFormer)."""
+
+AnnFormat = Literal['auto', 'actionformer', 'opentad']
+Prediction = Mapping[str, Any]
+"""One detection: ``{"segment": [start, end] (seconds), "label": class name, "score": float}``."""
+
+
+# =====================================================================================================================
+# Ground truth
+# =====================================================================================================================
+@dataclass
+class GroundTruth:
+    """The instances to detect, per video, after the clean-up of step 1.
+
+    Attributes:
+        segments: video id -> (N, 2) float64 [start, end] seconds (every video of the evaluated subset, also videos
+            without instances: their predictions are all false positives).
+        labels: video id -> (N,) class names, aligned with ``segments``.
+        ambiguous: video id -> (M, 2) ``Ambiguous`` intervals (only used with ``ambiguous_aware``).
+        classes: the class names in id order (including classes without instances in this subset).
+        removed: how many instances the clean-up dropped (duplicates, too short).
+    """
+
+    segments: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    ambiguous: dict[str, np.ndarray] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    removed: int = 0
+
+    @classmethod
+    def from_instances(cls, instances: Mapping[str, Iterable[tuple[float, float, str]]],
+                       ambiguous: Mapping[str, Iterable[tuple[float, float]]] | None = None,
+                       classes: Sequence[str] | None = None) -> GroundTruth:
+        """From ``{video: [(start, end, label), ...]}``, removing duplicates and instances under 1e-3 s."""
+        segments, labels, removed = {}, {}, 0
+        for vid, items in instances.items():
+            kept: list[tuple[float, float, str]] = []
+            for start, end, label in items:
+                start, end = float(start), float(end)
+                duplicate = any(label == l2 and abs(start - s2) <= DUPLICATE_TOL and abs(end - e2) <= DUPLICATE_TOL
+                                for s2, e2, l2 in kept)
+                if duplicate or end - start < DUPLICATE_TOL:
+                    removed += 1
+                    continue
+                kept.append((start, end, str(label)))
+            segments[vid] = np.array([(s, e) for s, e, _ in kept], dtype=np.float64).reshape(-1, 2)
+            labels[vid] = np.array([l for _, _, l in kept], dtype=object)
+        amb = {vid: np.asarray(list(iv), dtype=np.float64).reshape(-1, 2) for vid, iv in (ambiguous or {}).items()}
+        if classes is None:
+            classes = sorted({l for ls in labels.values() for l in ls})
+        return cls(segments, labels, amb, list(classes), removed)
+
+    @classmethod
+    def from_annotations(cls, ann: TADAnnotations, subset: str | Sequence[str] | None = None) -> GroundTruth:
+        """The videos of ``subset`` (names as in the file, see :func:`resolve_subset`; None: every video)."""
+        if subset is None:
+            videos = list(ann.videos.values())
+        else:
+            names = [subset] if isinstance(subset, str) else list(subset)
+            videos = ann.subset(*names)
+        return cls.from_instances({v.video_id: [(s.start, s.end, s.label) for s in v.segments] for v in videos},
+                                  {v.video_id: v.ambiguous for v in videos},
+                                  classes=[ann.classes[i] for i in sorted(ann.classes)])
+
+    @property
+    def videos(self) -> list[str]:
+        return list(self.segments)
+
+    def num_instances(self, label: str | None = None) -> int:
+        return int(sum((ls == label).sum() if label is not None else len(ls) for ls in self.labels.values()))
+
+    def present_classes(self) -> list[str]:
+        """Classes with at least one instance, in class-id order (then any other label, sorted)."""
+        present = {l for ls in self.labels.values() for l in ls}
+        ordered = [c for c in self.classes if c in present]
+        return ordered + sorted(present - set(ordered))
+
+
+def _sniff_format(path: Path) -> Literal['actionformer', 'opentad']:
+    """ActionFormer annotations carry ``label_id`` (and per-video ``fps``); OpenTAD's carry neither."""
+    try:
+        db = json.loads(path.read_text(encoding='utf-8')).get('database')
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return 'actionformer'  # let the reader produce the precise error
+    if isinstance(db, dict):
+        for info in db.values():
+            if not isinstance(info, dict):
+                break
+            if 'fps' in info:
+                return 'actionformer'
+            if 'frame' in info:
+                return 'opentad'
+            for ann in info.get('annotations') or []:
+                if isinstance(ann, dict):
+                    return 'actionformer' if 'label_id' in ann else 'opentad'
+    return 'actionformer'
+
+
+def read_annotations(path: str | os.PathLike, ann_format: AnnFormat = 'auto',
+                     class_map: Sequence[str] | str | os.PathLike | None = None) -> TADAnnotations:
+    """Read an ActionFormer or OpenTAD THUMOS14 json with :mod:`tasks.annotations` (``'auto'`` looks for
+    ``fps`` / ``label_id`` (ActionFormer) or ``frame`` (OpenTAD)). ``class_map`` is OpenTAD's ``category_idx.txt``
+    (default: ``category_idx.txt`` next to the json if it exists, else the sorted labels)."""
+    path = Path(path)
+    fmt = detect_format(path, ann_format)
+    if fmt == 'actionformer':
+        return read_actionformer_json(path)
+    if fmt == 'opentad':
+        if class_map is None and (path.parent / 'category_idx.txt').is_file():
+            class_map = path.parent / 'category_idx.txt'
+        return read_opentad_json(path, class_map)
+    raise ValueError(f"ann_format must be 'auto', 'actionformer' or 'opentad', got {ann_format!r}")
+
+
+def class_names(ann: TADAnnotations, class_map: Sequence[str] | str | os.PathLike | None = None,
+                path: str | os.PathLike = '<annotations>') -> list[str]:
+    """All class names in id order. ActionFormer files only name the classes they use, so a subset-only or small
+    file may miss ids: then ``class_map`` (names in id order, or OpenTAD's ``category_idx.txt``; default: the one
+    next to the json) completes them, and must agree with every ``label_id`` of the file.
+
+    Raises:
+        AnnotationError: ids that are not 0..K-1 and no class map, or a class map contradicting the file.
+    """
+    if class_map is None and (Path(path).parent / 'category_idx.txt').is_file():
+        class_map = Path(path).parent / 'category_idx.txt'
+    if isinstance(class_map, (str, os.PathLike)):
+        class_map = read_class_map(class_map)
+    if class_map is None:
+        if sorted(ann.classes) != list(range(len(ann.classes))):
+            raise AnnotationError(path, f'class ids {sorted(ann.classes)} are not 0..{len(ann.classes) - 1} (the '
+                                        'file does not use every class); give the class names in id order '
+                                        '(class_map, e.g. a category_idx.txt)')
+        return [ann.classes[i] for i in range(len(ann.classes))]
+    names = list(class_map)
+    wrong = {i: n for i, n in ann.classes.items() if i >= len(names) or names[i] != n}
+    if wrong:
+        raise AnnotationError(path, f'label ids/names {wrong} disagree with the class map {names}')
+    return names
+
+
+# Logical splits -> the subset names each format uses. THUMOS14 detectors train on the *validation* videos and are
+# tested on the *test* videos; OpenTAD renames them "training" / "validation" (REFERENCE 6.1).
+_SPLITS = {'actionformer': {'train': 'validation', 'test': 'test'},
+           'opentad': {'train': 'training', 'test': 'validation'}}
+
+
+def detect_format(path: str | os.PathLike, ann_format: AnnFormat = 'auto') -> Literal['actionformer', 'opentad']:
+    """The format of an annotation json: ``ann_format`` unless ``'auto'``, else ActionFormer when videos carry
+    ``fps`` or annotations ``label_id``, OpenTAD when they carry ``frame``."""
+    if ann_format not in ('auto', 'actionformer', 'opentad'):
+        raise ValueError(f"ann_format must be 'auto', 'actionformer' or 'opentad', got {ann_format!r}")
+    return _sniff_format(Path(path)) if ann_format == 'auto' else ann_format
+
+
+def resolve_subset(ann: TADAnnotations, subset: str, ann_format: Literal['actionformer', 'opentad'],
+                   where: str | os.PathLike = '<annotations>') -> list[str]:
+    """Subset names in the file for ``subset``: ``'train'`` (THUMOS14 validation videos: ActionFormer
+    ``Validation``, OpenTAD ``training``) or ``'test'`` (ActionFormer ``Test``, OpenTAD ``validation``); any other
+    value is taken literally (case-insensitive).
+
+    Raises:
+        AnnotationError: no video of the file is in that subset (the message lists the subsets there are).
+    """
+    present = {v.subset.lower() for v in ann.videos.values()}
+    names = [_SPLITS[ann_format].get(subset.lower(), subset.lower())]
+    if not present & set(names):
+        raise AnnotationError(where, f'no video in subset {subset!r} (looked for {names} in this {ann_format} '
+                                     f'file); the file has subsets {sorted(present)}')
+    return names
+
+
+def read_ground_truth(path: str | os.PathLike, subset: str | None = 'test', ann_format: AnnFormat = 'auto',
+                      class_map: Sequence[str] | str | os.PathLike | None = None) -> GroundTruth:
+    """Ground truth of one subset of an ActionFormer / OpenTAD json (``subset=None``: every video)."""
+    fmt = detect_format(path, ann_format)
+    ann = read_annotations(path, fmt, class_map)
+    return GroundTruth.from_annotations(ann, resolve_subset(ann, subset, fmt, path) if subset is not None else None)
+
+
+# =====================================================================================================================
+# Predictions
+# =====================================================================================================================
+def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """Read ``{"results": {video: [{"segment": [s, e], "label": name, "score": x}, ...]}}`` (OpenTAD / ActivityNet
+    layout; a bare ``{video: [...]}`` mapping is accepted too).
+
+    Raises:
+        ValueError: malformed file, naming the video and entry.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding='utf-8'))
+    except FileNotFoundError:
+        raise FileNotFoundError(f'prediction file {path} does not exist') from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{path}: not valid JSON ({e.msg}, line {e.lineno})') from None
+    results = doc.get('results', doc) if isinstance(doc, dict) else None
+    if not isinstance(results, dict):
+        raise ValueError(f'{path}: expected {{"results": {{video: [detections]}}}}')
+    out: dict[str, list[dict[str, Any]]] = {}
+    for vid, dets in results.items():
+        if not isinstance(dets, list):
+            raise ValueError(f'{path}: results[{vid!r}] must be a list of detections')
+        clean = []
+        for i, d in enumerate(dets):
+            try:
+                s, e = (float(v) for v in d['segment'])
+                clean.append({'segment': [s, e], 'label': str(d['label']), 'score': float(d['score'])})
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f'{path}: results[{vid!r}][{i}] needs "segment": [start, end], "label" and '
+                                 f'"score" ({type(err).__name__}: {err})') from None
+            if not (math.isfinite(s) and math.isfinite(e) and math.isfinite(clean[-1]['score'])):
+                raise ValueError(f'{path}: results[{vid!r}][{i}] has a non-finite value')
+        out[str(vid)] = clean
+    return out
+
+
+def write_predictions(path: str | os.PathLike, results: Mapping[str, Sequence[Prediction]],
+                      extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``{"results": ..., **extra}`` (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {'results': {vid: [{'segment': [float(p['segment'][0]), float(p['segment'][1])],
+                                  'label': str(p['label']), 'score': float(p['score'])} for p in dets]
+                           for vid, dets in results.items()}}
+    payload.update(extra or {})
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(json.dumps(payload) + '\n')
+    os.replace(tmp, path)
+    return path
+
+
+# =====================================================================================================================
+# Matching and AP
+# =====================================================================================================================
+def segment_iou(segment: Sequence[float], candidates: np.ndarray) -> np.ndarray:
+    """tIoU of one [start, end] with (N, 2) candidates: intersection / union of the two intervals."""
+    candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 2)
+    inter = np.clip(np.minimum(segment[1], candidates[:, 1]) - np.maximum(segment[0], candidates[:, 0]), 0, None)
+    union = (candidates[:, 1] - candidates[:, 0]) + (segment[1] - segment[0]) - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+    """All-point interpolated AP: precision made non-increasing from the right (the envelope), then summed over the
+    points where recall changes, each weighted by its recall step (VOC 2010+ / ActivityNet)."""
+    p = np.concatenate([[0.0], np.asarray(precision, dtype=np.float64), [0.0]])
+    r = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64), [1.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    steps = np.flatnonzero(r[1:] != r[:-1]) + 1
+    return float(np.sum((r[steps] - r[steps - 1]) * p[steps]))
+
+
+def _class_ap(gt: GroundTruth, label: str, preds: list[tuple[str, float, float, float]],
+              tious: np.ndarray, ambiguous_aware: bool) -> np.ndarray:
+    """AP of one class at every threshold. ``preds``: (video, start, end, score) of this class."""
+    npos = gt.num_instances(label)
+    ap = np.zeros(len(tious))
+    if npos == 0 or not preds:
+        return ap
+    scores = np.array([p[3] for p in preds])
+    order = np.argsort(-scores, kind='stable')
+    gt_of = {vid: segs[gt.labels[vid] == label] for vid, segs in gt.segments.items()}
+    locked = {vid: np.zeros((len(tious), len(s)), dtype=bool) for vid, s in gt_of.items()}
+    tp = np.zeros((len(tious), len(preds)), dtype=bool)
+    fp = np.zeros((len(tious), len(preds)), dtype=bool)
+    for rank, k in enumerate(order):
+        vid, s, e, _ = preds[k]
+        segs = gt_of.get(vid)
+        if segs is None or len(segs) == 0:
+            fp[:, rank] = True
+            continue
+        iou = segment_iou((s, e), segs)
+        by_iou = np.argsort(-iou, kind='stable')
+        for t, thr in enumerate(tious):
+            for j in by_iou:
+                if iou[j] < thr:
+                    break
+                if locked[vid][t, j]:
+                    continue
+                tp[t, rank] = locked[vid][t, j] = True
+                break
+            fp[t, rank] = not tp[t, rank]
+    if ambiguous_aware:
+        # unmatched detections touching an Ambiguous interval of their video leave the ranking (THUMOS14 kit)
+        for rank, k in enumerate(order):
+            vid, s, e, _ = preds[k]
+            amb = gt.ambiguous.get(vid)
+            if amb is not None and len(amb):
+                overlaps = bool(np.any(np.minimum(e, amb[:, 1]) - np.maximum(s, amb[:, 0]) > 0))
+                if overlaps:
+                    fp[:, rank] = False  # true positives stay (tp is untouched)
+    for t in range(len(tious)):
+        kept = tp[t] | fp[t]
+        tp_cum = np.cumsum(tp[t][kept])
+        fp_cum = np.cumsum(fp[t][kept])
+        if len(tp_cum) == 0:
+            continue
+        recall = tp_cum / npos
+        precision = tp_cum / (tp_cum + fp_cum)
+        ap[t] = interpolated_ap(precision, recall)
+    return ap
+
+
+@dataclass
+class DetectionResult:
+    """Output of :func:`evaluate_detection`.
+
+    Attributes:
+        tious: the thresholds.
+        classes: the evaluated classes (those with ground truth), in class order.
+        ap: (num_tious, num_classes) AP per threshold and class.
+        num_gt: instances per evaluated class.
+        num_predictions: detections evaluated (after dropping other videos and classes).
+        ambiguous_aware: whether the Ambiguous rule was applied.
+        ignored: ``{'videos': n, 'classes': n}`` detections ignored because their video is not in the ground truth
+            or their class has no instance there.
+    """
+
+    tious: np.ndarray
+    classes: list[str]
+    ap: np.ndarray
+    num_gt: list[int]
+    num_predictions: int
+    ambiguous_aware: bool
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def map_per_tiou(self) -> np.ndarray:
+        """(num_tious,) mean AP over classes."""
+        return self.ap.mean(axis=1) if self.ap.size else np.zeros(len(self.tious))
+
+    @property
+    def average_map(self) -> float:
+        """Mean of :attr:`map_per_tiou`, the THUMOS14 headline number."""
+        return float(self.map_per_tiou.mean())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: mAP per tIoU and averaged, AP per class and tIoU, counts, settings."""
+        return {
+            'average_mAP': self.average_map,
+            'mAP': {f'{t:.2f}': float(m) for t, m in zip(self.tious, self.map_per_tiou)},
+            'per_class_AP': {c: {f'{t:.2f}': float(a) for t, a in zip(self.tious, self.ap[:, i])}
+                             for i, c in enumerate(self.classes)},
+            'num_gt': dict(zip(self.classes, self.num_gt)),
+            'num_predictions': self.num_predictions,
+            'ignored_predictions': dict(self.ignored),
+            'tious': [float(t) for t in self.tious],
+            'evaluator': 'ActivityNet-style greedy matching, all-point interpolated AP' +
+                         (' + THUMOS14 kit Ambiguous rule' if self.ambiguous_aware else ''),
+            'ambiguous_aware': self.ambiguous_aware,
+        }
+
+
+def evaluate_detection(gt: GroundTruth, predictions: Mapping[str, Sequence[Prediction]],
+                       tious: Sequence[float] = DEFAULT_TIOUS, ambiguous_aware: bool = False) -> DetectionResult:
+    """mAP of ``predictions`` against ``gt`` at every threshold (module docstring, steps 2-5).
+
+    Args:
+        gt: ground truth of the evaluated videos.
+        predictions: ``{video: [{"segment": [s, e], "label": name, "score": x}]}``. Videos outside ``gt`` and
+            classes without ground truth are ignored (counted in ``DetectionResult.ignored``).
+        tious: thresholds in (0, 1].
+        ambiguous_aware: drop unmatched detections that overlap an Ambiguous interval (THUMOS14 kit rule).
+
+    Raises:
+        ValueError: a threshold outside (0, 1] or no ground-truth instance at all.
+    """
+    tious_arr = np.asarray(list(tious), dtype=np.float64)
+    if tious_arr.ndim != 1 or tious_arr.size == 0 or np.any((tious_arr <= 0) | (tious_arr > 1)):
+        raise ValueError(f'tIoU thresholds must be in (0, 1], got {list(tious)}')
+    classes = gt.present_classes()
+    if not classes:
+        raise ValueError('the ground truth has no instance to detect (wrong subset?)')
+    by_class: dict[str, list[tuple[str, float, float, float]]] = {c: [] for c in classes}
+    ignored = {'videos': 0, 'classes': 0}
+    for vid, dets in predictions.items():
+        if vid not in gt.segments:
+            ignored['videos'] += len(dets)
+            continue
+        for d in dets:
+            bucket = by_class.get(str(d['label']))
+            if bucket is None:
+                ignored['classes'] += 1
+                continue
+            bucket.append((vid, float(d['segment'][0]), float(d['segment'][1]), float(d['score'])))
+    ap = np.stack([_class_ap(gt, c, by_class[c], tious_arr, ambiguous_aware) for c in classes], axis=1)
+    return DetectionResult(tious=tious_arr, classes=classes, ap=ap, num_gt=[gt.num_instances(c) for c in classes],
+                           num_predictions=sum(len(v) for v in by_class.values()), ambiguous_aware=ambiguous_aware,
+                           ignored=ignored)
+
+
+# =====================================================================================================================
+# Random baseline
+# =====================================================================================================================
+def random_predictions(gt: GroundTruth, per_video: int = 200, seed: int = 0,
+                       durations: Mapping[str, float] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Chance-level detections to print next to a model's mAP.
+
+    Per video, ``per_video`` segments (200, the detector's cap) with a uniformly random class, a length drawn from
+    the ground-truth lengths of the whole set (so the baseline knows the typical length, nothing about where or
+    what), a start uniform over the positions that keep the segment inside the video, and a uniform score.
+
+    Args:
+        gt: the evaluated ground truth (its classes and lengths; its boundaries are not used).
+        per_video: detections per video.
+        seed: numpy seed.
+        durations: video lengths in seconds (default: the latest ground-truth end of each video, at least one
+            ground-truth length).
+    """
+    rng = np.random.default_rng(seed)
+    lengths = np.concatenate([s[:, 1] - s[:, 0] for s in gt.segments.values()] + [np.zeros(0)])
+    if lengths.size == 0:
+        raise ValueError('random_predictions needs ground truth with at least one instance')
+    classes = gt.present_classes()
+    out = {}
+    for vid, segs in gt.segments.items():
+        duration = float(durations[vid]) if durations and vid in durations else \
+            float(max(segs[:, 1].max() if len(segs) else 0.0, lengths.max()))
+        length = np.minimum(rng.choice(lengths, per_video), duration)
+        start = rng.uniform(0, 1, per_video) * (duration - length)
+        labels = rng.integers(len(classes), size=per_video)
+        scores = rng.uniform(0, 1, per_video)
+        out[vid] = [{'segment': [float(s), float(s + l)], 'label': classes[c], 'score': float(x)}
+                    for s, l, c, x in zip(start, length, labels, scores)]
+    return out
+
+
+def random_baseline(gt: GroundTruth, tious: Sequence[float] = DEFAULT_TIOUS, ambiguous_aware: bool = False,
+                    seeds: Sequence[int] = (0, 1, 2), per_video: int = 200,
+                    durations: Mapping[str, float] | None = None) -> DetectionResult:
+    """:func:`random_predictions` evaluated like a model, AP averaged over ``seeds``."""
+    results = [evaluate_detection(gt, random_predictions(gt, per_video, s, durations), tious, ambiguous_aware)
+               for s in seeds]
+    first = results[0]
+    first.ap = np.mean([r.ap for r in results], axis=0)
+    return first
+
+
+# =====================================================================================================================
+# Reporting
+# =====================================================================================================================
+def format_table(result: DetectionResult, baseline: DetectionResult | None = None, per_class: bool = False) -> str:
+    """Plain-text table: mAP (%) per tIoU and the average, optionally a random-baseline row and per-class rows."""
+    head = ['tIoU'] + [f'{t:.2f}' for t in result.tious] + ['avg']
+    rows = [['mAP (%)'] + [f'{100 * m:.2f}' for m in result.map_per_tiou] + [f'{100 * result.average_map:.2f}']]
+    if baseline is not None:
+        rows.append(['random (%)'] + [f'{100 * m:.2f}' for m in baseline.map_per_tiou] +
+                    [f'{100 * baseline.average_map:.2f}'])
+    if per_class:
+        for i, c in enumerate(result.classes):
+            ap = result.ap[:, i]
+            rows.append([f'  {c}'] + [f'{100 * a:.2f}' for a in ap] + [f'{100 * ap.mean():.2f}'])
+    width = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: '  '.join(c.ljust(width[0]) if i == 0 else c.rjust(width[i]) for i, c in enumerate(r))  # noqa
+    return '\n'.join([line(head), '-' * len(line(head)), *(line(r) for r in rows)])
+
+
+def plot_map_vs_tiou(result: DetectionResult, path: str | os.PathLike, baseline: DetectionResult | None = None,
+                     title: str = 'THUMOS14-style detection') -> Path:
+    """Line chart of mAP (%) against the tIoU threshold (and the random baseline) as a PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ax.plot(result.tious, 100 * result.map_per_tiou, 'o-', label=f'model (avg {100 * result.average_map:.1f})')
+    if baseline is not None:
+        ax.plot(baseline.tious, 100 * baseline.map_per_tiou, 's--', color='grey',
+                label=f'random (avg {100 * baseline.average_map:.1f})')
+    ax.set_xlabel('tIoU threshold')
+    ax.set_ylabel('mAP (%)')
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
