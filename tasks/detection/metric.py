@@ -1,0 +1,139 @@
+"""mmengine metric: detector outputs -> official AVA submission csv -> frame mAP (:mod:`tasks.detection.evaluation`).
+
+For every test keyframe the detector gives scores for its boxes (proposals); each (box, label-map class) with a score
+>= ``action_thr`` becomes a submission row, as mmaction2's ``AVAMetric`` writes them (``action_thr=0.002``; the
+official evaluator then keeps the 50 best rows per keyframe). The rows are evaluated with the chosen protocol, and
+the same boxes with random scores give the random-detection baseline reported next to the mAP.
+
+With ``out_dir`` (``tools/test.py`` fills in its work directory) the metric writes there:
+
+* ``ava_predictions.csv``: the official submission csv (``video_id,timestamp,x1,y1,x2,y2,action_id,score``), which
+  ``tools/eval_ava.py`` evaluates to the same numbers;
+* ``ava_results.json``: per-class AP, mAP, the baseline, the protocol, and the keyframes whose video could not be
+  decoded;
+* ``ava_per_class_ap.png``: the per-class AP chart.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+from mmengine.registry import METRICS
+
+from tasks.annotations import read_ava_csv, read_ava_excluded, read_ava_label_map
+
+from .evaluation import (DetectionRow, Protocol, evaluate_ava, plot_per_class_ap, random_baseline,
+                         write_ava_detections, write_result_json)
+
+__all__ = ['VideoMAEv2AVAMetric', 'PREDICTIONS_CSV', 'RESULTS_JSON', 'CHART_PNG']
+
+PREDICTIONS_CSV = 'ava_predictions.csv'
+RESULTS_JSON = 'ava_results.json'
+CHART_PNG = 'ava_per_class_ap.png'
+
+
+@METRICS.register_module()
+class VideoMAEv2AVAMetric(BaseMetric):
+    """Frame-level AVA mAP@0.5 of :class:`~tasks.detection.model.VideoMAEv2AVADetector` predictions.
+
+    Returned keys (with the default prefix ``ava``): ``ava/mAP``, ``ava/mAP_random`` (random scores on the same
+    boxes, mean over ``baseline_seeds``) and ``ava/AP/<class name>`` for every label-map class (NaN when the class is
+    left out of the mean).
+
+    Args:
+        ann_file: ground-truth csv of the evaluated split.
+        label_file: label-map pbtxt (the evaluated classes).
+        exclude_file: excluded-timestamps csv.
+        protocol: ``'official'`` (ActivityNet) or ``'mmaction2'``; see :mod:`tasks.detection.evaluation`.
+        action_thr: rows with a lower score are not written (mmaction2's default 0.002).
+        baseline_seeds: number of random-score draws averaged for the baseline (0: no baseline).
+        out_dir: folder for the csv, JSON and PNG; None writes nothing.
+        collect_device: ``'cpu'`` or ``'gpu'``, where results are gathered across processes.
+        prefix: metric-name prefix (default ``'ava'``).
+    """
+
+    default_prefix = 'ava'
+
+    def __init__(self, ann_file: str, label_file: str, exclude_file: str | None = None, *,
+                 protocol: Protocol = 'official', action_thr: float = 0.002, baseline_seeds: int = 3,
+                 out_dir: str | None = None, collect_device: str = 'cpu', prefix: str | None = None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        if protocol not in ('official', 'mmaction2'):
+            raise ValueError(f"protocol must be 'official' or 'mmaction2', got {protocol!r}")
+        self.ann_file = ann_file
+        self.label_file = label_file
+        self.exclude_file = exclude_file
+        self.protocol = protocol
+        self.action_thr = action_thr
+        self.baseline_seeds = baseline_seeds
+        self.out_dir = out_dir
+        # read now: a wrong path fails before the test loop, not after it
+        self.label_map = read_ava_label_map(label_file)
+        self.gt = read_ava_csv(ann_file, keep_ids=set(self.label_map))
+        self.excluded = read_ava_excluded(exclude_file) if exclude_file is not None else set()
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        for s in data_samples:
+            self.results.append(dict(video_id=s['video_id'], timestamp=int(s['timestamp']),
+                                     boxes=np.asarray(s['boxes'], dtype=np.float64).reshape(-1, 4),
+                                     scores=np.asarray(s['scores'], dtype=np.float64), failed=s.get('failed')))
+
+    def detection_rows(self, results: Sequence[dict]) -> list[DetectionRow]:
+        """Submission rows of the label-map classes scoring >= ``action_thr`` (failed keyframes give none), with boxes
+        and scores rounded as :func:`~tasks.detection.evaluation.write_ava_detections` writes them."""
+        rows = []
+        for r in results:
+            if r['failed']:
+                continue
+            scores = r['scores']
+            for c in self.label_map:
+                if c > scores.shape[1]:
+                    raise ValueError(f'label-map class {c} has no output: the model scores {scores.shape[1]} classes')
+                col = scores[:, c - 1]
+                for i in np.flatnonzero(col >= self.action_thr):
+                    # rounded as the csv writes them, so that the csv evaluates to exactly these numbers
+                    box = (float(f'{v:.4f}') for v in r['boxes'][i])
+                    rows.append(DetectionRow(r['video_id'], r['timestamp'], *box, c, float(f'{col[i]:.6g}')))
+        return rows
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        rows = self.detection_rows(results)
+        result = evaluate_ava(self.gt, rows, self.label_map, self.excluded, protocol=self.protocol)
+        failed = sorted({(r['video_id'], r['timestamp'], r['failed']) for r in results if r['failed']})
+        if failed:
+            print_log(f'AVA metric: {len(failed)} keyframes had no clip (undecodable video) and no detections, e.g. '
+                      f'{failed[0][0]},{failed[0][1]:04d}: {failed[0][2]}', logger='current', level=logging.WARNING)
+        baseline = std = float('nan')
+        if self.baseline_seeds > 0:
+            boxes = {(r['video_id'], r['timestamp']): r['boxes'] for r in results if not r['failed']}
+            baseline, std = random_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
+                                            seeds=range(self.baseline_seeds))
+        print_log(f'AVA frame mAP@0.5 ({self.protocol} protocol) over {len(results)} keyframes:\n'
+                  f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- {std:.4f}',
+                  logger='current')
+        if self.out_dir is not None:
+            out = Path(self.out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            write_ava_detections(out / PREDICTIONS_CSV, rows)
+            write_result_json(result, out / RESULTS_JSON, random_detections_mAP=_num(baseline),
+                              random_detections_mAP_std=_num(std), num_keyframes=len(results),
+                              action_thr=self.action_thr, gt=str(self.ann_file), label_map=str(self.label_file),
+                              exclude=self.exclude_file,
+                              failed_keyframes=[dict(video_id=v, timestamp=t, reason=why) for v, t, why in failed])
+            plot_per_class_ap(result, out / CHART_PNG, baseline=baseline)
+            print_log(f'AVA metric: wrote {PREDICTIONS_CSV}, {RESULTS_JSON} and {CHART_PNG} to {os.fspath(out)}',
+                      logger='current')
+        metrics = {'mAP': result.mAP, 'mAP_random': baseline}
+        metrics.update({f'AP/{name}': result.ap[c] for c, name in self.label_map.items()})
+        return metrics
+
+
+def _num(v: float) -> float | None:
+    return None if math.isnan(v) else v

@@ -1,0 +1,249 @@
+"""AVA action detector for a plain VideoMAE V2 ViT on torch + torchvision only (no mmdet, no mmcv ops).
+
+Data flow (REFERENCE 5.3; ViT-B, one 16 x 256 x 341 test clip with N person boxes)::
+
+    clip (B, 3, 16, H, W), boxes in input pixels
+      -> VideoMAEv2ViT.forward_featmap          (B, C, T', H/p, W/p)     = (1, 768, 8, 16, 21)
+      -> mean over T'                           (B, C, H/p, W/p)
+      -> torchvision roi_align, 8x8, aligned,   (K, C, 8, 8)             K = boxes of the whole batch
+         spatial_scale = 1 / p (p from the backbone: 1/16, or 1/14 for ViT-g)
+      -> max over the 8x8 cells                 (K, C)
+      -> dropout 0.5 -> Linear(C, num_classes)  (K, num_classes)          logits; column j = AVA action id j + 1
+      -> sigmoid BCE against the multi-hot labels (training) / sigmoid scores (test)
+
+This is mmaction2's ``FastRCNN`` + ``SingleRoIExtractor3D(RoIAlign, output_size=8, with_temporal_pool=True)`` +
+``BBoxHeadAVA(multilabel=True, dropout_ratio=0.5)`` with the RPN-free, GT-box training path it uses for AVA:
+``torchvision.ops.roi_align(..., sampling_ratio=0, aligned=True)`` computes what mmcv's avg/aligned RoIAlign does, and
+the spatial scale is read from the backbone, so a patch-14 ViT-g needs no extra setting (mmaction2's default stride 16
+would misalign every RoI). Differences from mmaction2, on purpose: no background column (``num_classes`` = action ids,
+80 for AVA, instead of 81 with a column 0 that the loss ignores), and the dropout comes after the spatial max by
+default (``dropout_before_pool=True`` gives mmaction2's order). As in mmaction2, only RoIs with at least one label
+enter the loss, which is the mean of the element-wise BCE over (RoI, class).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.registry import MODELS
+from torchvision.ops import roi_align
+
+from backbone import VideoMAEv2ViT
+from tasks.video.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ['VideoMAEv2AVAPreprocessor', 'VideoMAEv2RoIHead', 'VideoMAEv2AVADetector', 'boxes_to_rois']
+
+
+def boxes_to_rois(boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-clip (N_i, 4) pixel boxes -> (sum N_i, 5) ``[batch_index, x1, y1, x2, y2]`` (torchvision's roi format)."""
+    rois = [torch.cat([torch.full((len(b), 1), float(i), dtype=b.dtype, device=b.device), b], dim=1)
+            for i, b in enumerate(boxes)]
+    return torch.cat(rois) if rois else torch.zeros((0, 5))
+
+
+@MODELS.register_module()
+class VideoMAEv2AVAPreprocessor(BaseDataPreprocessor):
+    """Move clips to the device, normalise them and pad them into one batch.
+
+    Args:
+        mean: per-channel mean on the 0-255 scale (ImageNet by default, as mmaction2's AVA configs).
+        std: per-channel std.
+        pad_size_divisor: pad height and width (bottom/right, with 0 after normalisation, i.e. the mean colour) up to
+            a multiple of this, so that the ViT sees whole patches; None: set by the detector to the patch size.
+        non_blocking: asynchronous host-to-device copies.
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 pad_size_divisor: int | None = None, non_blocking: bool = False):
+        super().__init__(non_blocking)
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1), persistent=False)
+        self.pad_size_divisor = pad_size_divisor
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        """
+        Args:
+            data: ``inputs``: a list of (3, T, H_i, W_i) clips on 0-255 (or a stacked tensor); ``data_samples``: a
+                list of per-clip dicts (see :class:`~tasks.detection.dataset.VideoMAEv2AVADataset`).
+
+        Returns:
+            ``inputs`` float32 (B, 3, T, H, W), normalised and padded; ``data_samples`` on the device.
+        """
+        data = self.cast_data(data)
+        clips = list(data['inputs'])
+        if not clips:
+            raise ValueError('empty batch')
+        if any(c.ndim != 4 or c.shape[0] != 3 for c in clips):
+            raise ValueError(f'expected clips (3, T, H, W), got {[tuple(c.shape) for c in clips]}')
+        if len({c.shape[1] for c in clips}) != 1:
+            raise ValueError(f'clips of one batch need the same length, got {[c.shape[1] for c in clips]}')
+        div = self.pad_size_divisor or 1
+        h = -(-max(c.shape[-2] for c in clips) // div) * div
+        w = -(-max(c.shape[-1] for c in clips) // div) * div
+        batch = clips[0].new_zeros((len(clips), 3, clips[0].shape[1], h, w), dtype=torch.float32)
+        for i, c in enumerate(clips):
+            batch[i, :, :, :c.shape[-2], :c.shape[-1]] = (c.float() - self.mean) / self.std
+        return dict(inputs=batch, data_samples=data.get('data_samples'))
+
+
+@MODELS.register_module()
+class VideoMAEv2RoIHead(nn.Module):
+    """Temporal mean -> RoIAlign -> spatial max -> dropout -> Linear, on a ViT feature map.
+
+    Args:
+        in_channels: C of the feature map.
+        num_classes: outputs (AVA action ids 1..num_classes in columns 0..num_classes-1).
+        spatial_scale: feature cells per input pixel, 1 / patch size (the detector sets it from the backbone).
+        output_size: RoIAlign grid (8, mmaction2's ViT configs).
+        sampling_ratio: RoIAlign samples per bin; 0 = adaptive (ceil(bin size)), as mmaction2.
+        dropout: dropout ratio (0.5).
+        dropout_before_pool: apply dropout to the RoI features before the spatial max (mmaction2's default) instead
+            of to the pooled vector.
+        temporal_pool: ``'avg'`` (REFERENCE 5.3) or ``'max'`` over T' before RoIAlign.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, spatial_scale: float, output_size: int = 8,
+                 sampling_ratio: int = 0, dropout: float = 0.5, dropout_before_pool: bool = False,
+                 temporal_pool: Literal['avg', 'max'] = 'avg'):
+        super().__init__()
+        if temporal_pool not in ('avg', 'max'):
+            raise ValueError(f"temporal_pool must be 'avg' or 'max', got {temporal_pool!r}")
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.spatial_scale = spatial_scale
+        self.output_size = output_size
+        self.sampling_ratio = sampling_ratio
+        self.dropout_before_pool = dropout_before_pool
+        self.temporal_pool = temporal_pool
+        self.dropout = nn.Dropout(dropout)
+        self.fc_cls = nn.Linear(in_channels, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # mmaction2 BBoxHeadAVA.init_weights: xavier-normal weight, zero bias
+        nn.init.xavier_normal_(self.fc_cls.weight)
+        nn.init.zeros_(self.fc_cls.bias)
+
+    def roi_features(self, featmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """(B, C, T', H', W') map and (K, 5) pixel rois -> (K, C, S, S) RoIAlign features of the time-pooled map."""
+        if featmap.ndim != 5:
+            raise ValueError(f'expected a feature map (B, C, T, H, W), got {tuple(featmap.shape)}')
+        pooled = featmap.mean(dim=2) if self.temporal_pool == 'avg' else featmap.amax(dim=2)
+        return roi_align(pooled, rois.to(pooled.dtype), output_size=self.output_size,
+                         spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio, aligned=True)
+
+    def forward(self, featmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """(B, C, T', H', W'), (K, 5) -> logits (K, num_classes)."""
+        x = self.roi_features(featmap, rois)
+        if self.dropout_before_pool:
+            x = self.dropout(x)
+        x = x.amax(dim=(2, 3))
+        if not self.dropout_before_pool:
+            x = self.dropout(x)
+        return self.fc_cls(x)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, num_classes={self.num_classes}, spatial_scale={self.spatial_scale:g}'
+                f', output_size={self.output_size}, temporal_pool={self.temporal_pool!r}')
+
+
+@MODELS.register_module()
+class VideoMAEv2AVADetector(BaseModel):
+    """mmengine model: VideoMAE V2 ViT feature map + :class:`VideoMAEv2RoIHead`, classifying given person boxes.
+
+    Checkpoints hold ``backbone.*`` (the ViT, the names of an mmaction2 recognizer's backbone) and ``roi_head.*``.
+
+    Args:
+        backbone: keyword arguments of :class:`backbone.VideoMAEv2ViT` (``type='VideoMAEv2ViT'`` may be given);
+            ``featmap_norm`` defaults to True (a fresh LayerNorm on the tokens, as mmaction2's detection ViT) and
+            ``num_classes`` to 0. ``pretrained`` loads a checkpoint through :func:`backbone.load_checkpoint` when the
+            Runner initialises the weights.
+        roi_head: keyword arguments of :class:`VideoMAEv2RoIHead` except ``in_channels`` and ``spatial_scale``,
+            which come from the backbone (``type='VideoMAEv2RoIHead'`` may be given).
+        data_preprocessor: config of the preprocessor (default :class:`VideoMAEv2AVAPreprocessor`); its
+            ``pad_size_divisor`` is set to the patch size when not given.
+        init_cfg: mmengine init config (unused: the parts initialise themselves).
+    """
+
+    def __init__(self, backbone: dict, roi_head: dict, data_preprocessor: dict | nn.Module | None = None,
+                 init_cfg: dict | None = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='VideoMAEv2AVAPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        backbone = dict(backbone)
+        if backbone.pop('type', 'VideoMAEv2ViT') != 'VideoMAEv2ViT':
+            raise ValueError(f'the AVA detector takes a VideoMAEv2ViT backbone, got type={backbone.get("type")!r}')
+        backbone.setdefault('featmap_norm', True)
+        backbone.setdefault('num_classes', 0)
+        self.backbone = VideoMAEv2ViT(**backbone)
+        roi_head = dict(roi_head)
+        if roi_head.pop('type', 'VideoMAEv2RoIHead') != 'VideoMAEv2RoIHead':
+            raise ValueError('roi_head must be a VideoMAEv2RoIHead')
+        for key in ('in_channels', 'spatial_scale'):
+            if key in roi_head:
+                raise ValueError(f'roi_head.{key} is taken from the backbone; do not set it')
+        # The RoI boxes are in input pixels and the feature map has one cell per patch, whatever the patch size.
+        self.roi_head = VideoMAEv2RoIHead(in_channels=self.backbone.embed_dim,
+                                          spatial_scale=1.0 / self.backbone.patch_size, **roi_head)
+        pre = self.data_preprocessor
+        if getattr(pre, 'pad_size_divisor', 0) is None:
+            pre.pad_size_divisor = self.backbone.patch_size
+        elif getattr(pre, 'pad_size_divisor', None) and pre.pad_size_divisor % self.backbone.patch_size:
+            raise ValueError(f'pad_size_divisor={pre.pad_size_divisor} is not a multiple of the patch size '
+                             f'{self.backbone.patch_size}')
+
+    @property
+    def num_classes(self) -> int:
+        return self.roi_head.num_classes
+
+    def logits(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> torch.Tensor:
+        """(B, 3, T, H, W) clips and their samples' ``boxes`` (pixels) -> (K, num_classes) logits, K = all boxes."""
+        featmap = self.backbone.forward_featmap(inputs)
+        rois = boxes_to_rois([s['boxes'].to(featmap) for s in data_samples])
+        return self.roi_head(featmap, rois)
+
+    def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """Sigmoid BCE over the (RoI, class) entries of the RoIs that have at least one label."""
+        logits = self.logits(inputs, data_samples)
+        labels = torch.cat([s['labels'].to(logits) for s in data_samples]).reshape(-1, self.num_classes)
+        positive = labels.sum(dim=1) > 0
+        if not positive.any():  # no usable box in the batch: a zero loss that still touches every parameter
+            return dict(loss_action_cls=sum(p.sum() for p in self.parameters()) * 0.0)
+        logits, labels = logits[positive], labels[positive]
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        with torch.no_grad():  # logged, not optimised (their names do not contain "loss")
+            pred = logits > 0
+            hits = (pred & (labels > 0)).sum()
+            recall = hits / labels.sum().clamp(min=1)
+            precision = hits / pred.sum().clamp(min=1)
+        return dict(loss_action_cls=loss, recall_thr05=recall, prec_thr05=precision)
+
+    def predict(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> list[dict[str, Any]]:
+        """Per clip: ``video_id``, ``timestamp``, ``boxes`` (N, 4) normalised (the given ones, unchanged),
+        ``scores`` (N, num_classes) sigmoid probabilities, ``failed``."""
+        scores = torch.sigmoid(self.logits(inputs, data_samples)).float()
+        out, start = [], 0
+        for s in data_samples:
+            n = len(s['boxes'])
+            out.append(dict(video_id=s['video_id'], timestamp=int(s['timestamp']), boxes=s['norm_boxes'].cpu(),
+                            scores=scores[start:start + n].cpu(), failed=s.get('failed')))
+            start += n
+        return out
+
+    def forward(self, inputs: torch.Tensor, data_samples: Sequence[dict] | None = None,
+                mode: Literal['loss', 'predict', 'tensor'] = 'tensor'):
+        if data_samples is None:
+            raise ValueError('the AVA detector needs data_samples with the boxes to classify')
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self.logits(inputs, data_samples)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
