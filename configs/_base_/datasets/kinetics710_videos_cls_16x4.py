@@ -1,0 +1,13 @@
+# Kinetics-710 (REFERENCE 4.1): the union of the K400, K600 and K700 train and val videos, de-duplicated by YouTube
+# id, val videos removed from train; 658,340 train / 66,803 val videos, 710 classes in the order of the official
+# misc/label_map_k710.txt. The K400 protocol otherwise. Lists of K400/K600/K700 videos can be moved into K710 labels
+# with tasks.classification.remap_labels and label_map_between(k710_names, k400_names).
+_base_ = ['kinetics400_videos_cls_16x4.py']
+
+data_root = 'data/kinetics710/videos'
+ann_file_train = 'data/kinetics710/k710_train_list_videos.txt'
+ann_file_val = 'data/kinetics710/k710_val_list_videos.txt'
+
+train_dataloader = dict(dataset=dict(ann_file=ann_file_train, data_prefix=data_root, num_classes=710))
+val_dataloader = dict(dataset=dict(ann_file=ann_file_val, data_prefix=data_root, num_classes=710))
+test_dataloader = dict(dataset=dict(ann_file=ann_file_val, data_prefix=data_root, num_classes=710))

@@ -1,0 +1,23 @@
+# Progressive training, stage 3 of 3: the K710 ViT-g (stage 2, vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py)
+# fine-tuned on Kinetics-600 (scripts/finetune/vit_g_k710_it_k600_ft.sh; REFERENCE 4.3): --lr 1e-5, layer decay 0.9,
+# drop path 0.25, wd 0.1, 3 epochs with 1 warmup epoch. Model zoo top-1 / top-5: 88.8 / 98.2.
+_base_ = ['vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-600.py']
+
+model = dict(
+    backbone=dict(drop_path_rate=0.25),
+    pretrained=None,
+    # Stage 2's 710-way head keeps its K600 rows on load: new row i = K710 row label_710to600.json[i] (the official
+    # misc/ file; or tasks.classification.label_map_between('label_map_k710.txt', 'label_map_k600.txt')).
+    label_map='data/kinetics710/label_710to600.json')
+# Stage 2's checkpoint, a state dict of this model with a 710-way head (sliced above).
+load_from = 'work_dirs/vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710/epoch_35.pth'
+
+train_cfg = dict(max_epochs=3, val_interval=1)
+optim_wrapper = dict(optimizer=dict(lr=1e-5, weight_decay=0.1), paramwise_cfg=dict(layer_decay_rate=0.9))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-8 / 1e-5, end_factor=1.0, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min_ratio=1e-6 / 1e-5, by_epoch=True, begin=1, end=3, T_max=2,
+         convert_to_iter_based=True),
+]
+default_hooks = dict(checkpoint=dict(interval=1))

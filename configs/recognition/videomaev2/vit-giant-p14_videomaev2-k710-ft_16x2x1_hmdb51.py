@@ -1,0 +1,26 @@
+# ViT-g/14 on HMDB51 split 1 (REFERENCE 4.3, 4.4: lr 5e-4, 15 epochs, clips of 16 frames every 2nd frame; reported
+# top-1 88.1). Drop path 0.35 and head dropout 0.5 are taken from the UCF101 script (the HMDB51 values are not in
+# REFERENCE).
+# Assumptions (not in REFERENCE): it starts from the K710 ViT-g (the output of
+# vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py, or the official vit_g_hybrid_pt_1200e_k710_ft.pth) with a
+# fresh 51-way head, layer decay 0.9 and the code-default wd 0.05 and 5 warmup epochs, and the 5 x 3 test views.
+_base_ = [
+    '../../_base_/models/videomaev2_cls_vit-base-p16.py',
+    '../../_base_/datasets/hmdb51_videos_cls_16x2.py',
+    '../../_base_/schedules/videomaev2_ft_adamw.py',
+    '../../_base_/finetune_runtime.py',
+]
+
+model = dict(
+    backbone=dict(arch='vit_giant', num_classes=51, drop_path_rate=0.35, head_drop_rate=0.5, with_cp=True),
+    data_preprocessor=dict(num_classes=51),
+    pretrained='work_dirs/vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710/epoch_35.pth',
+    reset_head=True)  # Kinetics classes do not map onto HMDB51: a fresh head, fc_norm and the blocks from the file
+train_cfg = dict(max_epochs=15)
+optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-8 / 5e-4, end_factor=1.0, by_epoch=True, begin=0, end=5,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min_ratio=1e-6 / 5e-4, by_epoch=True, begin=5, end=15, T_max=10,
+         convert_to_iter_based=True),
+]

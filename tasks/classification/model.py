@@ -1,0 +1,379 @@
+"""mmengine glue for fine-tuning: the data preprocessor (normalise, random erasing, Mixup/CutMix) and the classifier
+(loss, multi-view prediction, checkpoint loading with K710 head slicing, distillation).
+
+Data flow of a training step (ViT-B Kinetics recipe, per GPU)::
+
+    collate: inputs uint8 (16, 2, 3, 16, 224, 224), erase_boxes (16, 2, 1, 4)        16 videos x 2 RA views
+      -> VideoMAEv2ClsPreprocessor: views folded into the batch, ImageNet normalisation, cube random erasing,
+         Mixup/CutMix (timm, per batch)  -> inputs float (32, 3, 16, 224, 224), soft targets (32, K)
+      -> VideoMAEv2Classifier.loss: backbone (ViT + fc_norm + dropout + head) -> logits (32, K)
+         -> SoftTargetCrossEntropy  (+ distillation KL at temperature T against a teacher)
+
+and of a test step (Kinetics 5 clips x 3 crops)::
+
+    inputs uint8 (B, 15, 3, 16, 224, 224) -> (B*15, ...) -> logits -> softmax per view -> mean over the 15 views
+      -> one dict per video: pred_score (K,), gt_label, video_id, index          (what VideoClsMetric reads)
+
+The head is the backbone's own (``backbone.head``, official layout: ``fc_norm`` -> ``head_dropout`` -> ``head``,
+initialised trunc-normal .02 x ``init_scale`` 0.001), so official fine-tuned checkpoints load into ``backbone``
+unchanged, and checkpoints of this model hold ``backbone.*``, which :func:`backbone.load_checkpoint` reads back.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.registry import MODELS
+
+from backbone import VideoMAEv2ViT
+from backbone.checkpoint import (CheckpointError, LabelMap, LoadResult, Source, _label_map_indices,
+                                 load_checkpoint, to_official)
+from tasks.video.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+from .transforms import VideoMixup, apply_random_erasing
+
+__all__ = ['VideoMAEv2ClsPreprocessor', 'VideoMAEv2Classifier', 'soft_target_cross_entropy', 'distillation_kl']
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """timm's ``SoftTargetCrossEntropy``: mean over the batch of ``sum(-target * log_softmax(logits))``."""
+    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def distillation_kl(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton distillation: ``T^2 * KL(teacher || student)`` at temperature T, averaged over the batch.
+
+    Args:
+        student_logits: (N, K).
+        teacher_probs: (N, K) ``softmax(teacher_logits / T)`` (possibly mixed like the inputs).
+        temperature: T; the T^2 factor keeps the gradient scale independent of T.
+    """
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return F.kl_div(log_student, teacher_probs.float(), reduction='batchmean') * temperature ** 2
+
+
+@MODELS.register_module()
+class VideoMAEv2ClsPreprocessor(BaseDataPreprocessor):
+    """Move a collated batch to the device, fold the views into the batch, normalise; in training also erase and mix.
+
+    Args:
+        mean: per-channel mean on the scale of the inputs (ImageNet on 0-255).
+        std: per-channel std on that scale.
+        num_classes: K, for the Mixup targets.
+        mixup: ``VideoMixup`` arguments (official: ``dict(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5,
+            label_smoothing=0.1)``), or None for no Mixup/CutMix (the model then uses label-smoothed CE).
+        erase_mode: fill of the random-erasing boxes (official ``--remode pixel``).
+        non_blocking: asynchronous host-to-device copies.
+    """
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 num_classes: int | None = None, mixup: dict | None = None,
+                 erase_mode: Literal['pixel', 'rand', 'const'] = 'pixel', non_blocking: bool = False):
+        super().__init__(non_blocking)
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
+        if mixup is not None and num_classes is None:
+            raise ValueError('VideoMAEv2ClsPreprocessor: mixup needs num_classes')
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
+        self.mixup = VideoMixup(num_classes, **mixup) if mixup is not None else None
+        self.erase_mode = erase_mode
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        """
+        Args:
+            data: ``inputs`` uint8 (B, V, 3, T, H, W) or (B, 3, T, H, W); ``data_samples`` as collated by
+                :func:`~tasks.classification.dataset.videomaev2_cls_collate` (``label`` (B,) at least).
+
+        Returns:
+            ``inputs`` float32 (B*V, 3, T, H, W); ``data_samples`` with ``num_views`` = V and, in training,
+            ``clip_label`` (B*V,), ``soft_target`` (B*V, K) after Mixup and ``mix_lam`` (float or (B*V, 1)).
+        """
+        data = self.cast_data(data)
+        inputs, samples = data['inputs'], dict(data.get('data_samples') or {})
+        if inputs.ndim == 5:
+            inputs = inputs[:, None]
+        if inputs.ndim != 6 or inputs.shape[2] != 3:
+            raise ValueError(f'expected inputs (B, V, 3, T, H, W) or (B, 3, T, H, W), got {tuple(inputs.shape)}')
+        if 'label' not in samples:
+            raise KeyError(f'data_samples has no "label" (keys: {sorted(samples)})')
+        num_views = inputs.shape[1]
+        x = (inputs.flatten(0, 1).float() - self.mean) / self.std
+        samples['num_views'] = num_views
+        if training:
+            labels = samples['label'].long().repeat_interleave(num_views)
+            samples['clip_label'] = labels
+            boxes = samples.get('erase_boxes')
+            if boxes is not None and boxes.numel():
+                apply_random_erasing(x, boxes.flatten(0, 1), self.erase_mode)
+            if self.mixup is not None:
+                x, target, lam = self.mixup(x, labels, return_lam=True)
+                samples['soft_target'], samples['mix_lam'] = target, lam
+        return dict(inputs=x, data_samples=samples)
+
+
+@MODELS.register_module()
+class VideoMAEv2Classifier(BaseModel):
+    """VideoMAE V2 ViT fine-tuned for classification (mmengine ``BaseModel``).
+
+    Args:
+        backbone: :class:`backbone.VideoMAEv2ViT` arguments, e.g. ``dict(arch='vit_base', num_classes=400,
+            drop_path_rate=0.1, head_drop_rate=0.0, init_scale=0.001, with_cp=False)``; ``num_classes`` must be > 0.
+        label_smoothing: smoothing of the cross-entropy used when the batch carries no Mixup targets (official
+            ``--smoothing 0.1``; timm ``LabelSmoothingCrossEntropy``).
+        pretrained: checkpoint loaded into the backbone by :meth:`init_weights` (start of training), in any layout
+            :func:`backbone.load_checkpoint` reads: official pre-trained / fine-tuned files, our pre-training or
+            fine-tuning checkpoints, mmaction2 or Hugging Face files. Strict: anything but the documented fresh or
+            dropped keys is an error.
+        label_map: K710 -> K400/600/700 head slicing (a list of source-class indices, or a json file holding it, e.g.
+            the official ``label_710to400.json``), applied when a loaded checkpoint's head has a different number
+            of classes than the model; by ``pretrained`` and by mmengine's ``load_from`` alike.
+        reset_head: drop the head of the ``pretrained`` checkpoint and start a fresh one (a fine-tuned model moved to
+            another label space with no label map, e.g. K710 -> UCF101); ``fc_norm`` is still loaded.
+        distill: knowledge distillation (V2 paper: KL on the logits, temperature 3), a dict with ``temperature``
+            (3.0), ``alpha`` (weight of the KL term, default 1.0; the label loss gets ``1 - alpha``) and either
+            ``teacher`` (backbone arguments plus ``checkpoint`` and optional ``label_map``: the teacher runs on-line
+            on the same augmented, mixed clips, in eval mode) or ``teacher_logits_store`` (a feature store of
+            per-video teacher logits, rows averaged, mixed with the same Mixup weights as the clips).
+        views_per_forward: at test time, forward at most this many views at once (memory bound); None = all.
+        data_preprocessor: preprocessor config (default :class:`VideoMAEv2ClsPreprocessor` without Mixup).
+        init_cfg: mmengine init config (unused; fresh weights follow the official init).
+    """
+
+    def __init__(self, backbone: dict, label_smoothing: float = 0.1, pretrained: str | None = None,
+                 label_map: LabelMap | None = None, reset_head: bool = False, distill: dict | None = None,
+                 views_per_forward: int | None = None, data_preprocessor: dict | nn.Module | None = None,
+                 init_cfg: dict | None = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='VideoMAEv2ClsPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        backbone = dict(backbone)
+        backbone.pop('type', None)
+        if backbone.get('num_classes', 0) <= 0:
+            raise ValueError(f'VideoMAEv2Classifier: backbone.num_classes must be > 0 (the head is the backbone\'s '
+                             f'own), got {backbone.get("num_classes")}')
+        self.backbone = VideoMAEv2ViT(**backbone)
+        self.num_classes = self.backbone.num_classes
+        mixup = getattr(self.data_preprocessor, 'mixup', None)
+        if mixup is not None and mixup.num_classes != self.num_classes:
+            raise ValueError(f'data_preprocessor mixes targets for {mixup.num_classes} classes, the head has '
+                             f'{self.num_classes}')
+        self.label_smoothing = label_smoothing
+        self.pretrained = pretrained
+        self.label_map = label_map
+        self.reset_head = reset_head
+        self.views_per_forward = views_per_forward
+        self.distill = self._build_distill(distill)
+
+    # --- distillation ----------------------------------------------------------------------------------------------
+    def _build_distill(self, cfg: dict | None) -> dict | None:
+        if cfg is None:
+            return None
+        cfg = dict(cfg)
+        unknown = set(cfg) - {'teacher', 'teacher_logits_store', 'temperature', 'alpha'}
+        if unknown or ('teacher' in cfg) == ('teacher_logits_store' in cfg):
+            raise ValueError('distill takes exactly one of teacher / teacher_logits_store, plus temperature and '
+                             f'alpha; got {sorted(cfg)}')
+        out = dict(temperature=float(cfg.get('temperature', 3.0)), alpha=float(cfg.get('alpha', 1.0)))
+        if not 0.0 <= out['alpha'] <= 1.0 or out['temperature'] <= 0:
+            raise ValueError(f'distill needs alpha in [0, 1] and temperature > 0, got {out}')
+        if 'teacher' in cfg:
+            teacher_cfg = dict(cfg['teacher'])
+            checkpoint = teacher_cfg.pop('checkpoint', None)
+            label_map = teacher_cfg.pop('label_map', None)
+            teacher_cfg.pop('type', None)
+            teacher = VideoMAEv2ViT(**teacher_cfg)
+            if checkpoint is None:
+                raise ValueError('distill.teacher needs a checkpoint (a random teacher teaches nothing)')
+            _load_trusted(teacher, checkpoint, label_map)
+            teacher.eval().requires_grad_(False)
+            # Held outside the module tree: the teacher is neither trained, nor saved in checkpoints (1B parameters
+            # for ViT-g), nor seen by the optimiser, layer decay or DDP. It follows the inputs' device in forward.
+            object.__setattr__(self, '_teacher', teacher)
+        else:
+            out['store'] = str(cfg['teacher_logits_store'])
+            object.__setattr__(self, '_store', None)
+        return out
+
+    def _teacher_probs(self, inputs: torch.Tensor, samples: dict) -> torch.Tensor:
+        """softmax(teacher logits / T) for the (mixed) clips: (N, K)."""
+        temperature = self.distill['temperature']
+        if 'store' not in self.distill:
+            teacher = self._teacher
+            if next(teacher.parameters()).device != inputs.device:
+                teacher.to(inputs.device)
+            with torch.no_grad():
+                logits = teacher(inputs).float()
+        else:
+            logits = self._stored_logits(samples, inputs.device)
+        if logits.shape[-1] != self.num_classes:
+            raise ValueError(f'the teacher gives {logits.shape[-1]} classes, the student has {self.num_classes}; '
+                             'give the teacher a label_map')
+        probs = F.softmax(logits / temperature, dim=-1)
+        if 'store' in self.distill and 'mix_lam' in samples:
+            # Stored logits belong to the unmixed videos: mix them as timm mixes the targets (clip i with clip
+            # N-1-i, weight lam), the same pairing for the 'batch', 'pair' and 'elem' modes.
+            lam = samples['mix_lam']
+            lam = lam if isinstance(lam, torch.Tensor) else torch.tensor(float(lam), device=probs.device)
+            probs = probs * lam + probs.flip(0) * (1 - lam)
+        return probs
+
+    def _stored_logits(self, samples: dict, device: torch.device) -> torch.Tensor:
+        from feature_store import FeatureStore
+
+        if self._store is None:
+            object.__setattr__(self, '_store', FeatureStore.open(self.distill['store']))
+        rows = []
+        for video_id in samples['video_id']:
+            logits = self._store.read_features(video_id)  # (R, K): one row per stored view
+            rows.append(torch.from_numpy(np.asarray(logits, dtype=np.float32)).mean(0))
+        per_video = torch.stack(rows).to(device)
+        return per_video.repeat_interleave(int(samples.get('num_views', 1)), dim=0)
+
+    # --- forward ---------------------------------------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor, data_samples: dict | None = None,
+                mode: Literal['loss', 'predict', 'tensor'] = 'tensor') -> Any:
+        """
+        Args:
+            inputs: normalised clips (N, 3, T, H, W), N = videos x views.
+            data_samples: the preprocessor's dict (``label``, ``num_views``, ...).
+            mode: ``'loss'`` -> dict of losses; ``'predict'`` -> one dict per valid video (``pred_score`` (K,) mean of
+                the per-view softmax, ``gt_label``, ``video_id``, ``index``); ``'tensor'`` -> logits (N, K).
+        """
+        if mode == 'tensor':
+            return self.backbone(inputs)
+        if data_samples is None:
+            raise ValueError(f'mode={mode!r} needs data_samples with labels')
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(self, inputs: torch.Tensor, samples: dict) -> dict[str, torch.Tensor]:
+        logits = self.backbone(inputs)
+        labels = samples.get('clip_label')
+        if labels is None:
+            labels = samples['label'].long().repeat_interleave(int(samples.get('num_views', 1)))
+        if 'soft_target' in samples:
+            cls_loss = soft_target_cross_entropy(logits, samples['soft_target'])
+        else:
+            cls_loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        if self.distill is None:
+            return dict(loss_cls=cls_loss)
+        alpha = self.distill['alpha']
+        kd = distillation_kl(logits, self._teacher_probs(inputs, samples), self.distill['temperature'])
+        losses = dict(loss_kd=alpha * kd)
+        if alpha < 1.0:
+            losses['loss_cls'] = (1.0 - alpha) * cls_loss
+        return losses
+
+    @torch.no_grad()
+    def predict(self, inputs: torch.Tensor, samples: dict) -> list[dict[str, Any]]:
+        num_views = int(samples.get('num_views', 1))
+        if inputs.shape[0] % num_views:
+            raise ValueError(f'{inputs.shape[0]} clips do not split into videos of {num_views} views')
+        step = self.views_per_forward or inputs.shape[0]
+        logits = torch.cat([self.backbone(inputs[i:i + step]) for i in range(0, inputs.shape[0], step)])
+        # Official merge: softmax per view, then the mean over the views of a video (REFERENCE 4.2).
+        scores = F.softmax(logits.float(), dim=-1).view(-1, num_views, logits.shape[-1]).mean(dim=1)
+        valid = samples.get('valid')
+        labels, indices = samples['label'], samples.get('index')
+        video_ids = samples.get('video_id')
+        out = []
+        for i in range(scores.shape[0]):
+            if valid is not None and not bool(valid[i]):
+                continue  # failed to decode: reported by the dataset, left out of the metric
+            out.append(dict(pred_score=scores[i].cpu(), gt_label=labels[i].cpu(),
+                            video_id=video_ids[i] if video_ids is not None else str(int(indices[i])),
+                            index=int(indices[i]) if indices is not None else i))
+        return out
+
+    # --- checkpoints -----------------------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """mmengine hook at the start of training: load ``pretrained`` into the backbone (fresh weights otherwise).
+
+        The file is read once (mmengine-written checkpoints of earlier stages included), renamed to official names,
+        its head sliced with ``label_map`` if its class count differs, and loaded strictly by
+        :func:`backbone.load_checkpoint`.
+        """
+        super().init_weights()
+        if not self.pretrained:
+            return
+        state, layout = _to_official_trusted(self.pretrained)
+        if self.reset_head:
+            state = {k: v for k, v in state.items() if not k.startswith('head.')}
+        head = state.get('head.weight')
+        slice_head = self.label_map is not None and head is not None and head.shape[0] != self.num_classes
+        try:
+            result = load_checkpoint(self.backbone, state, label_map=self.label_map if slice_head else None)
+        except CheckpointError as err:
+            raise CheckpointError(f'{self.pretrained} ({layout} layout): {err}') from None
+        print_log(f'loaded {self.pretrained} ({layout} layout) into the backbone'
+                  f'{f" (head sliced to {self.num_classes} classes)" if slice_head else ""}; fresh: '
+                  f'{result.missing or "none"}; dropped: {result.unexpected or "none"}', logger='current')
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Slice a K710 head on ``load_state_dict`` (so mmengine's ``load_from`` works), and refuse partial loads.
+
+        A state dict of this model whose ``backbone.head`` has another number of rows than the model's head is sliced
+        with ``label_map`` (new row i = row ``label_map[i]``): a stage of the progressive chain loads the previous
+        stage's 710-way checkpoint through ``load_from``. Any other difference (missing or extra keys, other shapes)
+        raises :class:`~backbone.CheckpointError` naming them: mmengine's ``load_from`` would only warn and train or
+        test partly random weights. Pre-training and official files belong in ``pretrained`` (layout conversion).
+        """
+        own = {prefix + k: v for k, v in self.state_dict().items()}
+        incoming = [k for k in state_dict if k.startswith(prefix)]
+        head = [prefix + 'backbone.head.weight', prefix + 'backbone.head.bias']
+        if self.label_map is not None and all(k in state_dict for k in head) and \
+                state_dict[head[0]].shape[0] != self.num_classes:
+            indices = _label_map_indices(self.label_map)
+            rows = state_dict[head[0]].shape[0]
+            if len(indices) != self.num_classes or not all(0 <= i < rows for i in indices):
+                raise CheckpointError(f'label_map has {len(indices)} entries in [{min(indices)}, {max(indices)}]; it '
+                                      f'must give {self.num_classes} rows of the checkpoint\'s {rows}-way head')
+            for key in head:
+                state_dict[key] = state_dict[key][indices]
+            print_log(f'load_state_dict: sliced the {rows}-way head to {self.num_classes} classes with label_map',
+                      logger='current')
+        missing = sorted(set(own) - set(incoming))
+        unexpected = sorted(set(incoming) - set(own))
+        shapes = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
+                  for k in sorted(set(own) & set(incoming))
+                  if isinstance(state_dict[k], torch.Tensor) and state_dict[k].shape != own[k].shape]
+        if missing or unexpected or shapes:
+            parts = [f'{len(missing)} model keys missing ({_short(missing)})'] if missing else []
+            parts += [f'{len(unexpected)} unexpected keys ({_short(unexpected)})'] if unexpected else []
+            parts += [f'shape mismatch {"; ".join(shapes[:4])}'] if shapes else []
+            raise CheckpointError(
+                f'{type(self).__name__}: the state dict does not fit the model: ' + '; '.join(parts) + '. A '
+                'pre-training or official checkpoint goes in model.pretrained (layout conversion); a head of another '
+                'size needs model.label_map.')
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+def _short(keys: list[str], limit: int = 5) -> str:
+    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')
+
+
+def _to_official_trusted(path: str):
+    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+
+    with mmengine_checkpoint_globals():
+        return to_official(path)
+
+
+def _load_trusted(model: nn.Module, src: Source, label_map: LabelMap | None) -> LoadResult:
+    """:func:`backbone.load_checkpoint` that also reads mmengine-written checkpoints (previous stages of a chain)."""
+    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+
+    with mmengine_checkpoint_globals():
+        return load_checkpoint(model, src, label_map=label_map)
