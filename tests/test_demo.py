@@ -1,39 +1,122 @@
-"""The `make demo` job (tools/demo.py) runs end to end: generated video -> video layer -> backbone features."""
+"""The `make demo` job (tools/demo.py, tasks/demo.py): stage caching, config relocation, failures, the whole run."""
 from __future__ import annotations
 
-import importlib.util
+import json
+import time
 from pathlib import Path
 
-from tasks.video import VideoReader
+import pytest
+from mmengine.config import Config
+
+from tasks import demo as D
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location('demo_tool', ROOT / 'tools' / 'demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _demo(tmp_path, **kw) -> D.Demo:
+    return D.Demo(work_dir=tmp_path / 'work', data_root=tmp_path / 'data', **kw)
 
 
-def test_demo_prints_feature_shape_and_throughput(tmp_path, capsys):
-    demo = _load_demo()
-    assert demo.main(['--arch', 'vit_test', '--repeats', '1', '--device', 'cpu', '--work-dir', str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    # vit_test is 64 wide: one pooled feature of 64 per clip, in both dtypes
-    assert out.count('(1, 64)') == 2
-    assert 'clips/s' in out
-    # the clip is the Kinetics single-view test clip: 16 frames every 4, centred in the 120-frame video
-    # (official protocol: every 4th frame -> 30 frames, one clip starting at (30 - 16) // 2 = 7 -> frame 28)
-    assert 'clip frames [28, 32, 36' in out and ', 88]' in out
-    with VideoReader(tmp_path / 'demo_clip.mp4') as reader:
-        assert reader.num_frames == 120 and abs(reader.fps - 30) < 1e-6  # 4 s at 30 fps, as make_demo_video writes
+def test_stage_cache_is_reused_only_for_the_same_inputs(tmp_path):
+    demo = _demo(tmp_path)
+    out = tmp_path / 'weights.pth'
+    out.write_text('x')
+    demo.complete('pretrain', 'key-a', [out], checkpoint=str(out))
+    assert demo.cached('pretrain', 'key-a')['checkpoint'] == str(out)
+    assert demo.reused == ['pretrain']
+    assert demo.cached('pretrain', 'key-b') is None  # other inputs (config, data, options)
+    assert _demo(tmp_path, fresh=True).cached('pretrain', 'key-a') is None  # --fresh
+    out.unlink()
+    assert demo.cached('pretrain', 'key-a') is None  # an output has gone
+    # A torn record (a killed run) is not a cache hit either.
+    demo.stage_record('probe').write_text('{"fingerprint": "key-a", "outp')
+    assert demo.cached('probe', 'key-a') is None
 
 
-def test_demo_reports_a_bad_checkpoint_clearly(tmp_path, capsys):
-    demo = _load_demo()
-    bad = tmp_path / 'bad.pth'
-    bad.write_text('not a checkpoint')
-    assert demo.main(['--arch', 'vit_test', '--checkpoint', str(bad), '--work-dir', str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert str(bad) in err
+def test_fingerprint_depends_on_every_part():
+    base = D.fingerprint('pretrain', '1', 'abc', ['x=1'])
+    assert base == D.fingerprint('pretrain', '1', 'abc', ['x=1'])
+    assert len({base, D.fingerprint('pretrain', '1', 'abd', ['x=1']), D.fingerprint('pretrain', '1', 'abc', ['x=2']),
+                D.fingerprint('features', '1', 'abc', ['x=1'])}) == 4
+
+
+@pytest.mark.parametrize('config', [D.PRETRAIN_CONFIG, D.AVA_CONFIG, D.THUMOS_CONFIG])
+def test_relocated_configs_read_nothing_from_the_default_data_root(tmp_path, config):
+    overrides = D.relocate_data(config, tmp_path / 'bench')
+    assert overrides, 'the synthetic configs name files under data/synthetic'
+    cfg = Config.fromfile(str(ROOT / config), import_custom_modules=False)
+    cfg.merge_from_dict(dict(o.split('=', 1) for o in overrides))
+
+    def paths(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from paths(v)
+        elif isinstance(node, str):
+            yield node
+
+    # top-level strings (data_root = ..., ann_file = ...) are variables already spent inside the dicts
+    flat = {k: v for k, v in cfg.to_dict().items() if isinstance(v, dict)}
+    remaining = [p for p in paths(flat) if p.startswith('data/synthetic')]
+    assert remaining == []
+    moved = [p for p in paths(flat) if p.startswith(str(tmp_path / 'bench'))]
+    assert len(moved) == len(overrides)
+
+
+def test_a_failing_tool_stops_the_demo_with_its_log(tmp_path):
+    demo = _demo(tmp_path)
+    with pytest.raises(D.DemoError) as info:
+        demo.run_tool('probe', 'tools/linear_probe.py', tmp_path / 'missing.h5', tmp_path / 'missing.h5',
+                      '--labels', tmp_path / 'missing.txt')
+    message = str(info.value)
+    assert "stage 'probe' failed" in message and 'missing' in message
+    assert (demo.log_dir / 'probe.log').is_file()
+
+
+def test_table_puts_each_result_next_to_its_baseline(tmp_path):
+    demo = _demo(tmp_path)
+    demo.results = {
+        'pretrain': {'first_loss': 0.27, 'last_loss': 0.015, 'checkpoint': 'x'},
+        'probe': {'pretrained': {'linear_top1': 0.4, 'knn_top1': 0.3}, 'random': {'linear_top1': 0.1,
+                                                                                  'knn_top1': 0.1}},
+        'finetune': {'top1': 0.9, 'top5': 1.0, 'chance_top1': 0.1},
+        'ava': {'mAP': 0.65, 'random_mAP': 0.52},
+        'thumos': {'average_mAP': 0.5, 'random_average_mAP': 0.1},
+    }
+    demo.timings['total'] = 125.0
+    table = D.format_table(demo)
+    assert '0.2700 -> 0.0150' in table and '0.650' in table and '0.520 (random detections)' in table
+    assert '0.900 / 1.000' in table and 'total 2:05' in table
+
+
+def test_curve_values_and_checkpoint_pointer(tmp_path):
+    assert D._curve_value({'iter': [1, 2], 'loss': [0.5, 0.25], 'lr': [1, 1]}, -1) == 0.25
+    with pytest.raises(D.DemoError, match='no loss values'):
+        D._curve_value({'iter': []}, 0)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_3.pth'))
+    assert D._last_checkpoint(tmp_path) == tmp_path / 'epoch_3.pth'
+    with pytest.raises(D.DemoError, match='last_checkpoint'):
+        D._last_checkpoint(tmp_path / 'nothing')
+
+
+@pytest.mark.slow
+def test_whole_demo_on_the_tiny_benchmark_then_reuses_its_cache(tmp_path):
+    """`make demo` end to end on the tiny preset with short schedules; the second run re-uses every cached stage."""
+    short = {'pretrain': ['train_cfg.max_epochs=2'], 'finetune': ['train_cfg.max_epochs=2'],
+             'ava': ['train_cfg.max_epochs=2'], 'thumos': ['train_cfg.max_epochs=4']}
+    demo = D.Demo(work_dir=tmp_path / 'work', data_root=tmp_path / 'data', preset='tiny', overrides=short)
+    start = time.perf_counter()
+    first = D.run(demo)
+    first_seconds = time.perf_counter() - start
+    saved = json.loads((tmp_path / 'work' / 'results.json').read_text())
+    assert saved['results'].keys() >= {'pretrain', 'probe', 'finetune', 'ava', 'thumos'}
+    for picture in ('loss_curve.png', 'reconstruction.png', 'cls_confusion.png', 'ava_per_class_ap.png',
+                    'thumos_map_vs_tiou.png'):
+        assert (tmp_path / 'work' / picture).stat().st_size > 1000, picture
+    assert 0.0 <= first['results']['ava']['mAP'] <= 1.0
+
+    again = D.Demo(work_dir=tmp_path / 'work', data_root=tmp_path / 'data', preset='tiny', overrides=short)
+    start = time.perf_counter()
+    second = D.run(again)
+    assert time.perf_counter() - start < first_seconds
+    assert {'pretrain', 'finetune', 'ava', 'thumos'} <= set(second['reused'])
+    assert second['results']['pretrain'] == first['results']['pretrain']

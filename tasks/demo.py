@@ -1,0 +1,496 @@
+"""The main job behind ``make demo``: the whole suite on the embedded synthetic benchmark, on a CPU in minutes.
+
+Stages (each runs the same command-line tool a user would, in a subprocess, with its log in ``<work>/logs/``)::
+
+    data            tasks.synthetic.generate(data_root, preset)                    -> data/synthetic/
+    pretrain        tools/train.py   <tiny dual-masked pre-training config>          -> pretrain/epoch_N.pth, loss curve
+    reconstruction  tools/visualize_reconstruction.py                               -> reconstruction.png
+    features        tools/extract_features.py (pre-trained and random backbones)    -> features/*.h5
+    probe           tools/linear_probe.py  (pre-trained vs random features)
+    finetune        tools/train.py + tools/test.py  <synthetic fine-tune config>    -> multi-view top-1/top-5
+    ava             tools/train.py + tools/test.py  <synthetic AVA config>          -> frame mAP, per-class AP chart
+    thumos          tools/train.py + tools/test.py  <synthetic THUMOS config>       -> mAP per tIoU, mAP-vs-tIoU plot
+
+**Caching.** A stage that produces something expensive (benchmark files, pre-trained weights, features, trained
+task models) records a fingerprint of what it was made from (its config file, its inputs' fingerprints, the demo
+version) in ``<work>/stages/<stage>.json``, written last and atomically. A second run re-uses every stage whose
+fingerprint still matches and only re-evaluates, so it takes a fraction of the first run's time; ``--fresh`` ignores
+the cache. A stage that fails stops the demo with the tail of its log, and leaves no fingerprint behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_VERSION = '1'  # bump when a change to the demo alters what a cached stage would contain
+
+PRETRAIN_CONFIG = 'configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-20e_8x2x1_synthetic.py'
+
+# Log lines worth showing on the terminal while a tool runs: training progress (mmengine logs carry the ETA),
+# progress bars, results and problems. Everything else goes to the stage's log file only.
+_SHOW = re.compile(r'Epoch\((train|val|test)\)|\bETA\b|clips/s|\bmAP\b|top1|\w*Error\b|\berror:|Traceback|'
+                   r'\bskipped\b|\bfailed\b|^wrote ')
+
+
+class DemoError(RuntimeError):
+    """A stage failed; the message names the stage, the command and its log."""
+
+
+def _sha256_file(path: Path) -> str:
+    """SHA-256 of a file: the checkpoint identity the feature store records (one implementation for both)."""
+    from feature_store.extract import checkpoint_id
+
+    return checkpoint_id(path)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-serialisable parts (file contents are included by passing their sha256)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary name, then rename), so a killed run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + '\n')
+    os.replace(tmp, path)
+
+
+@dataclass
+class Demo:
+    """Shared state of one demo run: folders, cache and the results gathered so far.
+
+    Args:
+        work_dir: where every output goes (``work_dirs/demo``).
+        data_root: the generated benchmark (``data/synthetic``).
+        preset: synthetic benchmark preset (``default``; ``tiny`` for the test of this job).
+        fresh: ignore cached stages.
+        overrides: per-stage extra ``--cfg-options`` (the test of this job shortens the schedules).
+    """
+
+    work_dir: Path
+    data_root: Path
+    preset: str = 'default'
+    seed: int = 0
+    fresh: bool = False
+    overrides: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    reused: list[str] = field(default_factory=list)
+
+    # --- plumbing ---------------------------------------------------------------------------------------------------
+    @property
+    def log_dir(self) -> Path:
+        return self.work_dir / 'logs'
+
+    def stage_record(self, stage: str) -> Path:
+        return self.work_dir / 'stages' / f'{stage}.json'
+
+    def cached(self, stage: str, key: str) -> dict | None:
+        """The stage's record if it was completed from the same inputs (and ``--fresh`` is not set)."""
+        path = self.stage_record(stage)
+        if self.fresh or not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if record.get('fingerprint') != key or not all(Path(p).exists() for p in record.get('outputs', [])):
+            return None
+        self.reused.append(stage)
+        return record
+
+    def complete(self, stage: str, key: str, outputs: Sequence[Path], **extra: Any) -> dict:
+        record = {'fingerprint': key, 'outputs': [str(p) for p in outputs], **extra}
+        _write_json(self.stage_record(stage), record)
+        return record
+
+    def invalidate(self, stage: str) -> None:
+        self.stage_record(stage).unlink(missing_ok=True)
+
+    def run_tool(self, stage: str, script: str, *args: str | os.PathLike) -> None:
+        """Run ``python <script> args...`` from the repository root; stream the interesting lines, log everything.
+
+        Raises:
+            DemoError: non-zero exit status, with the last lines of the log.
+        """
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f'{stage}.log'
+        cmd = [sys.executable, str(ROOT / script), *map(str, args)]
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
+        env.setdefault('PYTHONWARNINGS', 'ignore')
+        print(f'  $ {" ".join(_short(c) for c in cmd[1:])}', flush=True)
+        tail: list[str] = []
+        shown = -25  # last progress percentage printed
+        with open(log, 'a') as f:
+            f.write(f'\n$ {" ".join(cmd)}\n')
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, bufsize=1)
+            assert proc.stdout is not None
+            for line in proc.stdout:  # progress bars end in '\r': text mode turns them into lines
+                f.write(line)
+                tail = (tail + [line.rstrip()])[-40:]
+                percent = _progress_percent(line)
+                if percent is not None:  # a progress bar: show it every 25 % (and at the end), not per update
+                    if percent < shown:
+                        shown = -25  # a new bar started
+                    if percent < shown + 25 and percent != 100:
+                        continue
+                    shown = percent
+                if _SHOW.search(line):
+                    print(f'    {_compact(line)}', flush=True)
+            status = proc.wait()
+        if status != 0:
+            raise DemoError(f'stage {stage!r} failed (exit status {status}): {" ".join(cmd)}\n'
+                            f'last lines of {log}:\n' + '\n'.join(tail))
+
+    def options(self, stage: str, *options: str) -> list[str]:
+        """Config overrides (``key=value``) for a stage: the demo's own settings, then the caller's overrides."""
+        return [*options, *self.overrides.get(stage, ())]
+
+
+def cfg_flag(options: Sequence[str]) -> list[str]:
+    """The ``--cfg-options`` arguments of a tool for ``key=value`` overrides (none when there are none)."""
+    return ['--cfg-options', *options] if options else []
+
+
+def _progress_percent(line: str) -> int | None:
+    """The percentage of a tqdm progress-bar line (``extract:  45%|####  | 90/200 ...``), else None."""
+    match = re.search(r'(\d+)%\|', line)
+    return int(match.group(1)) if match else None
+
+
+def _compact(line: str) -> str:
+    """An mmengine training log line as ``Epoch(train) [3][20/40] eta 0:02:10 loss 0.0213``; others as they are."""
+    line = line.strip()
+    match = re.search(r'(Epoch\(\w+\)\s+\[[^\]]+\]\s*\[[^\]]+\])', line)
+    if match is None:
+        return line[:160]
+    fields = dict(re.findall(r'\b(eta|loss|time): (\S+)', line))
+    return ' '.join([re.sub(r'\s+', ' ', match.group(1)), *(f'{k} {v}' for k, v in fields.items())])
+
+
+def _short(arg: str) -> str:
+    """Paths inside the repository as relative paths, for readable command lines."""
+    try:
+        return str(Path(arg).resolve().relative_to(ROOT)) if os.sep in arg else arg
+    except ValueError:
+        return arg
+
+
+# --- stages ---------------------------------------------------------------------------------------------------------
+def stage_data(demo: Demo) -> None:
+    """Generate (or re-use) the synthetic benchmark."""
+    from tasks.synthetic import generate
+
+    manifest = generate(demo.data_root, demo.preset, demo.seed, log=lambda msg: print(f'    {msg}', flush=True))
+    demo.results['data'] = {'preset': manifest['preset'], 'seed': manifest['seed'],
+                            'root': str(demo.data_root)}
+
+
+DEFAULT_DATA_ROOT = 'data/synthetic'  # where the synthetic configs expect the benchmark
+
+
+def relocate_data(config: str, data_root: Path) -> list[str]:
+    """``key=value`` overrides that point every ``data/synthetic/...`` path of a config at ``data_root``.
+
+    The synthetic configs name their files under ``data/synthetic`` (what ``make demo`` generates); the demo's test
+    uses a tiny benchmark elsewhere. Only dict-valued paths are rewritten (every dataset and evaluator path is one).
+    """
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(ROOT / config), import_custom_modules=False).to_dict()
+    prefix = DEFAULT_DATA_ROOT + '/'
+    overrides: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f'{path}.{key}' if path else key)
+        elif isinstance(node, str) and node.startswith(prefix) and '.' in path:  # top-level variables are spent
+            overrides.append(f'{path}={data_root / node[len(prefix):]}')
+
+    walk(cfg, '')
+    return overrides
+
+
+def _data_fingerprint(demo: Demo) -> str:
+    return _sha256_file(demo.data_root / 'manifest.json')
+
+
+def _last_checkpoint(work: Path) -> Path:
+    """The checkpoint mmengine's CheckpointHook names in ``last_checkpoint``."""
+    pointer = work / 'last_checkpoint'
+    if not pointer.is_file():
+        raise DemoError(f'{work}: training finished without a `last_checkpoint` file')
+    path = Path(pointer.read_text().strip())
+    return path if path.is_absolute() else ROOT / path
+
+
+def stage_pretrain(demo: Demo) -> None:
+    """Dual-masked pre-training of the tiny ViT on the benchmark's classification videos."""
+    work = demo.work_dir / 'pretrain'
+    options = demo.options('pretrain', *relocate_data(PRETRAIN_CONFIG, demo.data_root))
+    key = fingerprint('pretrain', DEMO_VERSION, _sha256_file(ROOT / PRETRAIN_CONFIG), _data_fingerprint(demo), options)
+    record = demo.cached('pretrain', key)
+    if record is None:
+        if work.exists():
+            shutil.rmtree(work)  # a stale or interrupted run: start clean rather than resume someone else's
+        demo.run_tool('pretrain', 'tools/train.py', PRETRAIN_CONFIG, '--work-dir', work, *cfg_flag(options))
+        checkpoint = _last_checkpoint(work)
+        curve = json.loads((work / 'loss_curve.json').read_text())
+        record = demo.complete('pretrain', key, [checkpoint, work / 'loss_curve.png'], checkpoint=str(checkpoint),
+                               first_loss=_curve_value(curve, 0), last_loss=_curve_value(curve, -1))
+    shutil.copyfile(work / 'loss_curve.png', demo.work_dir / 'loss_curve.png')
+    demo.results['pretrain'] = {k: record[k] for k in ('checkpoint', 'first_loss', 'last_loss')}
+
+
+def _curve_value(curve: Mapping[str, list], index: int) -> float:
+    """A loss value from PretrainLossCurveHook's ``loss_curve.json`` (``{"iter": [...], "loss": [...], "lr": [...]}``)."""
+    try:
+        return float(curve['loss'][index])
+    except (KeyError, IndexError, TypeError) as err:
+        raise DemoError(f'loss_curve.json has no loss values ({err!r})') from None
+
+
+def stage_reconstruction(demo: Demo) -> None:
+    """The paper-style picture of one masked validation clip and its reconstruction."""
+    video = _first_listed_video(demo.data_root / 'classification' / 'val_list_videos.txt')
+    out = demo.work_dir / 'reconstruction.png'
+    demo.run_tool('reconstruction', 'tools/visualize_reconstruction.py', PRETRAIN_CONFIG,
+                  demo.results['pretrain']['checkpoint'], video, '--out', out)
+    demo.results['reconstruction'] = {'picture': str(out), 'video': str(video)}
+
+
+def _first_listed_video(list_file: Path) -> Path:
+    from tasks.annotations import read_video_list
+
+    entries = read_video_list(list_file)
+    if not entries:
+        raise DemoError(f'{list_file}: no videos listed')
+    return list_file.parent / entries[0].path
+
+
+# Feature extraction for the cached-feature tasks (linear probe, THUMOS): the tiny model was pre-trained on 8 frames
+# every 2nd frame, so windows are 8 x 2 (a 16-frame span, like the official 16 x 1) every 4 frames, on the whole
+# 128x96 frame (a 6 x 8 token grid; the sinusoid position embedding is built for any grid).
+EXTRACT_ARGS = ('--arch', 'vit_test', '--clip-len', '8', '--frame-interval', '2', '--stride', '4',
+                '--resize', '96x128', '--batch-size', '32')
+
+
+def feature_store_path(demo: Demo, name: str) -> Path:
+    return demo.work_dir / 'features' / f'{name}.h5'
+
+
+def extract(demo: Demo, name: str, videos: Path, checkpoint: str | None) -> Path:
+    """``tools/extract_features.py`` into ``<work>/features/<name>.h5`` unless an identical store is cached.
+
+    Args:
+        checkpoint: backbone weights; None for a random initialisation (seed 0).
+    """
+    out = feature_store_path(demo, name)
+    weights = ['--checkpoint', checkpoint] if checkpoint else ['--seed', '0']
+    key = fingerprint('features', DEMO_VERSION, name, _data_fingerprint(demo), EXTRACT_ARGS,
+                      _sha256_file(Path(checkpoint)) if checkpoint else weights)
+    stage = f'features_{name}'
+    if demo.cached(stage, key) is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # --overwrite: a store made with other weights is replaced; an interrupted extraction with these settings
+        # still resumes from its part files.
+        demo.run_tool(stage, 'tools/extract_features.py', videos, '--out', out, *EXTRACT_ARGS, *weights, '--overwrite')
+        demo.complete(stage, key, [out])
+    return out
+
+
+def stage_features(demo: Demo) -> None:
+    """Clip features of the classification videos from the pre-trained and from a randomly initialised backbone."""
+    videos = demo.data_root / 'classification' / 'videos'
+    demo.results['features'] = {
+        'cls_pretrained': str(extract(demo, 'cls_pretrained', videos, demo.results['pretrain']['checkpoint'])),
+        'cls_random': str(extract(demo, 'cls_random', videos, None)),
+    }
+
+
+def stage_probe(demo: Demo) -> None:
+    """Linear probe and k-NN on the cached classification features: pre-trained vs randomly initialised backbone."""
+    lists = demo.data_root / 'classification'
+    out = {}
+    for name in ('pretrained', 'random'):
+        result = demo.work_dir / 'probe' / f'{name}.json'
+        result.parent.mkdir(parents=True, exist_ok=True)
+        store = demo.results['features'][f'cls_{name}']
+        demo.run_tool(f'probe_{name}', 'tools/linear_probe.py', store, store, '--labels',
+                      lists / 'train_list_videos.txt', lists / 'val_list_videos.txt', '--out', result)
+        out[name] = json.loads(result.read_text())
+    demo.results['probe'] = {name: {'linear_top1': r['linear']['top1'], 'knn_top1': r['knn']['top1']}
+                             for name, r in out.items()}
+
+
+def train_and_test(demo: Demo, stage: str, config: str, options: Sequence[str], depends: Sequence[Any] = (),
+                   test_options: Sequence[str] = ()) -> tuple[dict[str, float], Path]:
+    """``tools/train.py`` (cached by fingerprint) then ``tools/test.py`` on the last checkpoint.
+
+    Args:
+        depends: fingerprints of the inputs the config options point at (checkpoints, feature stores).
+
+    Returns:
+        The metrics ``tools/test.py`` wrote to ``results.json``, and the test work directory (the metric's files).
+    """
+    work = demo.work_dir / stage
+    options = demo.options(stage, *options)
+    inputs = [_sha256_file(ROOT / config), _data_fingerprint(demo), options]
+    key = fingerprint(stage, DEMO_VERSION, *inputs, *depends)
+    record = demo.cached(stage, key)
+    if record is None:
+        if (work / 'train').exists():
+            shutil.rmtree(work / 'train')
+        demo.run_tool(f'{stage}_train', 'tools/train.py', config, '--work-dir', work / 'train', *cfg_flag(options))
+        checkpoint = _last_checkpoint(work / 'train')
+        record = demo.complete(stage, key, [checkpoint], checkpoint=str(checkpoint))
+    test_dir = work / 'test'
+    test_args = cfg_flag([*options, *demo.options(f'{stage}_test', *test_options)])
+    demo.run_tool(f'{stage}_test', 'tools/test.py', config, record['checkpoint'], '--work-dir', test_dir, *test_args)
+    return json.loads((test_dir / 'results.json').read_text()), test_dir
+
+
+FINETUNE_CONFIG = 'configs/recognition/videomaev2/vit-test-p16_videomaev2-ft_8x4x1_synthetic.py'
+
+
+def stage_finetune(demo: Demo) -> None:
+    """Fine-tune the pre-trained tiny ViT on the classification set, then the multi-view test (2 clips x 3 crops)."""
+    checkpoint = demo.results['pretrain']['checkpoint']
+    options = [*relocate_data(FINETUNE_CONFIG, demo.data_root), f'model.pretrained={checkpoint}',
+               'train_cfg.val_interval=1000']  # no validation passes: the test below is the evaluation
+    metrics, test_dir = train_and_test(demo, 'finetune', FINETUNE_CONFIG, options,
+                                       depends=[_sha256_file(Path(checkpoint))])
+    shutil.copyfile(test_dir / 'cls_confusion.png', demo.work_dir / 'cls_confusion.png')
+    record = json.loads(demo.stage_record('finetune').read_text())
+    num_classes = len(json.loads((demo.data_root / 'classification' / 'labels.json').read_text()))
+    demo.results['finetune'] = {'top1': _metric(metrics, 'top1'), 'top5': _metric(metrics, 'top5'),
+                                'mean_class_accuracy': _metric(metrics, 'mean1'), 'chance_top1': 1 / num_classes,
+                                'checkpoint': record['checkpoint']}
+
+
+THUMOS_CONFIG = 'configs/localization/thumos14/actionformer_vit-test-p16_synthetic-feat_16x4_synthetic-thumos.py'
+
+
+def stage_thumos(demo: Demo) -> None:
+    """THUMOS-like localization: ActionFormer on cached clip features of the fine-tuned backbone.
+
+    As the seed does (REFERENCE 6.4: THUMOS14 features come from the K710 *fine-tuned* ViT-g), the features are
+    extracted with the backbone fine-tuned on the classification set, whose labels are motions.
+    """
+    checkpoint = demo.results['finetune']['checkpoint']
+    store = extract(demo, 'thumos_finetuned', demo.data_root / 'thumos' / 'videos', checkpoint)
+    options = [*relocate_data(THUMOS_CONFIG, demo.data_root),
+               *(f'{split}_dataloader.dataset.feature_store={store}' for split in ('train', 'test'))]
+    metrics, test_dir = train_and_test(demo, 'thumos', THUMOS_CONFIG, options,
+                                       depends=[_sha256_file(demo.stage_record('features_thumos_finetuned'))])
+    shutil.copyfile(test_dir / 'tad_map_vs_tiou.png', demo.work_dir / 'thumos_map_vs_tiou.png')
+    demo.results['thumos'] = {
+        'average_mAP': _metric(metrics, 'mAP'), 'random_average_mAP': _metric(metrics, 'random_mAP'),
+        'mAP_per_tIoU': {k.split('@')[1]: v for k, v in metrics.items() if k.startswith('tad/mAP@')},
+        'features': str(store)}
+
+
+AVA_CONFIG = 'configs/detection/ava/vit-test-p16_videomaev2_1xb8-8x4x1-40e-adamw_synthetic-ava.py'
+
+
+def stage_ava(demo: Demo) -> None:
+    """AVA-like spatio-temporal detection: the tiny ViT + RoI head trained end to end, frame mAP@0.5."""
+    metrics, test_dir = train_and_test(demo, 'ava', AVA_CONFIG, relocate_data(AVA_CONFIG, demo.data_root))
+    shutil.copyfile(test_dir / 'ava_per_class_ap.png', demo.work_dir / 'ava_per_class_ap.png')
+    demo.results['ava'] = {'mAP': _metric(metrics, 'mAP'), 'random_mAP': _metric(metrics, 'mAP_random')}
+
+
+def _metric(metrics: Mapping[str, float], name: str) -> float:
+    """A metric by its name without the evaluator's prefix (``ava/mAP`` -> ``mAP``)."""
+    found = [v for k, v in metrics.items() if k == name or k.endswith('/' + name)]
+    if len(found) != 1:
+        raise DemoError(f'expected one metric {name!r} in {sorted(metrics)}')
+    return float(found[0])
+
+
+# --- the run --------------------------------------------------------------------------------------------------------
+STAGES: dict[str, Callable[[Demo], None]] = {
+    'data': stage_data,
+    'pretrain': stage_pretrain,
+    'reconstruction': stage_reconstruction,
+    'features': stage_features,
+    'probe': stage_probe,
+    'finetune': stage_finetune,
+    'ava': stage_ava,
+    'thumos': stage_thumos,
+}
+
+
+def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the stages in order and write ``<work>/results.json``; returns the results."""
+    names = list(STAGES) if stages is None else list(stages)
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f'unknown demo stages {unknown}; choose from {list(STAGES)}')
+    demo.work_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        print(f'[{i}/{len(names)}] {name}  (elapsed {_clock(time.perf_counter() - start)})', flush=True)
+        t0 = time.perf_counter()
+        STAGES[name](demo)
+        demo.timings[name] = round(time.perf_counter() - t0, 1)
+    demo.timings['total'] = round(time.perf_counter() - start, 1)
+    summary = {'results': demo.results, 'seconds': demo.timings, 'reused': demo.reused,
+               'preset': demo.preset, 'demo_version': DEMO_VERSION}
+    _write_json(demo.work_dir / 'results.json', summary)
+    print(format_table(demo))
+    return summary
+
+
+def _clock(seconds: float) -> str:
+    return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
+
+
+def format_table(demo: Demo) -> str:
+    """The closing results table: each number next to the baseline that says what it means."""
+    r = demo.results
+    rows: list[tuple[str, str, str, str]] = []
+    if 'pretrain' in r:
+        rows.append(('pre-training (dual masking)', 'loss first -> last', f"{r['pretrain']['first_loss']:.4f} -> "
+                     f"{r['pretrain']['last_loss']:.4f}", ''))
+    if 'probe' in r:
+        pre, rnd = r['probe']['pretrained'], r['probe']['random']
+        rows.append(('linear probe (cached features)', 'top-1, pre-trained vs random init',
+                     f"{pre['linear_top1']:.3f}", f"{rnd['linear_top1']:.3f} (random init)"))
+        rows.append(('k-NN (cached features)', 'top-1, pre-trained vs random init', f"{pre['knn_top1']:.3f}",
+                     f"{rnd['knn_top1']:.3f} (random init)"))
+    if 'finetune' in r:
+        f = r['finetune']
+        rows.append(('fine-tune, multi-view test', 'top-1 / top-5', f"{f['top1']:.3f} / {f['top5']:.3f}",
+                     f"{f['chance_top1']:.3f} (chance)"))
+    if 'ava' in r:
+        rows.append(('AVA-like detection', 'frame mAP@0.5', f"{r['ava']['mAP']:.3f}",
+                     f"{r['ava']['random_mAP']:.3f} (random detections)"))
+    if 'thumos' in r:
+        rows.append(('THUMOS-like localization', 'average mAP (tIoU 0.3:0.7)', f"{r['thumos']['average_mAP']:.3f}",
+                     f"{r['thumos']['random_average_mAP']:.3f} (random predictions)"))
+    header = ('task', 'metric', 'result', 'baseline')
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    line = '  '.join('-' * w for w in widths)
+    out = ['', line, '  '.join(h.ljust(w) for h, w in zip(header, widths)), line]
+    out += ['  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    out += [line, f"total {_clock(demo.timings.get('total', 0.0))}"
+            + (f"; re-used from an earlier run: {', '.join(demo.reused)}" if demo.reused else ''),
+            f'outputs in {demo.work_dir}: results.json, loss_curve.png, reconstruction.png, '
+            'cls_confusion.png, ava_per_class_ap.png, thumos_map_vs_tiou.png']
+    return '\n'.join(out)
