@@ -9,7 +9,8 @@ Stages (each runs the same command-line tool a user would, in a subprocess, with
     probe           tools/linear_probe.py  (pre-trained vs random features)
     finetune        tools/train.py + tools/test.py  <synthetic fine-tune config>    -> multi-view top-1/top-5
     ava             tools/train.py + tools/test.py  <synthetic AVA config>          -> frame mAP, per-class AP chart
-    thumos          tools/train.py + tools/test.py  <synthetic THUMOS config>       -> mAP per tIoU, mAP-vs-tIoU plot
+    thumos          tools/extract_features.py (fine-tuned backbone) + tools/train.py + tools/test.py
+                    <synthetic THUMOS config>                                      -> mAP per tIoU, mAP-vs-tIoU plot
 
 **Caching.** A stage that produces something expensive (benchmark files, pre-trained weights, features, trained
 task models) records a fingerprint of what it was made from (its config file, its inputs' fingerprints, the demo
