@@ -43,6 +43,21 @@ train_dataloader = dict(
         backend='decord',
         seed=0))
 
+# The test-mode dataset shared by validation and test; they differ only in the views per video.
+_test_dataset = dict(
+    type='VideoMAEv2ClsDataset',
+    ann_file=ann_file_val,
+    data_prefix=data_root_val,
+    ann_format='video',
+    num_classes=400,
+    test_mode=True,
+    sampling='dense',
+    clip_len=16,
+    frame_interval=4,
+    input_size=224,
+    short_side=224,
+    backend='decord')
+
 # Validation during training: the middle 16x4 clip of each video, short side 224, centre crop (one view; the
 # official validation also takes one clip and a centre crop).
 val_dataloader = dict(
@@ -51,21 +66,7 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='videomaev2_cls_collate'),
-    dataset=dict(
-        type='VideoMAEv2ClsDataset',
-        ann_file=ann_file_val,
-        data_prefix=data_root_val,
-        ann_format='video',
-        num_classes=400,
-        test_mode=True,
-        sampling='dense',
-        clip_len=16,
-        frame_interval=4,
-        input_size=224,
-        short_side=224,
-        num_clips=1,
-        num_crops=1,
-        backend='decord'))
+    dataset=dict(_test_dataset, num_clips=1, num_crops=1))
 
 # Test: "16x5x3" (REFERENCE 4.2): every 4th frame, 5 clips of 16 at evenly spaced starts, short side 224, 3 crops of
 # 224 along the long side = 15 views per video, softmax per view, mean over the views.
@@ -75,21 +76,7 @@ test_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='videomaev2_cls_collate'),
-    dataset=dict(
-        type='VideoMAEv2ClsDataset',
-        ann_file=ann_file_val,
-        data_prefix=data_root_val,
-        ann_format='video',
-        num_classes=400,
-        test_mode=True,
-        sampling='dense',
-        clip_len=16,
-        frame_interval=4,
-        input_size=224,
-        short_side=224,
-        num_clips=5,
-        num_crops=3,
-        backend='decord'))
+    dataset=dict(_test_dataset, num_clips=5, num_crops=3))
 
 # top-1 / top-5 / mean class accuracy over videos (tasks.classification.metric)
 val_evaluator = dict(type='VideoClsMetric')

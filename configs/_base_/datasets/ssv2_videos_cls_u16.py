@@ -39,6 +39,22 @@ train_dataloader = dict(
         backend='decord',
         seed=0))
 
+# The test-mode dataset shared by validation and test; they differ only in the views per video.
+_test_dataset = dict(
+    type='VideoMAEv2ClsDataset',
+    ann_file=ann_file_val,
+    data_prefix=data_root,
+    ann_format='ssv2',
+    label_file=label_file,
+    video_ext='.webm',
+    num_classes=174,
+    test_mode=True,
+    sampling='segment',
+    clip_len=16,
+    input_size=224,
+    short_side=224,
+    backend='decord')
+
 # Validation during training: segment starts (the first test offset), short side 224, centre crop.
 val_dataloader = dict(
     batch_size=8,
@@ -46,22 +62,7 @@ val_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='videomaev2_cls_collate'),
-    dataset=dict(
-        type='VideoMAEv2ClsDataset',
-        ann_file=ann_file_val,
-        data_prefix=data_root,
-        ann_format='ssv2',
-        label_file=label_file,
-        video_ext='.webm',
-        num_classes=174,
-        test_mode=True,
-        sampling='segment',
-        clip_len=16,
-        input_size=224,
-        short_side=224,
-        num_clips=1,
-        num_crops=1,
-        backend='decord'))
+    dataset=dict(_test_dataset, num_clips=1, num_crops=1))
 
 # Test: "16x2x3" (REFERENCE 4.2): 16 segments x 2 temporal offsets (segment starts and midpoints) x 3 crops = 6 views.
 test_dataloader = dict(
@@ -70,22 +71,7 @@ test_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='videomaev2_cls_collate'),
-    dataset=dict(
-        type='VideoMAEv2ClsDataset',
-        ann_file=ann_file_val,
-        data_prefix=data_root,
-        ann_format='ssv2',
-        label_file=label_file,
-        video_ext='.webm',
-        num_classes=174,
-        test_mode=True,
-        sampling='segment',
-        clip_len=16,
-        input_size=224,
-        short_side=224,
-        num_clips=2,
-        num_crops=3,
-        backend='decord'))
+    dataset=dict(_test_dataset, num_clips=2, num_crops=3))
 
 val_evaluator = dict(type='VideoClsMetric')
 test_evaluator = dict(type='VideoClsMetric')
