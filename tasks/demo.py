@@ -117,9 +117,6 @@ class Demo:
         _write_json(self.stage_record(stage), record)
         return record
 
-    def invalidate(self, stage: str) -> None:
-        self.stage_record(stage).unlink(missing_ok=True)
-
     def run_tool(self, stage: str, script: str, *args: str | os.PathLike) -> None:
         """Run ``python <script> args...`` from the repository root; stream the interesting lines, log everything.
 
