@@ -410,8 +410,11 @@ def rendered_stats():
         rng = np.random.default_rng([2024, label])
         first[label], last[label], motion[label] = [], [], []
         for _ in range(n):
-            params = classification.sample_params(rng, w, h)
+            # one object per clip, so that its statistics are not mixed up with the others' (the objects of a
+            # scene are drawn independently of each other, so what holds for one holds for the scene)
+            params = classification.sample_params(rng, w, h, num_objects=1)
             frames, alpha = classification.render_clip(label, params, t, return_alpha=True)
+            alpha = alpha[:, 0]
             first[label].append(frame_stats(frames[0], alpha[0]))
             last[label].append(frame_stats(frames[-1], alpha[-1]))
             motion[label].append(motion_features(frames, alpha))
@@ -450,3 +453,16 @@ def test_default_preset_meets_the_spec(tmp_path):
     jobs = thumos.make_jobs(cfg.thumos, SEED, tmp_path)
     for split in ('val', 'test'):
         assert {k for j in jobs if j.split == split for k in j.kinds} == set(thumos.CLASSES)
+
+
+def test_every_object_of_a_scene_performs_the_class_motion():
+    # the default scene has several objects; each one moves the class's way, each at its own speed
+    label = CLASS_ID['Moving something from left to right']
+    rng = np.random.default_rng(7)
+    params = classification.sample_params(rng, 128, 96)
+    assert len(params.objects) == classification.OBJECTS_PER_CLIP > 1
+    _, alpha = classification.render_clip(label, params, 2, return_alpha=True)
+    for k, obj in enumerate(params.objects):
+        xs = [torus_centre(np.nonzero(alpha[t, k] > 0.5)[1], 128) for t in range(2)]
+        step = (xs[1] - xs[0] + 64) % 128 - 64  # wrapped displacement in px
+        assert step == pytest.approx(obj.speed, abs=0.6), (k, step, obj.speed)

@@ -30,7 +30,7 @@ from typing import Literal
 from . import ava, classification, thumos
 
 # Bump whenever a change alters the generated files, so stale folders are regenerated instead of reused.
-GENERATOR_VERSION = '2'
+GENERATOR_VERSION = '3'
 MANIFEST = 'manifest.json'
 
 PresetName = Literal['tiny', 'default']

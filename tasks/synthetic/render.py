@@ -71,8 +71,12 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def background_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def background_texture(rng: np.random.Generator, h: int, w: int, contrast: float = 1.0) -> np.ndarray:
     """A tileable textured background of mid-range colours (coarse colour blobs, grain and faint stripes).
+
+    Args:
+        contrast: factor on every pixel's deviation from the texture's mean colour (1: full texture; the
+            classification scenes use a faint one, so the moving objects dominate the picture).
 
     Returns:
         (h, w, 3) float32 in [0, 1], periodic in both directions so it can scroll forever.
@@ -87,6 +91,9 @@ def background_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     stripes = np.sin(2 * math.pi * (kx * xx / w + ky * yy / h) + phase)
     tex *= (1.0 + 0.08 * stripes)[..., None]
+    if contrast != 1.0:
+        mean = tex.mean(axis=(0, 1), keepdims=True)
+        tex = mean + np.float32(contrast) * (tex - mean)
     return np.clip(tex, 0.0, 1.0).astype(np.float32)
 
 
