@@ -167,8 +167,9 @@ def render_clip(
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     num_objects = len(params.objects)
     alphas = np.zeros((num_frames, num_objects, height, width), dtype=np.float32) if return_alpha else None
+    background = params.background.frame(0.0, 0.0)  # a static camera: all motion is the objects'
     for t in range(num_frames):
-        canvas = params.background.frame(0.0, 0.0)  # a static camera: all motion is the objects'
+        canvas = background.copy()
         for k, obj in enumerate(params.objects):
             cx, cy, angle, scale = object_state(spec, obj, t, width, height)
             cov = render.draw(canvas, obj.sprite, cx, cy, angle=angle, scale=scale, wrap=True)
