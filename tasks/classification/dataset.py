@@ -28,7 +28,7 @@ sample is returned with ``valid=False`` and no views, and the model leaves it ou
 test loader substitutes a random video instead). Either way ``failed`` carries ``(path, reason)`` pairs.
 
 **Determinism**: as the pre-training dataset, every random draw of a sample comes from generators seeded by ``(seed,
-epoch, index)`` (:func:`tasks.pretrain.dataset.sample_seeds`); the epoch arrives in the key from
+epoch, index)`` (:func:`tasks.video.retry.sample_seeds`); the epoch arrives in the key from
 :class:`tasks.pretrain.VideoMAEv2PretrainSampler`.
 
 **Kinetics-710 label maps** (REFERENCE 3.5): :func:`read_class_names` reads ``label_map_k{400,600,700,710}.txt``,
@@ -52,8 +52,9 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS
 
 from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
-from tasks.pretrain.dataset import _read_rawframes, sample_seeds
+from tasks.pretrain.dataset import _read_rawframes
 from tasks.video import VideoDecodeError, VideoReader, dense_sample, segment_sample
+from tasks.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import ClsTrainAugmentation, multi_view_test
 
@@ -435,31 +436,16 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
             raise IndexError(f'index {index} out of range for {len(self.records)} videos')
         if self.test_mode:
             return self._test_sample(index)
-        failed: list[tuple[str, str]] = []
-        # Replacements come from their own stream, so trying a known-bad file and skipping it give the same sample.
-        replacements = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index, 2 ** 31]))
-        current = index
-        for attempt in range(self.max_attempts):
-            record = self.records[current]
-            if record.path not in self._failed:
-                generator, rng = sample_seeds(self.seed, epoch, index, attempt)
-                try:
-                    clips = self.load_clips(record, generator)
-                except VideoDecodeError as e:
-                    self._report(record, e.reason)
-                    failed.append((record.path, e.reason))
-                else:
-                    clip, label = clips[0], record.label
-                    if self.reverse_prob > 0 and rng.random() < self.reverse_prob:
-                        clip, label = clip.flip(0), self.reverse_label_map[label]
-                    return dict(self._train_views(clip, generator, rng), label=label, index=current,
-                                video_id=record.video_id, valid=True, failed=tuple(failed))
-            else:
-                failed.append((record.path, self._failed[record.path]))
-            current = int(replacements.integers(len(self.records)))
-        raise RuntimeError(
-            f'{self.ann_file}: {self.max_attempts} videos in a row failed to decode for sample {index} (epoch '
-            f'{epoch}); the last errors: ' + '; '.join(f'{p}: {r}' for p, r in failed[-3:]))
+        clips, current, generator, rng, failed = load_with_replacements(
+            len(self.records), index, epoch, seed=self.seed, max_attempts=self.max_attempts, known_bad=self._failed,
+            path_of=lambda i: self.records[i].path, load=lambda i, g: self.load_clips(self.records[i], g),
+            report=lambda i, reason: self._report(self.records[i], reason), source=self.ann_file)
+        record = self.records[current]
+        clip, label = clips[0], record.label
+        if self.reverse_prob > 0 and rng.random() < self.reverse_prob:
+            clip, label = clip.flip(0), self.reverse_label_map[label]
+        return dict(self._train_views(clip, generator, rng), label=label, index=current, video_id=record.video_id,
+                    valid=True, failed=tuple(failed))
 
     def _test_sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]

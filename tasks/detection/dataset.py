@@ -28,7 +28,7 @@ Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``Ra
   counts as missed, as it should).
 
 Randomness (jitter, scale, crop, flip, replacements) is drawn from generators seeded by ``(seed, epoch, index)``
-(:func:`tasks.pretrain.dataset.sample_seeds`), with the epoch coming from ``VideoMAEv2PretrainSampler``'s
+(:func:`tasks.video.retry.sample_seeds`), with the epoch coming from ``VideoMAEv2PretrainSampler``'s
 ``(epoch, index)`` keys, so a sample does not depend on the worker or process that loads it.
 """
 from __future__ import annotations
@@ -46,8 +46,8 @@ from mmengine.registry import DATASETS, FUNCTIONS
 
 from tasks.annotations import (AnnotationError, AVABox, group_by_keyframe, read_ava_csv, read_ava_excluded,
                                read_ava_label_map, read_ava_proposals)
-from tasks.pretrain.dataset import sample_seeds
 from tasks.video import VideoDecodeError, VideoReader, keyframe_sample
+from tasks.video.retry import load_with_replacements
 from tasks.video.transforms import short_side_resize, to_tchw
 
 __all__ = ['AVAKeyframe', 'VideoMAEv2AVADataset', 'videomaev2_ava_collate', 'select_proposals']
@@ -315,29 +315,18 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
             raise IndexError(f'index {index} out of range for {len(self.samples)} keyframes')
         if self.test_mode:
             return self._test_item(self.samples[index])
-        replacements = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index, 2 ** 31]))
-        current = index
-        failed: list[tuple[str, str]] = []
-        for attempt in range(self.max_attempts):
-            sample = self.samples[current]
-            path = self.video_path(sample.video_id)
-            if path not in self._failed:
-                generator, _ = sample_seeds(self.seed, epoch, index, attempt)
-                try:
-                    frames = self.load_clip(sample, generator)
-                except VideoDecodeError as e:
-                    self._report(path, e.reason, sample)
-                else:
-                    clip, boxes, norm, labels = self._train_transform(frames, sample, generator)
-                    return dict(inputs=clip, data_samples=dict(
-                        video_id=sample.video_id, timestamp=sample.timestamp, boxes=torch.from_numpy(boxes),
-                        norm_boxes=torch.from_numpy(norm), labels=torch.from_numpy(np.ascontiguousarray(labels)),
-                        scores=torch.ones(len(boxes)), img_shape=tuple(clip.shape[-2:]), failed=None,
-                        skipped=tuple(failed)))
-            failed.append((path, self._failed[path]))
-            current = int(replacements.integers(len(self.samples)))
-        raise RuntimeError(f'{self.ann_file}: {self.max_attempts} keyframes in a row could not be decoded for sample '
-                           f'{index}; the last errors: ' + '; '.join(f'{p}: {r}' for p, r in failed[-3:]))
+        frames, current, generator, _, failed = load_with_replacements(
+            len(self.samples), index, epoch, seed=self.seed, max_attempts=self.max_attempts, known_bad=self._failed,
+            path_of=lambda i: self.video_path(self.samples[i].video_id),
+            load=lambda i, g: self.load_clip(self.samples[i], g),
+            report=lambda i, reason: self._report(self.video_path(self.samples[i].video_id), reason, self.samples[i]),
+            source=self.ann_file)
+        sample = self.samples[current]
+        clip, boxes, norm, labels = self._train_transform(frames, sample, generator)
+        return dict(inputs=clip, data_samples=dict(
+            video_id=sample.video_id, timestamp=sample.timestamp, boxes=torch.from_numpy(boxes),
+            norm_boxes=torch.from_numpy(norm), labels=torch.from_numpy(np.ascontiguousarray(labels)),
+            scores=torch.ones(len(boxes)), img_shape=tuple(clip.shape[-2:]), failed=None, skipped=tuple(failed)))
 
     def _test_item(self, sample: AVAKeyframe) -> dict[str, Any]:
         path = self.video_path(sample.video_id)

@@ -38,6 +38,7 @@ from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 from backbone.masking import DecoderMaskKind, MaskKind
 from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
 from tasks.video import VideoDecodeError, VideoReader, dense_sample
+from tasks.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import PretrainAugmentation
 
@@ -101,17 +102,6 @@ def read_pretrain_list(ann_file: str | os.PathLike, ann_format: AnnFormat = 'vid
 
 def _join(prefix: str | os.PathLike | None, name: str) -> str:
     return os.path.join(prefix, name) if prefix is not None else name
-
-
-def sample_seeds(seed: int, epoch: int, index: int, attempt: int = 0) -> tuple[torch.Generator, np.random.Generator]:
-    """Independent torch and numpy generators for one sample, a pure function of its arguments.
-
-    ``numpy.random.SeedSequence`` hashes the tuple, so neighbouring indices or epochs get unrelated streams.
-    """
-    sequence = np.random.SeedSequence([seed, epoch, index, attempt])
-    torch_seq, numpy_seq = sequence.spawn(2)
-    generator = torch.Generator().manual_seed(int(torch_seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-    return generator, np.random.default_rng(numpy_seq)
 
 
 def _read_rawframes(folder: str, indices: np.ndarray, filename_tmpl: str, start_index: int) -> torch.Tensor:
@@ -251,30 +241,16 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
         index = int(index)
         if not 0 <= index < len(self.records):
             raise IndexError(f'index {index} out of range for {len(self.records)} videos')
-        failed: list[tuple[str, str]] = []
-        # Replacement videos come from their own stream, so that trying a known-bad file and skipping it straight
-        # away lead to the same sample (the skip set differs between processes).
-        replacements = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index, 2 ** 31]))
-        current = index
-        for attempt in range(self.max_attempts):
-            record = self.records[current]
-            if record.path not in self._failed:
-                generator, rng = sample_seeds(self.seed, epoch, index, attempt)
-                try:
-                    frames = self.load_clip(record, generator)
-                except VideoDecodeError as e:
-                    self._failed[record.path] = e.reason
-                    print_log(f'skipping {record.path} ({record.source}): {e.reason}', logger='current',
-                              level=logging.WARNING)
-                    failed.append((record.path, e.reason))
-                else:
-                    return dict(self.views(frames, generator, rng), index=current, failed=tuple(failed))
-            else:
-                failed.append((record.path, self._failed[record.path]))
-            current = int(replacements.integers(len(self.records)))
-        raise RuntimeError(
-            f'{self.ann_file}: {self.max_attempts} videos in a row failed to decode for sample {index} (epoch '
-            f'{epoch}); the last errors: ' + '; '.join(f'{p}: {r}' for p, r in failed[-3:]))
+        frames, current, generator, rng, failed = load_with_replacements(
+            len(self.records), index, epoch, seed=self.seed, max_attempts=self.max_attempts, known_bad=self._failed,
+            path_of=lambda i: self.records[i].path, load=lambda i, g: self.load_clip(self.records[i], g),
+            report=self._report, source=self.ann_file)
+        return dict(self.views(frames, generator, rng), index=current, failed=tuple(failed))
+
+    def _report(self, i: int, reason: str) -> None:
+        record = self.records[i]
+        self._failed[record.path] = reason
+        print_log(f'skipping {record.path} ({record.source}): {reason}', logger='current', level=logging.WARNING)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}({self.ann_file!r}: {len(self)} videos, {self.clip_len}x{self.frame_interval} '
