@@ -53,7 +53,8 @@ from mmengine.registry import DATASETS, FUNCTIONS
 
 from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
 from tasks.pretrain.dataset import _read_rawframes
-from tasks.video import VideoDecodeError, VideoReader, dense_sample, segment_sample
+from tasks.video import VideoDecodeError, dense_sample, segment_sample
+from tasks.video.cache import DecodedVideoCache, open_video
 from tasks.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import ClsTrainAugmentation, multi_view_test
@@ -317,6 +318,9 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         backend: video decoder, ``'decord'`` (official) or ``'pyav'``.
         seed: base of every per-sample seed.
         max_attempts: videos tried for one training sample before giving up with an error.
+        cache_videos_mb: keep up to this many MiB of whole decoded videos in each process
+            (:class:`~tasks.video.cache.DecodedVideoCache`), so a small training set is decoded once, not once per
+            epoch; the frames are the same. 0 (default) decodes every sample afresh.
     """
 
     def __init__(self, ann_file: str, data_prefix: str | None = None, ann_format: AnnFormat = 'video', *,
@@ -329,7 +333,8 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
                  rrc_scale: Sequence[float] = (0.08, 1.0), rrc_ratio: Sequence[float] = (0.75, 1.3333),
                  flip: bool = True, reprob: float = 0.25, recount: int = 1, reverse_prob: float = 0.0,
                  reverse_label_map: Sequence[int] | None = None,
-                 backend: Literal['decord', 'pyav'] = 'decord', seed: int = 0, max_attempts: int = 20):
+                 backend: Literal['decord', 'pyav'] = 'decord', seed: int = 0, max_attempts: int = 20,
+                 cache_videos_mb: float = 0):
         if sampling not in ('dense', 'segment'):
             raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")
         if num_sample < 1 or num_clips < 1 or clip_len < 1 or frame_interval < 1:
@@ -364,6 +369,7 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         self.filename_tmpl = filename_tmpl
         self.start_index = start_index
         self.backend = backend
+        self.video_cache = DecodedVideoCache(cache_videos_mb, backend) if cache_videos_mb > 0 else None
         self.seed = seed
         self.max_attempts = max_attempts
         self.augment = None if test_mode else ClsTrainAugmentation(
@@ -408,7 +414,7 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
             indices = self._indices(record.total_frames, None, generator)
             frames = _read_rawframes(record.path, indices.reshape(-1), self.filename_tmpl, self.start_index)
         else:
-            with VideoReader(record.path, backend=self.backend) as reader:
+            with open_video(record.path, self.backend, self.video_cache) as reader:
                 indices = self._indices(reader.num_frames, reader.fps, generator)
                 frames = reader.get_frames(indices.reshape(-1))  # each frame decoded once, also across clips
         return frames.reshape(indices.shape[0], indices.shape[1], *frames.shape[1:])

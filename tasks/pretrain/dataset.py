@@ -37,7 +37,8 @@ from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 
 from backbone.masking import DecoderMaskKind, MaskKind
 from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
-from tasks.video import VideoDecodeError, VideoReader, dense_sample
+from tasks.video import VideoDecodeError, dense_sample
+from tasks.video.cache import DecodedVideoCache, open_video
 from tasks.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import PretrainAugmentation
@@ -162,6 +163,9 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
             Runner passes its seed only to the sampler).
         max_attempts: videos tried for one sample before giving up (a whole list that cannot be decoded should stop
             the run with a clear error rather than loop forever).
+        cache_videos_mb: keep up to this many MiB of whole decoded videos in each process
+            (:class:`~tasks.video.cache.DecodedVideoCache`), so a small training set is decoded once, not once per
+            epoch; the frames are the same. 0 (default) decodes every sample afresh.
     """
 
     def __init__(self, ann_file: str | None = None, data_prefix: str | None = None, ann_format: AnnFormat = 'video', *,
@@ -172,7 +176,7 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
                  num_sample: int = 4, encoder_mask: MaskKind = 'tube', encoder_mask_ratio: float = 0.9,
                  decoder_mask: DecoderMaskKind = 'run_cell', decoder_mask_ratio: float = 0.5,
                  backend: Literal['decord', 'pyav'] = 'decord', antialias: bool = True, seed: int = 0,
-                 max_attempts: int = 20):
+                 max_attempts: int = 20, cache_videos_mb: float = 0):
         if num_sample < 1:
             raise ValueError(f'num_sample must be >= 1, got {num_sample}')
         if frame_interval < 1:
@@ -196,6 +200,7 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
         self.filename_tmpl = filename_tmpl
         self.start_index = start_index
         self.backend = backend
+        self.video_cache = DecodedVideoCache(cache_videos_mb, backend) if cache_videos_mb > 0 else None
         self.seed = seed
         self.max_attempts = max_attempts
         self.augment = PretrainAugmentation(
@@ -223,7 +228,7 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
             sample = dense_sample(record.total_frames, clip_len=self.clip_len, frame_interval=self.frame_interval,
                                   protocol='mmaction2', generator=generator)
             return _read_rawframes(record.path, sample.indices[0], self.filename_tmpl, self.start_index)
-        with VideoReader(record.path, backend=self.backend) as reader:
+        with open_video(record.path, self.backend, self.video_cache) as reader:
             sample = dense_sample(reader.num_frames, clip_len=self.clip_len, frame_interval=self.frame_interval,
                                   protocol='mmaction2', fps=reader.fps, generator=generator)
             return reader.get_frames(sample.indices[0])

@@ -43,7 +43,9 @@ train_dataloader = dict(
         # same number of loss tokens (4 x 32 masked positions x 1/2 = 64 of 144), and the loss of a batch is the mean
         # of its clips' losses whichever way the batch is split over processes.
         encoder_mask_ratio=0.9,  # int(0.9 x 36) = 32 masked per slice: 4 x 4 = 16 visible tokens
-        decoder_mask_ratio=0.5))
+        decoder_mask_ratio=0.5,
+        # 160 videos x 64 frames x 128x96 = 360 MiB per worker: each video is decoded once, not once per epoch.
+        cache_videos_mb=512))
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=6)
 
