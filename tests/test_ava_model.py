@@ -411,3 +411,21 @@ def test_configs_follow_the_published_recipes(arch):
     assert cfg.test_evaluator.type == 'VideoMAEv2AVAMetric' and cfg.test_evaluator.protocol == 'official'
     assert cfg.model.roi_head.num_classes == 80 and cfg.model.roi_head.output_size == 8
     assert cfg.model.roi_head.dropout == 0.5 and 'spatial_scale' not in cfg.model.roi_head
+
+
+def test_cached_videos_give_the_same_samples(ava_dir):
+    """cache_videos_mb serves each keyframe's clip from one whole decode per video, with the same training and test
+    samples as decoding every clip afresh."""
+    for test_mode in (False, True):
+        plain = make_dataset(ava_dir, test_mode=test_mode)
+        cached = make_dataset(ava_dir, test_mode=test_mode, cache_videos_mb=64)
+        for epoch in range(2):
+            for i in range(len(plain)):
+                a, b = plain[(epoch, i)], cached[(epoch, i)]
+                assert torch.equal(a['inputs'], b['inputs'])
+                for k, v in a['data_samples'].items():
+                    w = b['data_samples'][k]
+                    same = torch.equal(v, w) if isinstance(v, torch.Tensor) else (
+                        np.array_equal(v, w) if isinstance(v, np.ndarray) else v == w)
+                    assert same, k
+        assert cached.video_cache.misses == 2  # vidA and vidB, each decoded once

@@ -46,7 +46,8 @@ from mmengine.registry import DATASETS, FUNCTIONS
 
 from tasks.annotations import (AnnotationError, AVABox, group_by_keyframe, read_ava_csv, read_ava_excluded,
                                read_ava_label_map, read_ava_proposals)
-from tasks.video import VideoDecodeError, VideoReader, keyframe_sample
+from tasks.video import VideoDecodeError, keyframe_sample
+from tasks.video.cache import DecodedVideoCache, open_video
 from tasks.video.retry import load_with_replacements
 from tasks.video.transforms import short_side_resize, to_tchw
 
@@ -139,10 +140,11 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         train_with_proposals: add proposals matching a ground-truth box (IoU >= ``proposal_iou``) in training.
         proposal_iou: that IoU (0.9).
         backend: video decoder, ``'decord'`` or ``'pyav'``.
-        cache_videos: decode each video whole, once per process, and cut every clip from memory. Only for small
-            videos (the synthetic benchmark: 13 MB per 12-s 128x96 video); a random access into an H.264 file decodes
-            from the previous keyframe (up to 250 frames), which made loading, not the tiny model, the cost of a
-            CPU run (0.1-0.17 s per keyframe against 0.2 s for a whole video).
+        cache_videos_mb: keep up to this many MiB of whole decoded videos per process
+            (:class:`~tasks.video.cache.DecodedVideoCache`) and cut every clip from memory; 0 (default) decodes each
+            clip afresh. Only for small videos (the synthetic benchmark: 13 MB per 12-s 128x96 video); a random
+            access into an H.264 file decodes from the previous keyframe (up to 250 frames), which made loading, not
+            the tiny model, the cost of a CPU run (0.1-0.17 s per keyframe against 0.2 s for a whole video).
         seed: base seed of every per-sample generator.
         max_attempts: training keyframes tried for one sample before giving up (a dataset of broken videos stops).
     """
@@ -155,7 +157,7 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
                  crop_size: int = 256, flip_ratio: float = 0.5, min_visible: float = 0.3,
                  test_short_side: int | None = 256, person_det_score_thr: float = 0.9, max_proposals: int = 1000,
                  train_with_proposals: bool = False, proposal_iou: float = 0.9,
-                 backend: Literal['decord', 'pyav'] = 'decord', cache_videos: bool = False, seed: int = 0,
+                 backend: Literal['decord', 'pyav'] = 'decord', cache_videos_mb: float = 0, seed: int = 0,
                  max_attempts: int = 20):
         if keyframes not in ('all', 'annotated'):
             raise ValueError(f"keyframes must be 'all' or 'annotated', got {keyframes!r}")
@@ -178,8 +180,7 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         self.min_visible = min_visible
         self.test_short_side = test_short_side
         self.backend = backend
-        self.cache_videos = cache_videos
-        self._cache: dict[str, tuple[torch.Tensor, float]] = {}  # path -> (all frames, fps), per process
+        self.video_cache = DecodedVideoCache(cache_videos_mb, backend) if cache_videos_mb > 0 else None
         self.seed = seed
         self.max_attempts = max_attempts
 
@@ -253,14 +254,7 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
             VideoDecodeError: the video cannot be read.
         """
         path = self.video_path(sample.video_id)
-        if self.cache_videos:
-            if path not in self._cache:
-                with VideoReader(path, backend=self.backend) as reader:
-                    self._cache[path] = (reader.get_frames(np.arange(reader.num_frames)), reader.fps)
-            frames, fps = self._cache[path]
-            clip = self._sample(len(frames), sample.timestamp, fps, generator)
-            return frames[torch.from_numpy(clip.indices[0])]
-        with VideoReader(path, backend=self.backend) as reader:
+        with open_video(path, self.backend, self.video_cache) as reader:
             clip = self._sample(reader.num_frames, sample.timestamp, reader.fps, generator)
             return reader.get_frames(clip.indices[0])
 
