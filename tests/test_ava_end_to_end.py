@@ -140,7 +140,7 @@ def test_metric_without_out_dir_writes_nothing(small_ava, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_default_preset_far_above_random(tmp_path):
+def test_default_preset_above_random(tmp_path):
     """The demo setting: the synthetic config on the `default` preset, tested on unseen videos with proposals."""
     from tasks.synthetic import generate
 
