@@ -25,7 +25,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'configs' / 'detection' / 'ava' / 'vit-test-p16_videomaev2_1xb8-8x4x1-40e-adamw_synthetic-ava.py'
+CONFIG = ROOT / 'configs' / 'detection' / 'ava' / 'vit-test-p8_videomaev2_1xb8-8x4x1-40e-adamw_synthetic-ava.py'
 CONFIG_DATA_ROOT = 'data/synthetic/ava'
 
 
@@ -108,6 +108,8 @@ def test_config_overfits_training_keyframes(small_ava, tmp_path):
     # ... while random scores on the same boxes only reach about the share of boxes showing each class
     assert metrics['ava/mAP_random'] < 0.7, metrics
     assert metrics['ava/mAP'] - metrics['ava/mAP_random'] > 0.25, metrics
+    # the proposals are the true boxes here, so perfect action scores would reach 1
+    assert metrics['ava/mAP_oracle'] == pytest.approx(1.0), metrics
 
     # the metric's files: the submission csv evaluates to the same numbers, the JSON and the PNG are there
     out = tmp_path / 'out'
@@ -118,6 +120,7 @@ def test_config_overfits_training_keyframes(small_ava, tmp_path):
     data = json.loads((out / 'ava_results.json').read_text())
     assert data['mAP'] == pytest.approx(metrics['ava/mAP'], abs=1e-9)
     assert data['random_detections_mAP'] == pytest.approx(metrics['ava/mAP_random'], abs=1e-9)
+    assert data['oracle_scores_mAP'] == pytest.approx(1.0)
     assert {c['name'] for c in data['per_class']} == {'stand', 'walk', 'jump', 'spin', 'pulse'}
     assert (out / 'ava_per_class_ap.png').read_bytes()[:4] == b'\x89PNG'
     rows = (out / 'ava_predictions.csv').read_text().splitlines()

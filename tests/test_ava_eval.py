@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from tasks.annotations import AnnotationError, read_ava_csv
-from tasks.detection.evaluation import (DetectionRow, boxes_of, evaluate_ava, evaluate_ava_files, random_baseline,
-                                        read_ava_detections, voc_average_precision, write_ava_detections)
+from tasks.detection.evaluation import (DetectionRow, boxes_of, evaluate_ava, evaluate_ava_files, oracle_baseline,
+                                        oracle_detections, random_baseline, read_ava_detections, voc_average_precision, write_ava_detections)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'PYTHONPATH': str(ROOT)}
@@ -201,6 +201,22 @@ def test_random_baseline_is_the_share_of_positives():
     mean, std = random_baseline(gt, boxes, {1: 'a'}, seeds=range(5))
     assert mean == pytest.approx(positives, abs=0.08)
     assert std < 0.1
+
+
+def test_oracle_scores_give_the_ceiling_of_the_proposals():
+    # keyframe 902: P does class 1, Q does class 3; the proposals find P (as P_) and a far box, and miss Q.
+    # Perfect scores: class 1 ranks its one true box first (AP 1); class 3 has no proposal on Q (AP 0): mAP 0.5.
+    gt = _gt([('v', 902, P, (1,)), ('v', 902, Q, (3,))])
+    boxes = {('v', 902): np.array([P_, FAR])}
+    rows = oracle_detections(gt, boxes, [1, 3])
+    assert sorted((r.action_id, r.x1, r.score) for r in rows) == [(1, P_[0], 1.0), (1, FAR[0], 0.0),
+                                                                  (3, P_[0], 0.0), (3, FAR[0], 0.0)]
+    assert oracle_baseline(gt, boxes, {1: 'a', 3: 'b'}) == pytest.approx(0.5)
+    # with Q proposed too, every class reaches AP 1; a second box on P is a duplicate ranked after the first
+    boxes = {('v', 902): np.array([P_, P, Q, FAR])}
+    assert oracle_baseline(gt, boxes, {1: 'a', 3: 'b'}) == pytest.approx(1.0)
+    # it bounds the random baseline from above, and random scores cannot beat it
+    assert random_baseline(gt, boxes, {1: 'a', 3: 'b'})[0] < 1.0
 
 
 def test_detection_csv_round_trip_and_errors(tmp_path):

@@ -79,12 +79,13 @@ def test_table_puts_each_result_next_to_its_baseline(tmp_path):
         'probe': {'pretrained': {'linear_top1': 0.4, 'knn_top1': 0.3}, 'random': {'linear_top1': 0.1,
                                                                                   'knn_top1': 0.1}},
         'finetune': {'top1': 0.9, 'top5': 1.0, 'chance_top1': 0.1},
-        'ava': {'mAP': 0.65, 'random_mAP': 0.52},
+        'ava': {'mAP': 0.65, 'random_mAP': 0.52, 'ceiling_mAP': 0.83},
         'thumos': {'average_mAP': 0.5, 'random_average_mAP': 0.1},
     }
     demo.timings['total'] = 125.0
     table = D.format_table(demo)
     assert '0.2700 -> 0.0150' in table and '0.650' in table and '0.520 (random detections)' in table
+    assert '0.830 (perfect scores)' in table
     assert '0.900 / 1.000' in table and 'total 2:05' in table
 
 

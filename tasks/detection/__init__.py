@@ -15,14 +15,14 @@ The evaluator itself, :mod:`.evaluation`, is plain numpy (official ActivityNet p
 ``tools/eval_ava.py`` is its command line. Configs: ``configs/detection/ava/``.
 """
 from .dataset import AVAKeyframe, VideoMAEv2AVADataset, select_proposals, videomaev2_ava_collate
-from .evaluation import (AVAEvalResult, DetectionRow, evaluate_ava, evaluate_ava_files, random_baseline,
-                         read_ava_detections, write_ava_detections)
+from .evaluation import (AVAEvalResult, DetectionRow, evaluate_ava, evaluate_ava_files, oracle_baseline,
+                         random_baseline, read_ava_detections, write_ava_detections)
 from .metric import VideoMAEv2AVAMetric
 from .model import VideoMAEv2AVADetector, VideoMAEv2AVAPreprocessor, VideoMAEv2RoIHead, boxes_to_rois
 
 __all__ = [
     'AVAEvalResult', 'AVAKeyframe', 'DetectionRow', 'VideoMAEv2AVADataset', 'VideoMAEv2AVADetector',
     'VideoMAEv2AVAMetric', 'VideoMAEv2AVAPreprocessor', 'VideoMAEv2RoIHead', 'boxes_to_rois', 'evaluate_ava',
-    'evaluate_ava_files', 'random_baseline', 'read_ava_detections', 'select_proposals', 'videomaev2_ava_collate',
-    'write_ava_detections',
+    'evaluate_ava_files', 'oracle_baseline', 'random_baseline', 'read_ava_detections', 'select_proposals',
+    'videomaev2_ava_collate', 'write_ava_detections',
 ]

@@ -61,8 +61,8 @@ from tasks.annotations import (AnnotationError, AVABox, _csv_rows, _float, _int,
 
 __all__ = [
     'Protocol', 'Key', 'DetectionRow', 'AVAEvalResult', 'read_ava_detections', 'write_ava_detections',
-    'evaluate_ava', 'evaluate_ava_files', 'random_detections', 'random_baseline', 'voc_average_precision',
-    'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json', 'OFFICIAL_MAX_DETECTIONS', 'CATEGORY_RANGES',
+    'evaluate_ava', 'evaluate_ava_files', 'oracle_baseline', 'oracle_detections', 'random_detections',
+    'random_baseline', 'voc_average_precision', 'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json', 'OFFICIAL_MAX_DETECTIONS', 'CATEGORY_RANGES',
 ]
 
 Protocol = Literal['official', 'mmaction2']
@@ -411,6 +411,35 @@ def random_baseline(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], label
     return float(np.mean(maps)), float(np.std(maps))
 
 
+def oracle_detections(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], class_ids: Sequence[int], *,
+                      iou_threshold: float = 0.5) -> list[DetectionRow]:
+    """Every box of every keyframe with every class, scored 1 where it overlaps a true box of that class, else 0.
+
+    A detector that recognises every action perfectly but keeps the model's boxes (its proposals): its mAP is the
+    ceiling those boxes allow. Below 1 when the proposals miss people (AVA's test proposals, filtered at score 0.9,
+    miss some; so do the synthetic benchmark's), or cover one twice.
+    """
+    truth = _gt_instances(gt, set(class_ids))
+    rows = []
+    for (vid, ts), bxs in boxes.items():
+        bxs = np.asarray(bxs, dtype=np.float64).reshape(-1, 4)
+        pairs = truth.get((vid, ts), [])
+        for c in class_ids:
+            true_boxes = np.array([b for b, a in pairs if a == c], dtype=np.float64).reshape(-1, 4)
+            hit = (box_iou(bxs, true_boxes) >= iou_threshold).any(axis=1) if len(true_boxes) else \
+                np.zeros(len(bxs), dtype=bool)
+            rows += [DetectionRow(vid, ts, *map(float, b), int(c), float(h)) for b, h in zip(bxs, hit)]
+    return rows
+
+
+def oracle_baseline(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], label_map: Mapping[int, str],
+                    excluded: Collection[Key] = (), *, protocol: Protocol = 'official',
+                    iou_threshold: float = 0.5) -> float:
+    """The mAP of :func:`oracle_detections` on ``boxes``: the most any action scores on these boxes can reach."""
+    rows = oracle_detections(gt, boxes, list(label_map), iou_threshold=iou_threshold)
+    return evaluate_ava(gt, rows, label_map, excluded, protocol=protocol, iou_threshold=iou_threshold).mAP
+
+
 def boxes_of(detections: Iterable[DetectionRow]) -> dict[Key, np.ndarray]:
     """The distinct boxes of each keyframe of a submission (its proposals), for :func:`random_baseline`."""
     seen: dict[Key, dict[tuple, None]] = {}
@@ -425,8 +454,9 @@ def boxes_of(detections: Iterable[DetectionRow]) -> dict[Key, np.ndarray]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: str | None = None,
-                      baseline: float | None = None) -> None:
-    """Horizontal bar chart of the per-class AP (label-map order), with the mAP (and a baseline mAP) as lines."""
+                      baseline: float | None = None, ceiling: float | None = None) -> None:
+    """Horizontal bar chart of the per-class AP (label-map order), with the mAP (and the random-score baseline and
+    the perfect-score ceiling on the same boxes) as lines."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -443,6 +473,8 @@ def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: 
     ax.axvline(result.mAP, color='#c44e52', label=f'mAP {result.mAP:.3f}')
     if baseline is not None and not math.isnan(baseline):
         ax.axvline(baseline, color='#888888', linestyle='--', label=f'random detections {baseline:.3f}')
+    if ceiling is not None and not math.isnan(ceiling):
+        ax.axvline(ceiling, color='#55a868', linestyle=':', label=f'perfect scores {ceiling:.3f}')
     ax.legend(loc='lower right', fontsize=8)
     ax.set_title(title or f'AVA frame AP per class ({result.protocol} protocol)', fontsize=10)
     fig.tight_layout()

@@ -3,13 +3,14 @@
 For every test keyframe the detector gives scores for its boxes (proposals); each (box, label-map class) with a score
 >= ``action_thr`` becomes a submission row, as mmaction2's ``AVAMetric`` writes them (``action_thr=0.002``; the
 official evaluator then keeps the 50 best rows per keyframe). The rows are evaluated with the chosen protocol, and
-the same boxes with random scores give the random-detection baseline reported next to the mAP.
+two references on the same boxes are reported next to the mAP: random action scores (the floor: boxes without any
+recognition) and perfect ones (the ceiling the proposals allow, below 1 where they miss people).
 
 With ``out_dir`` (``tools/test.py`` fills in its work directory) the metric writes there:
 
 * ``ava_predictions.csv``: the official submission csv (``video_id,timestamp,x1,y1,x2,y2,action_id,score``), which
   ``tools/eval_ava.py`` evaluates to the same numbers;
-* ``ava_results.json``: per-class AP, mAP, the baseline, the protocol, and the keyframes whose video could not be
+* ``ava_results.json``: per-class AP, mAP, both references, the protocol, and the keyframes whose video could not be
   decoded;
 * ``ava_per_class_ap.png``: the per-class AP chart.
 """
@@ -29,7 +30,7 @@ from mmengine.registry import METRICS
 
 from tasks.annotations import read_ava_csv, read_ava_excluded, read_ava_label_map
 
-from .evaluation import (DetectionRow, Protocol, evaluate_ava, plot_per_class_ap, random_baseline,
+from .evaluation import (DetectionRow, Protocol, evaluate_ava, oracle_baseline, plot_per_class_ap, random_baseline,
                          write_ava_detections, write_result_json)
 
 __all__ = ['VideoMAEv2AVAMetric', 'PREDICTIONS_CSV', 'RESULTS_JSON', 'CHART_PNG']
@@ -44,7 +45,7 @@ class VideoMAEv2AVAMetric(BaseMetric):
     """Frame-level AVA mAP@0.5 of :class:`~tasks.detection.model.VideoMAEv2AVADetector` predictions.
 
     Returned keys (with the default prefix ``ava``): ``ava/mAP``, ``ava/mAP_random`` (random scores on the same
-    boxes, mean over ``baseline_seeds``) and ``ava/AP/<class name>`` for every label-map class (NaN when the class is
+    boxes, mean over ``baseline_seeds``), ``ava/mAP_oracle`` (perfect scores on the same boxes) and ``ava/AP/<class name>`` for every label-map class (NaN when the class is
     left out of the mean).
 
     Args:
@@ -110,27 +111,30 @@ class VideoMAEv2AVAMetric(BaseMetric):
         if failed:
             print_log(f'AVA metric: {len(failed)} keyframes had no clip (undecodable video) and no detections, e.g. '
                       f'{failed[0][0]},{failed[0][1]:04d}: {failed[0][2]}', logger='current', level=logging.WARNING)
+        boxes = {(r['video_id'], r['timestamp']): r['boxes'] for r in results if not r['failed']}
         baseline = std = float('nan')
         if self.baseline_seeds > 0:
-            boxes = {(r['video_id'], r['timestamp']): r['boxes'] for r in results if not r['failed']}
             baseline, std = random_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
                                             seeds=range(self.baseline_seeds))
+        ceiling = oracle_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol)
         print_log(f'AVA frame mAP@0.5 ({self.protocol} protocol) over {len(results)} keyframes:\n'
-                  f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- {std:.4f}',
+                  f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- {std:.4f}\n'
+                  f'perfect action scores on the same boxes (the proposals\' ceiling): mAP {ceiling:.4f}',
                   logger='current')
         if self.out_dir is not None:
             out = Path(self.out_dir)
             out.mkdir(parents=True, exist_ok=True)
             write_ava_detections(out / PREDICTIONS_CSV, rows)
             write_result_json(result, out / RESULTS_JSON, random_detections_mAP=_num(baseline),
-                              random_detections_mAP_std=_num(std), num_keyframes=len(results),
+                              random_detections_mAP_std=_num(std), oracle_scores_mAP=_num(ceiling),
+                              num_keyframes=len(results),
                               action_thr=self.action_thr, gt=str(self.ann_file), label_map=str(self.label_file),
                               exclude=self.exclude_file,
                               failed_keyframes=[dict(video_id=v, timestamp=t, reason=why) for v, t, why in failed])
-            plot_per_class_ap(result, out / CHART_PNG, baseline=baseline)
+            plot_per_class_ap(result, out / CHART_PNG, baseline=baseline, ceiling=ceiling)
             print_log(f'AVA metric: wrote {PREDICTIONS_CSV}, {RESULTS_JSON} and {CHART_PNG} to {os.fspath(out)}',
                       logger='current')
-        metrics = {'mAP': result.mAP, 'mAP_random': baseline}
+        metrics = {'mAP': result.mAP, 'mAP_random': baseline, 'mAP_oracle': ceiling}
         metrics.update({f'AP/{name}': result.ap[c] for c, name in self.label_map.items()})
         return metrics
 
