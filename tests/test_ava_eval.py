@@ -212,8 +212,11 @@ def test_oracle_scores_give_the_ceiling_of_the_proposals():
     assert sorted((r.action_id, r.x1, r.score) for r in rows) == [(1, P_[0], 1.0), (1, FAR[0], 0.0),
                                                                   (3, P_[0], 0.0), (3, FAR[0], 0.0)]
     assert oracle_baseline(gt, boxes, {1: 'a', 3: 'b'}) == pytest.approx(0.5)
-    # with Q proposed too, every class reaches AP 1; a second box on P is a duplicate ranked after the first
+    # with Q proposed too, every class reaches AP 1; of the two boxes on P, the better one (P itself) claims it and
+    # the other scores 0, so it cannot rank as a false positive among the true ones
     boxes = {('v', 902): np.array([P_, P, Q, FAR])}
+    scores = {(r.action_id, r.x1): r.score for r in oracle_detections(gt, boxes, [1, 3])}
+    assert scores[(1, P[0])] == 1.0 and scores[(1, P_[0])] == 0.0 and scores[(3, Q[0])] == 1.0
     assert oracle_baseline(gt, boxes, {1: 'a', 3: 'b'}) == pytest.approx(1.0)
     # it bounds the random baseline from above, and random scores cannot beat it
     assert random_baseline(gt, boxes, {1: 'a', 3: 'b'})[0] < 1.0
@@ -368,6 +371,8 @@ def test_cli_prints_writes_json_and_png(files, tmp_path, capsys):
     assert data['mAP'] == pytest.approx(expected_map)
     assert {c['id']: c['ap'] for c in data['per_class']} == pytest.approx(OFFICIAL_AP)
     assert 'random_detections_mAP' in data
+    # perfect scores on the submission's own boxes bound its mAP from above
+    assert data['mAP'] <= data['oracle_scores_mAP'] <= 1.0
     png = out.with_suffix('.png')
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 

@@ -7,8 +7,9 @@ Usage::
         --label-map ava_action_list_v2.2_for_activitynet_2019.pbtxt \\
         --exclude ava_val_excluded_timestamps_v2.2.csv --out work_dirs/ava/result.json [--protocol mmaction2]
 
-Prints the AP of every label-map class and the mean, next to the mAP of random detections on the submission's own
-boxes (every box with every class, uniform random scores; ``--baseline-seeds 0`` to skip). ``--out`` writes the
+Prints the AP of every label-map class and the mean, next to two references on the submission's own boxes: random
+detections (every box with every class, uniform random scores; ``--baseline-seeds 0`` to skip) and perfect scores
+(1 where a box overlaps a true box of the class, else 0: the ceiling those boxes allow). ``--out`` writes the
 numbers as JSON and the per-class chart next to it (``result.png``; ``--plot`` to choose another path). A thin
 command line over :mod:`tasks.detection.evaluation`, whose docstring lists how the two protocols differ.
 
@@ -43,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         from tasks.annotations import AnnotationError, read_ava_csv, read_ava_excluded, read_ava_label_map
-        from tasks.detection.evaluation import (boxes_of, evaluate_ava, plot_per_class_ap, random_baseline,
-                                                read_ava_detections, write_result_json)
+        from tasks.detection.evaluation import (boxes_of, evaluate_ava, oracle_baseline, plot_per_class_ap,
+                                                random_baseline, read_ava_detections, write_result_json)
     except ImportError as err:
         print(f'eval_ava: error: cannot import the suite ({err}); install it with `pip install -e .` or set '
               'PYTHONPATH to the repository root', file=sys.stderr)
@@ -60,21 +61,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result = evaluate_ava(gt, detections, label_map, excluded, protocol=args.protocol, iou_threshold=args.iou)
     print(result.format_table())
-    extra = {}
+    boxes = boxes_of(detections)
+    ceiling = oracle_baseline(gt, boxes, label_map, excluded, protocol=args.protocol, iou_threshold=args.iou)
+    extra = {'oracle_scores_mAP': ceiling}
     baseline = None
     if args.baseline_seeds > 0:
-        baseline, std = random_baseline(gt, boxes_of(detections), label_map, excluded, protocol=args.protocol,
+        baseline, std = random_baseline(gt, boxes, label_map, excluded, protocol=args.protocol,
                                         seeds=range(args.baseline_seeds), iou_threshold=args.iou)
         print(f'random detections on the same boxes: mAP {baseline:.4f} +- {std:.4f} '
               f'({args.baseline_seeds} seeds)')
-        extra = {'random_detections_mAP': baseline, 'random_detections_mAP_std': std}
+        extra.update(random_detections_mAP=baseline, random_detections_mAP_std=std)
+    print(f'perfect action scores on the same boxes (their ceiling): mAP {ceiling:.4f}')
     if args.out:
         write_result_json(result, args.out, gt=str(args.gt), pred=str(args.pred), label_map=str(args.label_map),
                           exclude=args.exclude, **extra)
         print(f'wrote {args.out}')
     plot = args.plot or (str(Path(args.out).with_suffix('.png')) if args.out else None)
     if plot:
-        plot_per_class_ap(result, plot, baseline=baseline)
+        plot_per_class_ap(result, plot, baseline=baseline, ceiling=ceiling)
         print(f'wrote {plot}')
     return 0
 

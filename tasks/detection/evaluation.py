@@ -413,11 +413,14 @@ def random_baseline(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], label
 
 def oracle_detections(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], class_ids: Sequence[int], *,
                       iou_threshold: float = 0.5) -> list[DetectionRow]:
-    """Every box of every keyframe with every class, scored 1 where it overlaps a true box of that class, else 0.
+    """Every box of every keyframe with every class, scored 1 if it is the box that finds a true box of that class,
+    else 0.
 
     A detector that recognises every action perfectly but keeps the model's boxes (its proposals): its mAP is the
     ceiling those boxes allow. Below 1 when the proposals miss people (AVA's test proposals, filtered at score 0.9,
-    miss some; so do the synthetic benchmark's), or cover one twice.
+    miss some; so do the synthetic benchmark's). Each true box is claimed by one box only, the best-overlapping
+    first (the evaluator's matching), so a second box on the same person scores 0 instead of counting as a false
+    positive.
     """
     truth = _gt_instances(gt, set(class_ids))
     rows = []
@@ -426,8 +429,10 @@ def oracle_detections(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], cla
         pairs = truth.get((vid, ts), [])
         for c in class_ids:
             true_boxes = np.array([b for b, a in pairs if a == c], dtype=np.float64).reshape(-1, 4)
-            hit = (box_iou(bxs, true_boxes) >= iou_threshold).any(axis=1) if len(true_boxes) else \
-                np.zeros(len(bxs), dtype=bool)
+            hit = np.zeros(len(bxs), dtype=bool)
+            if len(true_boxes) and len(bxs):
+                order = np.argsort(-box_iou(bxs, true_boxes).max(axis=1), kind='stable')
+                hit[order] = _match(bxs[order], true_boxes, iou_threshold)
             rows += [DetectionRow(vid, ts, *map(float, b), int(c), float(h)) for b, h in zip(bxs, hit)]
     return rows
 
