@@ -23,7 +23,8 @@ import pytest
 
 from tasks.annotations import AnnotationError, read_ava_csv
 from tasks.detection.evaluation import (DetectionRow, boxes_of, evaluate_ava, evaluate_ava_files, oracle_baseline,
-                                        oracle_detections, random_baseline, read_ava_detections, voc_average_precision, write_ava_detections)
+                                        oracle_detections, random_baseline, read_ava_detections,
+                                        voc_average_precision, write_ava_detections)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'PYTHONPATH': str(ROOT)}

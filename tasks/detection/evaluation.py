@@ -62,7 +62,8 @@ from tasks.annotations import (AnnotationError, AVABox, _csv_rows, _float, _int,
 __all__ = [
     'Protocol', 'Key', 'DetectionRow', 'AVAEvalResult', 'read_ava_detections', 'write_ava_detections',
     'evaluate_ava', 'evaluate_ava_files', 'oracle_baseline', 'oracle_detections', 'random_detections',
-    'random_baseline', 'voc_average_precision', 'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json', 'OFFICIAL_MAX_DETECTIONS', 'CATEGORY_RANGES',
+    'random_baseline', 'voc_average_precision', 'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json',
+    'OFFICIAL_MAX_DETECTIONS', 'CATEGORY_RANGES',
 ]
 
 Protocol = Literal['official', 'mmaction2']

@@ -45,8 +45,8 @@ class VideoMAEv2AVAMetric(BaseMetric):
     """Frame-level AVA mAP@0.5 of :class:`~tasks.detection.model.VideoMAEv2AVADetector` predictions.
 
     Returned keys (with the default prefix ``ava``): ``ava/mAP``, ``ava/mAP_random`` (random scores on the same
-    boxes, mean over ``baseline_seeds``), ``ava/mAP_oracle`` (perfect scores on the same boxes) and ``ava/AP/<class name>`` for every label-map class (NaN when the class is
-    left out of the mean).
+    boxes, mean over ``baseline_seeds``), ``ava/mAP_oracle`` (perfect scores on the same boxes) and
+    ``ava/AP/<class name>`` for every label-map class (NaN when the class is left out of the mean).
 
     Args:
         ann_file: ground-truth csv of the evaluated split.
