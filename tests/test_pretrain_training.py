@@ -40,8 +40,8 @@ from mmengine.runner import Runner  # noqa: E402
 from backbone import ARCH_PRESETS  # noqa: E402
 from tasks.annotations import AnnotationError  # noqa: E402
 from tasks.pretrain import (BF16AutocastOptimWrapper, VideoMAEv2PretrainDataset, VideoMAEv2PretrainModel,  # noqa: E402
-                            VideoMAEv2PretrainSampler, load_trusted_checkpoint, read_pretrain_list,
-                            videomaev2_pretrain_collate)
+                            load_trusted_checkpoint, read_pretrain_list, videomaev2_pretrain_collate)
+from tasks.sampler import EpochIndexSampler  # noqa: E402
 from tasks.video import write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,13 +157,15 @@ def test_samples_are_deterministic_per_seed_epoch_and_index(videos):
 
 
 def test_sampler_shards_the_same_samples_as_one_process(videos):
+    from mmengine.registry import DATA_SAMPLERS
+    assert DATA_SAMPLERS.get('VideoMAEv2PretrainSampler') is EpochIndexSampler  # the earlier name still builds
     """2 ranks with batch b cover, batch by batch, the keys 1 rank with batch 2b covers (DefaultSampler sharding)."""
     data = tiny_dataset(videos['list'], videos['root'])
-    single = VideoMAEv2PretrainSampler(data, shuffle=True, seed=7)
+    single = EpochIndexSampler(data, shuffle=True, seed=7)
     single.set_epoch(2)
     ranks = []
     for rank in range(2):
-        s = VideoMAEv2PretrainSampler(data, shuffle=True, seed=7)
+        s = EpochIndexSampler(data, shuffle=True, seed=7)
         s.rank, s.world_size = rank, 2
         s.num_samples, s.total_size = 4, 8
         s.set_epoch(2)
@@ -178,7 +180,7 @@ def test_broken_videos_are_replaced_and_reported(videos, tmp_path):
     ann = tmp_path / 'list.txt'
     ann.write_text(f'{videos["names"][0]} 0\nnot_a_video.mp4 0\nmissing.mp4 1\n{videos["names"][1]} 2\n')
     data = tiny_dataset(ann, videos['root'])
-    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=VideoMAEv2PretrainSampler(data, seed=0),
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=EpochIndexSampler(data, seed=0),
                                          collate_fn=videomaev2_pretrain_collate)
     batches = list(loader)  # the epoch completes
     failed = {Path(p).name for b in batches for p, _ in b['data_samples']['failed']}

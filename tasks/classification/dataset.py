@@ -29,7 +29,7 @@ test loader substitutes a random video instead). Either way ``failed`` carries `
 
 **Determinism**: as the pre-training dataset, every random draw of a sample comes from generators seeded by ``(seed,
 epoch, index)`` (:func:`tasks.video.retry.sample_seeds`); the epoch arrives in the key from
-:class:`tasks.pretrain.VideoMAEv2PretrainSampler`.
+:class:`tasks.sampler.EpochIndexSampler`.
 
 **Kinetics-710 label maps** (REFERENCE 3.5): :func:`read_class_names` reads ``label_map_k{400,600,700,710}.txt``,
 :func:`label_map_between` builds the ``label_710to{400,600,700}.json`` index lists from two name files (new row i = K710

@@ -28,7 +28,7 @@ Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``Ra
   counts as missed, as it should).
 
 Randomness (jitter, scale, crop, flip, replacements) is drawn from generators seeded by ``(seed, epoch, index)``
-(:func:`tasks.video.retry.sample_seeds`), with the epoch coming from ``VideoMAEv2PretrainSampler``'s
+(:func:`tasks.video.retry.sample_seeds`), with the epoch coming from ``EpochIndexSampler``'s
 ``(epoch, index)`` keys, so a sample does not depend on the worker or process that loads it.
 """
 from __future__ import annotations

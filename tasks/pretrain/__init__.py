@@ -2,9 +2,9 @@
 
 Importing this package registers, under names unique across mmengine and mmaction2:
 
-* ``VideoMAEv2PretrainDataset`` (DATASETS), ``VideoMAEv2PretrainSampler`` (DATA_SAMPLERS) and
-  ``videomaev2_pretrain_collate`` (FUNCTIONS): videos -> repeated-augmentation views with tube/running-cell masks,
-  seeded per (seed, epoch, index);
+* ``VideoMAEv2PretrainDataset`` (DATASETS) and ``videomaev2_pretrain_collate`` (FUNCTIONS): videos ->
+  repeated-augmentation views with tube/running-cell masks, seeded per (seed, epoch, index), whose epoch comes from
+  :class:`tasks.sampler.EpochIndexSampler` (DATA_SAMPLERS; also registered as ``VideoMAEv2PretrainSampler``);
 * ``VideoMAEv2PretrainModel`` and ``VideoMAEv2PretrainPreprocessor`` (MODELS): the mmengine ``BaseModel`` around
   :class:`backbone.pretrain.VideoMAEv2Pretrainer`;
 * ``BF16AutocastOptimWrapper`` (OPTIM_WRAPPERS): bfloat16 autocast on CPU or CUDA;

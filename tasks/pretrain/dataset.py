@@ -17,26 +17,26 @@ Reproduces OpenGVLab/VideoMAEv2 ``dataset/pretrain_datasets.py`` (``HybridVideoM
 seeded by ``(seed, epoch, index)``, never from global state. So a sample does not depend on the worker that loads it,
 on the number of workers or processes, or on the batch it lands in: two processes with batch b see exactly the
 samples one process with batch 2b sees. The epoch reaches the dataset through the sampler
-(:class:`VideoMAEv2PretrainSampler` yields ``(epoch, index)`` keys), because an attribute set on the dataset in the
-main process does not reach persistent data-loader workers.
+(:class:`tasks.sampler.EpochIndexSampler` yields ``(epoch, index)`` keys), because an attribute set on the dataset in
+the main process does not reach persistent data-loader workers.
 """
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from mmengine.dataset import DefaultSampler
 from mmengine.logging import print_log
-from mmengine.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
+from mmengine.registry import DATASETS, FUNCTIONS
 
 from backbone.masking import DecoderMaskKind, MaskKind
 from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
+from tasks.sampler import EpochIndexSampler
 from tasks.video import VideoDecodeError, dense_sample
 from tasks.video.cache import DecodedVideoCache, open_video
 from tasks.video.retry import load_with_replacements, sample_seeds
@@ -262,19 +262,6 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
                 f'clips, {self.num_sample} views each, {self.augment!r})')
 
 
-@DATA_SAMPLERS.register_module()
-class VideoMAEv2PretrainSampler(DefaultSampler):
-    """mmengine's ``DefaultSampler`` (same shuffling, sharding and padding across processes) yielding
-    ``(epoch, index)`` keys, which :class:`VideoMAEv2PretrainDataset` turns into per-sample seeds.
-
-    ``DistSamplerSeedHook`` (in the default runtime) calls :meth:`set_epoch` before every epoch, resumed runs included.
-    """
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        epoch = self.epoch
-        return ((epoch, int(i)) for i in super().__iter__())
-
-
 @FUNCTIONS.register_module()
 def videomaev2_pretrain_collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples of :class:`VideoMAEv2PretrainDataset` into the model's input dict.
@@ -292,3 +279,7 @@ def videomaev2_pretrain_collate(batch: Sequence[dict[str, Any]]) -> dict[str, An
             decoder_mask=torch.stack([s['decoder_mask'] for s in batch]),
             index=torch.tensor([s['index'] for s in batch], dtype=torch.int64),
             failed=[f for s in batch for f in s['failed']]))
+
+
+#: The earlier name of :class:`tasks.sampler.EpochIndexSampler` (still registered under it).
+VideoMAEv2PretrainSampler = EpochIndexSampler

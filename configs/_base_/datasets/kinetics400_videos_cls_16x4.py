@@ -20,7 +20,7 @@ train_dataloader = dict(
     drop_last=True,  # an even batch for timm Mixup, and the official loader's drop_last
     # DefaultSampler (shuffled with the Runner's seed + epoch) yielding (epoch, index) keys, from which the dataset
     # seeds the frame window, RandAugment, crop, flip and erasing of every sample.
-    sampler=dict(type='VideoMAEv2PretrainSampler', shuffle=True),
+    sampler=dict(type='EpochIndexSampler', shuffle=True),
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(
         type='VideoMAEv2ClsDataset',

@@ -23,7 +23,7 @@ train_dataloader = dict(
     drop_last=True,
     # mmengine's DefaultSampler (shuffled with the Runner's seed + epoch) yielding (epoch, index) keys, from which the
     # dataset seeds the frame window, crops and masks of every sample.
-    sampler=dict(type='VideoMAEv2PretrainSampler', shuffle=True),
+    sampler=dict(type='EpochIndexSampler', shuffle=True),
     collate_fn=dict(type='videomaev2_pretrain_collate'),
     dataset=dict(
         type='VideoMAEv2PretrainDataset',

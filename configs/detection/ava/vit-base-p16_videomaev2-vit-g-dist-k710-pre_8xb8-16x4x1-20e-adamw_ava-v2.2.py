@@ -15,7 +15,7 @@ _base_ = ['../../_base_/default_runtime.py']
 
 # tasks.detection registers the dataset, model and metric; tasks.pretrain the (epoch, index) sampler;
 # tasks.classification the layer-decay optimiser constructor.
-custom_imports = dict(imports=['tasks.detection', 'tasks.pretrain', 'tasks.classification'],
+custom_imports = dict(imports=['tasks.detection', 'tasks.sampler', 'tasks.pretrain', 'tasks.classification'],
                       allow_failed_imports=False)
 
 # --- model ------------------------------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ train_dataloader = dict(
     batch_size=8,  # x 8 GPUs = 64 keyframes per step (mmaction2 8xb8)
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type='VideoMAEv2PretrainSampler', shuffle=True),  # (epoch, index) keys -> per-sample seeds
+    sampler=dict(type='EpochIndexSampler', shuffle=True),  # (epoch, index) keys -> per-sample seeds
     collate_fn=dict(type='videomaev2_ava_collate'),
     dataset=dict(
         type='VideoMAEv2AVADataset',

@@ -12,7 +12,7 @@
 # centres stored in the feature store (feature_store/README.md), and refuses annotations whose fps disagrees.
 _base_ = ['../../_base_/default_runtime.py']
 
-custom_imports = dict(imports=['tasks.localization', 'tasks.pretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['tasks.localization', 'tasks.sampler', 'tasks.pretrain'], allow_failed_imports=False)
 
 # Paths. mmengine copies these into the dataloaders when the file is read, so overriding them later means the
 # fields: --cfg-options train_dataloader.dataset.feature_store=... test_dataloader.dataset.feature_store=...
@@ -51,7 +51,7 @@ train_dataloader = dict(
     persistent_workers=True,
     drop_last=True,
     # yields (epoch, index): each epoch draws new crops, independent of the workers
-    sampler=dict(type='VideoMAEv2PretrainSampler', shuffle=True),
+    sampler=dict(type='EpochIndexSampler', shuffle=True),
     collate_fn=dict(type='tad_collate'),
     dataset=dict(type='TADFeatureDataset', ann_file=ann_file, feature_store=feature_store,
                  subset='train',  # THUMOS14 *validation* videos (REFERENCE 6.1)

@@ -41,7 +41,7 @@ train_dataloader = dict(
     persistent_workers=True,
     pin_memory=False,
     drop_last=True,
-    sampler=dict(type='VideoMAEv2PretrainSampler', shuffle=True),
+    sampler=dict(type='EpochIndexSampler', shuffle=True),
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(
         type='VideoMAEv2ClsDataset',
