@@ -36,8 +36,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from .flops import count_flops
 from .masking import DualMaskGenerator
 from .pretrain import VideoMAEv2Pretrainer
 
@@ -54,13 +54,6 @@ Mode = Literal['dual', 'v1']
 def _sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of ``fn()`` by ``torch.utils.flop_counter`` (a multiply-add counts 2)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
 
 
 def saved_activation_bytes(model: torch.nn.Module, fn: Callable[[], torch.Tensor]) -> tuple[int, torch.Tensor]:

@@ -151,6 +151,22 @@ def test_cli_rejects_bad_arguments(tool, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_fused_attention_flops_equal_the_explicit_product_on_this_device():
+    # Some torch releases have no flop formula for the CPU SDPA kernel (attention then counted 0): the fused call must
+    # count q @ k^T and attn @ v, forward and backward, like the explicit version, 2 * (2 * B*H*N*N*D) forward.
+    from backbone.flops import count_flops
+    b, h, n, d = 2, 3, 10, 8
+    q, k, v = (torch.randn(b, h, n, d, requires_grad=True) for _ in range(3))
+    fused = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    explicit = count_flops(lambda: ((q @ k.transpose(-2, -1)).softmax(-1) @ v))
+    assert fused == explicit == 2 * 2 * b * h * n * n * d
+    explicit_train = count_flops(lambda: ((q @ k.transpose(-2, -1)).softmax(-1) @ v).sum().backward())
+    assert explicit_train == 3 * explicit  # autograd's backward: 4 products of the forward's size
+    fused_train = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v).sum().backward())
+    # torch's formula for the fused (CUDA) backward kernels counts a 5th product: they recompute q @ k^T
+    assert fused_train == fused + 5 * fused // 2
+
+
 def test_count_flops_and_summarize(tool):
     linear = torch.nn.Linear(8, 5)
     x = torch.randn(3, 8)

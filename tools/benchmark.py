@@ -16,9 +16,9 @@ Subcommands (each a thin layer over a tested library function; ``-h`` after the 
   activations of dual masking vs encoder-only masking (V1), next to the V2 paper's 35.48 vs 25.87 G (multiply-adds)
   and 631M vs 328M. Targets: FLOP ratio within 3% of the paper's 1.371, step time >= 1.3x, memory >= 1.6x.
 
-Shared helpers: :func:`time_call` (timing with device synchronisation), :func:`summarize`, :func:`count_flops`,
-:func:`matmul_peak_gflops`, :func:`machine_info`, :func:`format_table`, :func:`write_json`, and the common options of
-:func:`common_parser` (each subcommand takes the ones that apply to it, with its own defaults).
+Shared helpers: :func:`time_call` (timing with device synchronisation), :func:`summarize`, :func:`count_flops` (from
+:mod:`backbone.flops`), :func:`matmul_peak_gflops`, :func:`machine_info`, :func:`format_table`, :func:`write_json`, and
+the common options of :func:`common_parser` (each subcommand takes the ones that apply to it, with its own defaults).
 
 Usage (from the repository root, after ``pip install -e .`` or ``make venv``)::
 
@@ -56,7 +56,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 if TYPE_CHECKING:
     from backbone import VideoMAEv2ViT
@@ -120,11 +119,9 @@ def summarize(values: Sequence[float]) -> Stats:
 
 
 def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of one ``fn()`` as counted by ``torch.utils.flop_counter`` (matmuls, convolutions, SDPA; a multiply-add
-    counts 2). Elementwise ops, norms and softmax are not counted, so achieved GFLOP/s is a lower bound of the work."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+    """:func:`backbone.flops.count_flops` (imported here lazily, like the rest of the suite)."""
+    from backbone.flops import count_flops as count
+    return count(fn)
 
 
 def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int, repeats: int = 5) -> float:
