@@ -38,7 +38,7 @@ DEMO_VERSION = '1'  # bump when a change to the demo alters what a cached stage 
 
 # 6 epochs (240 iterations, ~1.5 min on 2 cores): longer runs did not improve what the demo measures (the loss
 # reaches its plateau of clip colours within ~300 steps at this size), and the job must fit in 10 minutes.
-PRETRAIN_CONFIG = 'configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-6e_8x2x1_synthetic.py'
+PRETRAIN_CONFIG = 'configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-2e_8x2x1_synthetic.py'
 
 # Log lines worth showing on the terminal while a tool runs: training progress (mmengine logs carry the ETA),
 # progress bars, results and problems. Everything else goes to the stage's log file only.

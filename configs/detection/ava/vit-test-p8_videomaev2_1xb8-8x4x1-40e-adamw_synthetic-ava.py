@@ -8,7 +8,7 @@
 #   # optional: start from a tiny pre-trained encoder. It must have this patch size: pre-train with
 #   # --cfg-options model.patch_size=8 train_dataloader.dataset.patch_size=8 (the tiny pre-training configs use 16)
 #   python tools/train.py configs/detection/ava/<this file> --work-dir work_dirs/ava_tiny_pt \
-#       --cfg-options model.backbone.pretrained=work_dirs/pt-tiny-p8/epoch_20.pth
+#       --cfg-options model.backbone.pretrained=work_dirs/pt-tiny-p8/epoch_7.pth
 _base_ = ['./vit-base-p16_videomaev2-vit-g-dist-k710-pre_8xb8-16x4x1-20e-adamw_ava-v2.2.py']
 
 model = dict(

@@ -2,21 +2,28 @@
 # (10 temporal-order classes, SSv2 style; tasks/synthetic/README.md), with the official fine-tuning machinery
 # (random resized crop, label smoothing, AdamW, warmup + cosine, multi-view test) at a size that trains in about two
 # minutes on 2 cores. What differs from the recipe is commented where it is set: one view per video, no RandAugment,
-# random erasing or Mixup/CutMix, no layer-wise decay, a higher lr, 100 short epochs, and time reversal with label
-# swap added. Each change was measured: with the recipe's augmentations, 2 views and 200 iterations the model stayed
-# at chance.
+# random erasing or Mixup/CutMix, no layer-wise decay, a higher lr, a head initialised at full scale, and time
+# reversal with label swap added. Each change was measured: with the recipe's augmentations, 2 views and 200
+# iterations the model stayed at chance.
 #
-# Measured on the default preset (generator version 3: 160 training / 40 validation videos), starting from the
-# 6-epoch tiny pre-training: training loss 2.3 -> 1.5 (with smoothing 0.1) in 1000 iterations of 0.13 s, val top-1
-# (centre clip) 5 % after 25 epochs, 28 % after 50, 35 % after 100 (chance 10 %); 2 min 20 s in all.
+# Measured on the default preset (generator version 3, 480 training / 100 validation videos), starting from the
+# 240-iteration tiny pre-training, 1020 iterations of ~0.1 s, 2 x 3-view test top-1 (chance 10 %):
 #
-#   python tools/make_synthetic.py --out data/synthetic --preset default      # 160 train / 40 val clips of 64 frames
+#   head init_scale | 160 training videos (40 val) | 480 training videos (100 val)
+#   0.001 (recipe)  | 0.225, 0.150, 0.325 (seeds 0-2) | 0.33 (seed 0)
+#   1.0 (here)      | 0.45 (seed 0; training loss 1.11: over-fitting) | 0.54, 0.63 (seeds 0, 1)
+#
+# With the recipe's 0.001 the head's weights scale the gradient that reaches the backbone by 0.001 too, so the tiny
+# model sits on the ln 10 plateau for most of the short run and where it escapes depends on the seed (the same config
+# gave 0.40 on another CPU). 3x the iterations (3000) reach 0.64 with the recipe's head; this run has to fit the demo.
+#
+#   python tools/make_synthetic.py --out data/synthetic --preset default      # 480 train / 100 val clips of 64 frames
 #   python tools/train.py configs/recognition/videomaev2/<this file> --work-dir work_dirs/ft-tiny
-#   python tools/test.py configs/recognition/videomaev2/<this file> work_dirs/ft-tiny/epoch_100.pth
+#   python tools/test.py configs/recognition/videomaev2/<this file> work_dirs/ft-tiny/epoch_34.pth
 #
 # From random init by default; to start from the tiny pre-training run add
-#   --cfg-options model.pretrained=work_dirs/pt-tiny/epoch_20.pth
-# (configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-20e_8x2x1_synthetic.py; its encoder loads into the backbone,
+#   --cfg-options model.pretrained=work_dirs/pt-tiny/epoch_7.pth
+# (configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-7e_8x2x1_synthetic.py; its encoder loads into the backbone,
 # fc_norm and head start fresh).
 _base_ = [
     '../../_base_/models/videomaev2_cls_vit-base-p16.py',
@@ -30,13 +37,15 @@ model = dict(
         img_size=96,  # 128x96 videos: 96x96 crops
         all_frames=8,  # 8 frames / 2 x (96 / 16)^2 = 4 x 6 x 6 = 144 tokens
         num_classes=10,
-        drop_path_rate=0.0),  # 2 blocks: nothing to drop
+        drop_path_rate=0.0,  # 2 blocks: nothing to drop
+        # The fresh head at full trunc-normal(.02) scale (recipe: x 0.001; measurements at the top of this file).
+        init_scale=1.0),
     # No Mixup/CutMix (recipe: 0.8 / 1.0): in a 1000-step run they slow the escape from the chance plateau.
     data_preprocessor=dict(num_classes=10, mixup=None))
 
 data_root = 'data/synthetic/classification'
 train_dataloader = dict(
-    batch_size=16,  # 16 videos x 1 view per step; 160 videos -> 10 steps per epoch
+    batch_size=16,  # 16 videos x 1 view per step; 480 videos -> 30 steps per epoch
     num_workers=2,
     persistent_workers=True,
     pin_memory=False,
@@ -75,9 +84,9 @@ train_dataloader = dict(
         reverse_prob=0.5,
         reverse_label_map=[9, 6, 3, 2, 5, 4, 1, 8, 7, 0],
         backend='decord',
-        # 160 videos x 64 frames x 128x96 = 360 MiB per worker: every video is decoded once, not once per epoch
+        # 480 videos x 64 frames x 128x96 = 1.1 GiB per worker: every video is decoded once, not once per epoch
         # (decoding is ~90 % of a sample's cost here).
-        cache_videos_mb=512,
+        cache_videos_mb=1400,
         seed=0))
 
 _test_dataset = dict(
@@ -104,15 +113,15 @@ test_dataloader = dict(
 val_evaluator = dict(type='VideoClsMetric', topk=(1, 5))
 test_evaluator = dict(type='VideoClsMetric', topk=(1, 5))
 
-max_epochs = 100  # 1000 iterations of 16 clips
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1, val_interval=25)
+max_epochs = 34  # 1020 iterations of 16 clips
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1, val_interval=10)
 optim_wrapper = dict(
     # 3e-3 at 16 videos per step: 4.8e-2 per 256 videos before auto_scale_lr (at 1e-3 the plain loop never left
     # the ln 10 plateau in 1500 steps).
     optimizer=dict(lr=4.8e-2, weight_decay=0.05),
     # No layer-wise decay (recipe: 0.75 for ViT-B): with 2 blocks it would train the patch embedding at 0.42x.
     paramwise_cfg=dict(layer_decay_rate=1.0))
-# warmup_lr / lr and min_lr / lr as in the recipe (1e-8 / 7e-4 and 1e-6 / 7e-4); 5 warmup epochs of 100.
+# warmup_lr / lr and min_lr / lr as in the recipe (1e-8 / 7e-4 and 1e-6 / 7e-4); 5 warmup epochs of 34.
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 7e-4, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),
@@ -120,4 +129,4 @@ param_scheduler = [
          T_max=max_epochs - 5, convert_to_iter_based=True),
 ]
 
-default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=25, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=10, max_keep_ckpts=1))

@@ -2,10 +2,10 @@
 # videos of the synthetic benchmark, a few minutes on 2 cores (~250 iterations). Same pipeline, masks, optimiser and
 # schedule shape as the real recipe; sizes, lengths, the lr and the target normalisation differ (each is commented).
 #
-#   python tools/make_synthetic.py --out data/synthetic --preset default      # 160 training videos of 64 frames
+#   python tools/make_synthetic.py --out data/synthetic --preset default      # 480 training videos of 64 frames
 #   python tools/train.py configs/pretrain/videomaev2/<this file> --work-dir work_dirs/pt_tiny
 #   python tools/visualize_reconstruction.py configs/pretrain/videomaev2/<this file> \
-#       work_dirs/pt_tiny/epoch_6.pth data/synthetic/classification/videos/1.mp4 --out recon.png
+#       work_dirs/pt_tiny/epoch_2.pth data/synthetic/classification/videos/1.mp4 --out recon.png
 _base_ = [
     '../../_base_/models/videomaev2_pretrain_vit-base-p16.py',
     '../../_base_/datasets/unlabeled-hybrid_videos_pretrain_16x4.py',
@@ -28,7 +28,7 @@ model = dict(
 
 data_root = 'data/synthetic/classification'
 train_dataloader = dict(
-    batch_size=4,  # 4 videos x 4 views = 16 clips per step; 160 videos -> 40 steps per epoch, 240 in all
+    batch_size=4,  # 4 videos x 4 views = 16 clips per step; 480 videos -> 120 steps per epoch, 240 in all
     num_workers=2,
     persistent_workers=True,
     pin_memory=False,
@@ -44,22 +44,21 @@ train_dataloader = dict(
         # of its clips' losses whichever way the batch is split over processes.
         encoder_mask_ratio=0.9,  # int(0.9 x 36) = 32 masked per slice: 4 x 4 = 16 visible tokens
         decoder_mask_ratio=0.5,
-        # 160 videos x 64 frames x 128x96 = 360 MiB per worker: each video is decoded once, not once per epoch.
-        cache_videos_mb=512))
+        # 480 videos x 64 frames x 128x96 = 1.1 GiB per worker: each video is decoded once, not once per epoch.
+        cache_videos_mb=1400))
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=6)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2)
 
 # 1e-3 at 4 videos per step, i.e. 6.4e-2 per 256 videos before auto_scale_lr.
 optim_wrapper = dict(optimizer=dict(lr=6.4e-2))
-# warmup_lr / lr and min_lr / lr as in the recipe; 1 warmup epoch of 6.
+# warmup_lr / lr and min_lr / lr as in the recipe; per iteration, 40 warmup iterations of 240 (the recipe: 20 warmup
+# epochs of 200).
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=True, begin=0, end=1,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min_ratio=1e-2, by_epoch=True, begin=1, end=6, T_max=5,
-         convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=False, begin=0, end=40),
+    dict(type='CosineAnnealingLR', eta_min_ratio=1e-2, by_epoch=False, begin=40, end=240, T_max=200),
 ]
 
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=2))
+    checkpoint=dict(interval=1))
 custom_hooks = [dict(type='PretrainLossCurveHook', interval=25)]
