@@ -284,32 +284,36 @@ def _first_listed_video(list_file: Path) -> Path:
 
 
 # Feature extraction for the cached-feature tasks (linear probe, THUMOS): the tiny model was pre-trained on 8 frames
-# every 2nd frame, so windows are 8 x 2 (a 16-frame span, like the official 16 x 1) every 4 frames, on the whole
-# 128x96 frame (a 6 x 8 token grid; the sinusoid position embedding is built for any grid).
+# every 2nd frame, so windows are 8 x 2 (a 16-frame span, like the official 16 x 1) every 4 frames (THUMOS, the
+# official stride) or every 8 (the probe, which averages a video's rows: 7 windows of a 64-frame clip instead of 13,
+# half the cost), on the whole 128x96 frame (a 6 x 8 token grid; the sinusoid position embedding fits any grid).
 EXTRACT_ARGS = ('--arch', 'vit_test', '--clip-len', '8', '--frame-interval', '2', '--stride', '4',
                 '--resize', '96x128', '--batch-size', '32')
+PROBE_EXTRACT_ARGS = (*EXTRACT_ARGS[:6], '--stride', '8', *EXTRACT_ARGS[8:])
 
 
 def feature_store_path(demo: Demo, name: str) -> Path:
     return demo.work_dir / 'features' / f'{name}.h5'
 
 
-def extract(demo: Demo, name: str, videos: Path, checkpoint: str | None) -> Path:
+def extract(demo: Demo, name: str, videos: Path, checkpoint: str | None,
+            args: Sequence[str] = EXTRACT_ARGS) -> Path:
     """``tools/extract_features.py`` into ``<work>/features/<name>.h5`` unless an identical store is cached.
 
     Args:
         checkpoint: backbone weights; None for a random initialisation (seed 0).
+        args: extraction options.
     """
     out = feature_store_path(demo, name)
     weights = ['--checkpoint', checkpoint] if checkpoint else ['--seed', '0']
-    key = fingerprint('features', DEMO_VERSION, name, _data_fingerprint(demo), EXTRACT_ARGS,
+    key = fingerprint('features', DEMO_VERSION, name, _data_fingerprint(demo), tuple(args),
                       _sha256_file(Path(checkpoint)) if checkpoint else weights)
     stage = f'features_{name}'
     if demo.cached(stage, key) is None:
         out.parent.mkdir(parents=True, exist_ok=True)
         # --overwrite: a store made with other weights is replaced; an interrupted extraction with these settings
         # still resumes from its part files.
-        demo.run_tool(stage, 'tools/extract_features.py', videos, '--out', out, *EXTRACT_ARGS, *weights, '--overwrite')
+        demo.run_tool(stage, 'tools/extract_features.py', videos, '--out', out, *args, *weights, '--overwrite')
         demo.complete(stage, key, [out])
     return out
 
@@ -318,8 +322,9 @@ def stage_features(demo: Demo) -> None:
     """Clip features of the classification videos from the pre-trained and from a randomly initialised backbone."""
     videos = demo.data_root / 'classification' / 'videos'
     demo.results['features'] = {
-        'cls_pretrained': str(extract(demo, 'cls_pretrained', videos, demo.results['pretrain']['checkpoint'])),
-        'cls_random': str(extract(demo, 'cls_random', videos, None)),
+        'cls_pretrained': str(extract(demo, 'cls_pretrained', videos, demo.results['pretrain']['checkpoint'],
+                                      PROBE_EXTRACT_ARGS)),
+        'cls_random': str(extract(demo, 'cls_random', videos, None, PROBE_EXTRACT_ARGS)),
     }
 
 
