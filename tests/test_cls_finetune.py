@@ -351,3 +351,24 @@ def test_runner_fine_tunes_and_tests_the_synthetic_config(tmp_path):
         mmengine_load(model, str(tmp_path / 'work' / 'epoch_1.pth'), strict=True)
     trained = torch.load(tmp_path / 'work' / 'epoch_1.pth', weights_only=False)['state_dict']
     torch.testing.assert_close(model.backbone.head.weight, trained['backbone.head.weight'][[9, 0]])
+
+
+@pytest.mark.slow
+def test_synthetic_config_learns_the_temporal_order_classes(tmp_path):
+    """The shipped config as it is (1500 iterations from random init, ~4 min on 2 cores) on the `default` preset:
+    2 x 3-view top-1 on its 100 validation videos far above the 10 classes' chance. The classes are time-reversed
+    pairs whose single frames look alike (tasks/synthetic/README.md), so only motion can earn this score."""
+    from mmengine.runner import Runner
+
+    from tasks.synthetic import generate
+
+    generate(tmp_path / 'syn', 'default', 0)
+    cfg = _synthetic_cfg(tmp_path / 'syn', tmp_path / 'work', **{'train_cfg.val_interval': 1000,
+                                                                 'visualizer.vis_backends': []})
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    print(f"synthetic fine-tune: top-1 {metrics['acc/top1']:.3f}, top-5 {metrics['acc/top5']:.3f}")
+    # measured 0.62 (this test, 4 min; 0.62 and 0.57 from the demo's pre-trained init); chance is 0.10, and a
+    # 100-video top-1 at chance exceeds 0.2 with probability < 0.1 %
+    assert metrics['acc/top1'] >= 0.3, metrics
