@@ -153,7 +153,8 @@ def test_cli_rejects_bad_arguments(tool, capsys, argv, message):
 
 def test_fused_attention_flops_equal_the_explicit_product_on_this_device():
     # Some torch releases have no flop formula for the CPU SDPA kernel (attention then counted 0): the fused call must
-    # count q @ k^T and attn @ v, forward and backward, like the explicit version, 2 * (2 * B*H*N*N*D) forward.
+    # count q @ k^T and attn @ v like the explicit version, 2 * (2 * B*H*N*N*D) forward, and its backward by torch's
+    # formula for the fused kernels.
     from backbone.flops import count_flops
     b, h, n, d = 2, 3, 10, 8
     q, k, v = (torch.randn(b, h, n, d, requires_grad=True) for _ in range(3))
