@@ -114,6 +114,18 @@ def _dataset(videos, **kwargs):
     return VideoMAEv2ClsDataset(str(videos / 'train.txt'), str(videos), **kwargs)
 
 
+def test_class_names_are_recorded_for_the_metric(videos, tmp_path):
+    assert 'classes' not in _dataset(videos).metainfo
+    names = tmp_path / 'names.txt'
+    names.write_text('standing\nwaving\n')
+    assert _dataset(videos, class_names=str(names)).metainfo['classes'] == ('standing', 'waving')
+    assert _dataset(videos, class_names=['a', 'b'], num_classes=2).metainfo['classes'] == ('a', 'b')
+    with pytest.raises(ValueError, match='class_names: 1 names for 2 classes'):
+        _dataset(videos, class_names=['a'])
+    with pytest.raises(ValueError, match='class_names: 2 names for 3 classes'):
+        _dataset(videos, class_names=['a', 'b'], num_classes=3)
+
+
 def test_train_sample_views_frames_and_determinism(videos):
     ds = _dataset(videos, num_sample=3, reprob=1.0, flip=False)
     sample = ds[(2, 1)]

@@ -340,6 +340,10 @@ def test_runner_fine_tunes_and_tests_the_synthetic_config(tmp_path):
     assert (tmp_path / 'work' / 'epoch_1.pth').exists()
     metrics = runner.test()
     assert 0.0 <= metrics['acc/top1'] <= 1.0 and 0.0 <= metrics['acc/top5'] <= 1.0
+    # the config's class names are the generator's labels.json in id order, and reach the metric
+    ids = json.loads((tmp_path / 'syn' / 'classification' / 'labels.json').read_text())
+    generated = tuple(sorted(ids, key=lambda name: int(ids[name])))
+    assert runner.test_evaluator.metrics[0].dataset_meta['classes'] == generated
     # the next stage of a chain: load_from into a model with a sliced head
     from mmengine.runner.checkpoint import load_checkpoint as mmengine_load
 

@@ -288,7 +288,9 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         data_prefix: folder the listed paths are relative to.
         ann_format: ``'video'``, ``'rawframes'``, ``'ssv2'`` or ``'kinetics'``.
         label_file: SSv2 ``labels.json``.
-        class_names: Kinetics class-name file or list (label order).
+        class_names: class names in label order, a file (one a line, ``label_map_k400.txt``) or a list: Kinetics
+            csv labels are matched against them, and in every format they are recorded as ``metainfo['classes']``,
+            which names the classes in the metric's outputs (``cls_results.json``, ``cls_confusion.png``).
         num_classes: check every label against it.
         video_ext: extension of SSv2 / Kinetics files.
         filename_tmpl: frame file names of raw-frame folders (SSv2: ``img_{:05}.jpg``).
@@ -381,6 +383,13 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
                              sampling=sampling, clip_len=clip_len, frame_interval=frame_interval,
                              input_size=input_size, num_views=self.num_views,
                              num_classes=num_classes if num_classes is not None else max(labels) + 1)
+        if class_names is not None:
+            names = (read_class_names(class_names) if isinstance(class_names, (str, os.PathLike))
+                     else [str(n) for n in class_names])
+            if len(names) != self.metainfo['num_classes'] or len(names) <= max(labels):
+                raise ValueError(f'class_names: {len(names)} names for {self.metainfo["num_classes"]} classes '
+                                 f'(labels up to {max(labels)} in {self.ann_file})')
+            self.metainfo['classes'] = tuple(names)
         self._failed: dict[str, str] = {}  # path -> reason, per process: each broken file is reported once
 
     @property

@@ -101,6 +101,11 @@ _test_dataset = dict(
     data_prefix=data_root,
     ann_format='video',
     num_classes=10,
+    # the names of labels.json in id order (tasks.synthetic.classification.CLASSES), for cls_confusion.png
+    class_names=['Growing something', 'Moving something down', 'Moving something from left to right',
+                 'Moving something from right to left', 'Moving something in a clockwise circle',
+                 'Moving something in an anticlockwise circle', 'Moving something up',
+                 'Rotating something anticlockwise', 'Rotating something clockwise', 'Shrinking something'],
     test_mode=True,
     sampling='dense',
     clip_len=8,
