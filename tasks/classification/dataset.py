@@ -202,6 +202,15 @@ def _video_id(path: str) -> str:
     return Path(path).name.split('.')[0]
 
 
+def class_name_list(class_names: str | os.PathLike | Sequence[str] | None) -> list[str] | None:
+    """Class names from a file (:func:`read_class_names`) or a sequence; None stays None."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, os.PathLike)):
+        return read_class_names(class_names)
+    return [str(n) for n in class_names]
+
+
 def read_cls_list(ann_file: str | os.PathLike, ann_format: AnnFormat = 'video', *,
                   data_prefix: str | os.PathLike | None = None, label_file: str | os.PathLike | None = None,
                   class_names: str | os.PathLike | Sequence[str] | None = None, video_ext: str = '.mp4',
@@ -239,11 +248,8 @@ def read_cls_list(ann_file: str | os.PathLike, ann_format: AnnFormat = 'video', 
                                      f'{ann_file}, entry {i}'))
     elif ann_format == 'kinetics':
         entries = read_kinetics_csv(ann_file)
-        if isinstance(class_names, (str, os.PathLike)):
-            names = read_class_names(class_names)
-        elif class_names is not None:
-            names = list(class_names)
-        else:
+        names = class_name_list(class_names)
+        if names is None:
             names = sorted({e.label for e in entries if e.label is not None})
         index = {_name_key(n): i for i, n in enumerate(names)}
         records = []
@@ -355,8 +361,9 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         self.reverse_prob = reverse_prob
         self.reverse_label_map = list(reverse_label_map) if reverse_label_map is not None else None
         self.ann_file = str(ann_file)
+        names = class_name_list(class_names)  # read once: the Kinetics reader matches labels against them
         self.records = read_cls_list(ann_file, ann_format, data_prefix=data_prefix, label_file=label_file,
-                                     class_names=class_names, video_ext=video_ext, num_classes=num_classes)
+                                     class_names=names, video_ext=video_ext, num_classes=num_classes)
         self.test_mode = test_mode
         self.sampling = sampling
         self.clip_len = clip_len
@@ -383,10 +390,9 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
                              sampling=sampling, clip_len=clip_len, frame_interval=frame_interval,
                              input_size=input_size, num_views=self.num_views,
                              num_classes=num_classes if num_classes is not None else max(labels) + 1)
-        if class_names is not None:
-            names = (read_class_names(class_names) if isinstance(class_names, (str, os.PathLike))
-                     else [str(n) for n in class_names])
-            if len(names) != self.metainfo['num_classes'] or len(names) <= max(labels):
+        if names is not None:
+            # labels were checked against num_classes, or set it: equal counts cover every label
+            if len(names) != self.metainfo['num_classes']:
                 raise ValueError(f'class_names: {len(names)} names for {self.metainfo["num_classes"]} classes '
                                  f'(labels up to {max(labels)} in {self.ann_file})')
             self.metainfo['classes'] = tuple(names)
