@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -67,8 +68,6 @@ def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
     both fail without a GPU. So start the gloo process group here (the Runner then skips its own set-up) and wrap the
     model with :class:`tasks.pretrain.model.DeviceAgnosticDDP`, which drops ``device_ids`` for CPU modules.
     """
-    import torch.distributed as dist
-
     if torch.cuda.is_available() or cfg.launcher != 'pytorch':
         return
     print(f'{tool}: no CUDA device, using the gloo backend instead of nccl', flush=True)
@@ -78,6 +77,18 @@ def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
     if cfg.get('model_wrapper_cfg') is None:
         import tasks.pretrain.model  # noqa: F401  (registers DeviceAgnosticDDP for configs that do not import it)
         cfg.model_wrapper_cfg = dict(type='DeviceAgnosticDDP', broadcast_buffers=False)
+
+
+def finish_distributed() -> None:
+    """After a run under a launcher: wait for every rank, then destroy the process group.
+
+    A rank that exits with the group alive, while another still finishes its last collective, can abort in gloo's
+    teardown (``terminate called without an active exception``, SIGABRT: seen once in the 2-process training test).
+    Not in a ``finally``: after an error on one rank the barrier would wait for it forever.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def build_runner(cfg: Config):

@@ -34,7 +34,8 @@ from typing import Any
 
 from mmengine.config import Config, DictAction
 
-from tasks.runner import StrictCheckpointHook, build_runner, cpu_backend, resolve_work_dir, set_local_rank
+from tasks.runner import (StrictCheckpointHook, build_runner, cpu_backend, finish_distributed, resolve_work_dir,
+                          set_local_rank)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -145,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     with mmengine_checkpoint_globals():
         metrics = runner.test()
+    finish_distributed()
 
     from mmengine.dist import is_main_process
 

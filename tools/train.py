@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mmengine.config import Config, DictAction
 
-from tasks.runner import build_runner, cpu_backend, resolve_work_dir, set_local_rank
+from tasks.runner import build_runner, cpu_backend, finish_distributed, resolve_work_dir, set_local_rank
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     with mmengine_checkpoint_globals():
         runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':
