@@ -423,6 +423,7 @@ def stage_ava(demo: Demo) -> None:
     metrics, test_dir = train_and_test(demo, 'ava', AVA_CONFIG, relocate_data(AVA_CONFIG, demo.data_root))
     shutil.copyfile(test_dir / 'ava_per_class_ap.png', demo.work_dir / 'ava_per_class_ap.png')
     demo.results['ava'] = {'mAP': _metric(metrics, 'mAP'), 'random_mAP': _metric(metrics, 'mAP_random'),
+                           'random_boxes_mAP': _metric(metrics, 'mAP_random_boxes'),
                            'ceiling_mAP': _metric(metrics, 'mAP_oracle')}
 
 
@@ -447,8 +448,21 @@ STAGES: dict[str, Callable[[Demo], None]] = {
 }
 
 
+def _earlier_summary(path: Path, preset: str) -> dict[str, Any]:
+    """The ``results.json`` an earlier run of the same preset and demo version wrote, or {} (none, or unreadable)."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    same = earlier.get('preset') == preset and earlier.get('demo_version') == DEMO_VERSION
+    return earlier if same else {}
+
+
 def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the stages in order and write ``<work>/results.json``; returns the results."""
+    """Run the stages in order and write ``<work>/results.json``; returns the results.
+
+    With ``stages`` (a subset) the entries of the stages not run are kept from the ``results.json`` already there.
+    """
     names = list(STAGES) if stages is None else list(stages)
     unknown = [n for n in names if n not in STAGES]
     if unknown:
@@ -461,9 +475,13 @@ def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
         STAGES[name](demo)
         demo.timings[name] = round(time.perf_counter() - t0, 1)
     demo.timings['total'] = round(time.perf_counter() - start, 1)
-    summary = {'results': demo.results, 'seconds': demo.timings, 'reused': demo.reused,
-               'preset': demo.preset, 'demo_version': DEMO_VERSION}
-    _write_json(demo.work_dir / 'results.json', summary)
+    path = demo.work_dir / 'results.json'
+    # A run of some stages updates their entries; the others keep what the last run wrote (same preset only).
+    kept = _earlier_summary(path, demo.preset) if stages is not None else {}
+    summary = {'results': {**kept.get('results', {}), **demo.results},
+               'seconds': {**kept.get('seconds', {}), **demo.timings}, 'reused': demo.reused,
+               'stages_run': names, 'preset': demo.preset, 'demo_version': DEMO_VERSION}
+    _write_json(path, summary)
     print(format_table(demo))
     return summary
 
@@ -491,7 +509,8 @@ def format_table(demo: Demo) -> str:
                      f"{f['chance_top1']:.3f} (chance)"))
     if 'ava' in r:
         rows.append(('AVA-like detection', 'frame mAP@0.5', f"{r['ava']['mAP']:.3f}",
-                     f"{r['ava']['random_mAP']:.3f} (random detections)"))
+                     f"{r['ava']['random_mAP']:.3f} (random scores on the proposals)"))
+        rows.append(('', 'random detections', '', f"{r['ava']['random_boxes_mAP']:.3f} (random boxes and scores)"))
         # The same proposals with perfect action scores: what the person boxes allow (they miss ~15 % of people).
         rows.append(('', 'ceiling of the proposals', '', f"{r['ava']['ceiling_mAP']:.3f} (perfect scores)"))
     if 'thumos' in r:

@@ -23,7 +23,7 @@ import pytest
 
 from tasks.annotations import AnnotationError, read_ava_csv
 from tasks.detection.evaluation import (DetectionRow, boxes_of, evaluate_ava, evaluate_ava_files, oracle_baseline,
-                                        oracle_detections, random_baseline, read_ava_detections,
+                                        oracle_detections, random_baseline, random_boxes, read_ava_detections,
                                         voc_average_precision, write_ava_detections)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +204,29 @@ def test_random_baseline_is_the_share_of_positives():
     assert std < 0.1
 
 
+def test_randomly_placed_boxes_score_far_below_random_scores_on_the_proposals():
+    # The share test's keyframes: the true box P on each, class 1 on ~30 % of them, proposals P and Q (nobody). Random
+    # scores on the proposals reach about the share of positive boxes, 0.3 x 1/2 = 0.15; the same number of boxes
+    # placed at random seldom overlap P by IoU >= 0.5, so almost no detection is a true positive and the AP collapses.
+    rng = np.random.default_rng(0)
+    rows = [('v', 902 + i, P, (1,) if rng.random() < 0.3 else (2,)) for i in range(200)]
+    gt = _gt(rows)
+    boxes = {('v', 902 + i): np.array([P, Q]) for i in range(200)}
+    placed = random_boxes(boxes, np.random.default_rng(1))
+    assert placed.keys() == boxes.keys()
+    stacked = np.concatenate(list(placed.values()))
+    assert stacked.shape == (400, 4) and stacked.min() >= 0 and stacked.max() <= 1
+    assert (stacked[:, 2] >= stacked[:, 0]).all() and (stacked[:, 3] >= stacked[:, 1]).all()
+    # the edges are sorted uniform pairs: a side's expected length is 1/3
+    assert (stacked[:, 2] - stacked[:, 0]).mean() == pytest.approx(1 / 3, abs=0.04)
+    on_proposals = random_baseline(gt, boxes, {1: 'a'}, seeds=range(3))[0]
+    floor, std = random_baseline(gt, boxes, {1: 'a'}, seeds=range(3), place_randomly=True)
+    assert on_proposals == pytest.approx(0.15, abs=0.05) and floor < 0.03 and std < 0.03
+    # without place_randomly the draws are the ones random_baseline always made (the reported numbers do not move)
+    assert random_baseline(gt, boxes, {1: 'a'}, seeds=[4]) == random_baseline(gt, boxes, {1: 'a'}, seeds=[4],
+                                                                               place_randomly=False)
+
+
 def test_oracle_scores_give_the_ceiling_of_the_proposals():
     # keyframe 902: P does class 1, Q does class 3; the proposals find P (as P_) and a far box, and miss Q.
     # Perfect scores: class 1 ranks its one true box first (AP 1); class 3 has no proposal on Q (AP 0): mAP 0.5.
@@ -372,6 +395,8 @@ def test_cli_prints_writes_json_and_png(files, tmp_path, capsys):
     assert data['mAP'] == pytest.approx(expected_map)
     assert {c['id']: c['ap'] for c in data['per_class']} == pytest.approx(OFFICIAL_AP)
     assert 'random_detections_mAP' in data
+    # random placement cannot find more people than the submission's boxes do
+    assert 0 <= data['random_boxes_mAP'] <= data['random_detections_mAP']
     # perfect scores on the submission's own boxes bound its mAP from above
     assert data['mAP'] <= data['oracle_scores_mAP'] <= 1.0
     png = out.with_suffix('.png')

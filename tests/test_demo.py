@@ -79,12 +79,13 @@ def test_table_puts_each_result_next_to_its_baseline(tmp_path):
         'probe': {'pretrained': {'linear_top1': 0.4, 'knn_top1': 0.3}, 'random': {'linear_top1': 0.1,
                                                                                   'knn_top1': 0.1}},
         'finetune': {'top1': 0.9, 'top5': 1.0, 'chance_top1': 0.1},
-        'ava': {'mAP': 0.65, 'random_mAP': 0.52, 'ceiling_mAP': 0.83},
+        'ava': {'mAP': 0.65, 'random_mAP': 0.52, 'random_boxes_mAP': 0.01, 'ceiling_mAP': 0.83},
         'thumos': {'average_mAP': 0.5, 'random_average_mAP': 0.1},
     }
     demo.timings['total'] = 125.0
     table = D.format_table(demo)
-    assert '0.2700 -> 0.0150' in table and '0.650' in table and '0.520 (random detections)' in table
+    assert '0.2700 -> 0.0150' in table and '0.650' in table and '0.520 (random scores on the proposals)' in table
+    assert '0.010 (random boxes and scores)' in table
     assert '0.830 (perfect scores)' in table
     assert '0.900 / 1.000' in table and 'total 2:05' in table
 
@@ -125,3 +126,14 @@ def test_whole_demo_on_the_tiny_benchmark_then_reuses_its_cache(tmp_path):
     assert time.perf_counter() - start < first_seconds
     assert {'pretrain', 'finetune', 'ava', 'thumos'} <= set(second['reused'])
     assert second['results']['pretrain'] == first['results']['pretrain']
+
+    # re-running one stage updates its entry and keeps the others'
+    saved['results']['ava']['mAP'] = -1.0
+    (tmp_path / 'work' / 'results.json').write_text(json.dumps(saved))
+    D.run(D.Demo(work_dir=tmp_path / 'work', data_root=tmp_path / 'data', preset='tiny', overrides=short),
+          ['data', 'ava'])
+    third = json.loads((tmp_path / 'work' / 'results.json').read_text())
+    assert third['stages_run'] == ['data', 'ava']
+    assert third['results']['ava']['mAP'] == first['results']['ava']['mAP']
+    assert third['results']['thumos'] == first['results']['thumos']
+    assert third['results']['probe'] == first['results']['probe']

@@ -7,9 +7,10 @@ Usage::
         --label-map ava_action_list_v2.2_for_activitynet_2019.pbtxt \\
         --exclude ava_val_excluded_timestamps_v2.2.csv --out work_dirs/ava/result.json [--protocol mmaction2]
 
-Prints the AP of every label-map class and the mean, next to two references on the submission's own boxes: random
-detections (every box with every class, uniform random scores; ``--baseline-seeds 0`` to skip) and perfect scores
-(1 where a box overlaps a true box of the class, else 0: the ceiling those boxes allow). ``--out`` writes the
+Prints the AP of every label-map class and the mean, next to three references: random detections on the
+submission's own boxes (every box with every class, uniform random scores), the same on as many randomly placed boxes
+(no localisation either; ``--baseline-seeds 0`` skips both) and perfect scores on its boxes (1 where a box overlaps a
+true box of the class, else 0: the ceiling those boxes allow). ``--out`` writes the
 numbers as JSON and the per-class chart next to it (``result.png``; ``--plot`` to choose another path). A thin
 command line over :mod:`tasks.detection.evaluation`, whose docstring lists how the two protocols differ.
 
@@ -70,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         seeds=range(args.baseline_seeds), iou_threshold=args.iou)
         print(f'random detections on the same boxes: mAP {baseline:.4f} +- {std:.4f} '
               f'({args.baseline_seeds} seeds)')
-        extra.update(random_detections_mAP=baseline, random_detections_mAP_std=std)
+        floor, floor_std = random_baseline(gt, boxes, label_map, excluded, protocol=args.protocol,
+                                           seeds=range(args.baseline_seeds), iou_threshold=args.iou,
+                                           place_randomly=True)
+        print(f'random detections on randomly placed boxes: mAP {floor:.4f} +- {floor_std:.4f}')
+        extra.update(random_detections_mAP=baseline, random_detections_mAP_std=std, random_boxes_mAP=floor,
+                     random_boxes_mAP_std=floor_std)
     print(f'perfect action scores on the same boxes (their ceiling): mAP {ceiling:.4f}')
     if args.out:
         write_result_json(result, args.out, gt=str(args.gt), pred=str(args.pred), label_map=str(args.label_map),

@@ -3,8 +3,10 @@
 For every test keyframe the detector gives scores for its boxes (proposals); each (box, label-map class) with a score
 >= ``action_thr`` becomes a submission row, as mmaction2's ``AVAMetric`` writes them (``action_thr=0.002``; the
 official evaluator then keeps the 50 best rows per keyframe). The rows are evaluated with the chosen protocol, and
-two references on the same boxes are reported next to the mAP: random action scores (the floor: boxes without any
-recognition) and perfect ones (the ceiling the proposals allow, below 1 where they miss people).
+three references are reported next to the mAP: random action scores on the same boxes (what the boxes give without
+any recognition), random scores on as many randomly placed boxes (no localisation either: the floor of a detector
+that has learnt nothing) and perfect scores on the same boxes (the ceiling the proposals allow, below 1 where they
+miss people).
 
 With ``out_dir`` (``tools/test.py`` fills in its work directory) the metric writes there:
 
@@ -45,7 +47,8 @@ class VideoMAEv2AVAMetric(BaseMetric):
     """Frame-level AVA mAP@0.5 of :class:`~tasks.detection.model.VideoMAEv2AVADetector` predictions.
 
     Returned keys (with the default prefix ``ava``): ``ava/mAP``, ``ava/mAP_random`` (random scores on the same
-    boxes, mean over ``baseline_seeds``), ``ava/mAP_oracle`` (perfect scores on the same boxes) and
+    boxes, mean over ``baseline_seeds``), ``ava/mAP_random_boxes`` (random scores on as many boxes placed at random:
+    detections that neither localise nor recognise), ``ava/mAP_oracle`` (perfect scores on the same boxes) and
     ``ava/AP/<class name>`` for every label-map class (NaN when the class is left out of the mean).
 
     Args:
@@ -112,13 +115,16 @@ class VideoMAEv2AVAMetric(BaseMetric):
             print_log(f'AVA metric: {len(failed)} keyframes had no clip (undecodable video) and no detections, e.g. '
                       f'{failed[0][0]},{failed[0][1]:04d}: {failed[0][2]}', logger='current', level=logging.WARNING)
         boxes = {(r['video_id'], r['timestamp']): r['boxes'] for r in results if not r['failed']}
-        baseline = std = float('nan')
+        baseline = std = floor = floor_std = float('nan')
         if self.baseline_seeds > 0:
             baseline, std = random_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
                                             seeds=range(self.baseline_seeds))
+            floor, floor_std = random_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
+                                               seeds=range(self.baseline_seeds), place_randomly=True)
         ceiling = oracle_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol)
         print_log(f'AVA frame mAP@0.5 ({self.protocol} protocol) over {len(results)} keyframes:\n'
                   f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- {std:.4f}\n'
+                  f'random detections on randomly placed boxes: mAP {floor:.4f} +- {floor_std:.4f}\n'
                   f'perfect action scores on the same boxes (the proposals\' ceiling): mAP {ceiling:.4f}',
                   logger='current')
         if self.out_dir is not None:
@@ -126,7 +132,8 @@ class VideoMAEv2AVAMetric(BaseMetric):
             out.mkdir(parents=True, exist_ok=True)
             write_ava_detections(out / PREDICTIONS_CSV, rows)
             write_result_json(result, out / RESULTS_JSON, random_detections_mAP=_num(baseline),
-                              random_detections_mAP_std=_num(std), oracle_scores_mAP=_num(ceiling),
+                              random_detections_mAP_std=_num(std), random_boxes_mAP=_num(floor),
+                              random_boxes_mAP_std=_num(floor_std), oracle_scores_mAP=_num(ceiling),
                               num_keyframes=len(results),
                               action_thr=self.action_thr, gt=str(self.ann_file), label_map=str(self.label_file),
                               exclude=self.exclude_file,
@@ -134,7 +141,7 @@ class VideoMAEv2AVAMetric(BaseMetric):
             plot_per_class_ap(result, out / CHART_PNG, baseline=baseline, ceiling=ceiling)
             print_log(f'AVA metric: wrote {PREDICTIONS_CSV}, {RESULTS_JSON} and {CHART_PNG} to {os.fspath(out)}',
                       logger='current')
-        metrics = {'mAP': result.mAP, 'mAP_random': baseline, 'mAP_oracle': ceiling}
+        metrics = {'mAP': result.mAP, 'mAP_random': baseline, 'mAP_random_boxes': floor, 'mAP_oracle': ceiling}
         metrics.update({f'AP/{name}': result.ap[c] for c, name in self.label_map.items()})
         return metrics
 
