@@ -334,9 +334,9 @@ def test_weight_decay_follows_the_official_rule():
 # ----------------------------------------------------------------------------------------------------------------------
 # training through the Runner
 # ----------------------------------------------------------------------------------------------------------------------
-def tiny_cfg(videos, work_dir: Path) -> Config:
-    """The tiny config shrunk to 32-px crops of the 8 fixture videos, 2 views each, batch 2, 2 epochs."""
-    cfg = Config.fromfile(TINY)
+def tiny_cfg(videos, work_dir: Path, config: Path = TINY) -> Config:
+    """A tiny config shrunk to 32-px crops of the 8 fixture videos, 2 views each, batch 2, 2 epochs."""
+    cfg = Config.fromfile(config)
     cfg.model.update(img_size=CROP, all_frames=CLIP_LEN)
     cfg.train_dataloader.update(batch_size=2, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.dataset.update(ann_file=str(videos['list']), data_prefix=str(videos['root']),
@@ -373,6 +373,22 @@ def test_training_runs_and_draws_the_loss_curve(trained):
     image = plt.imread(trained / 'loss_curve.png')
     assert image.shape == (600, 800, 4)  # figsize (8, 6) at 100 dpi
     assert (trained / 'epoch_1.pth').exists() and (trained / 'epoch_2.pth').exists()
+
+
+def test_long_patch8_config_has_one_token_grid_and_trains(videos, tmp_path):
+    """The 80-epoch 8-px config: model and masks on the same grid, the cosine ends at its last iteration, and it
+    trains (32-px fixture crops: a 4 x 4 grid of 8-px patches, 2 of 16 positions visible per slice)."""
+    config = CONFIG_DIR / 'vit-test-p8_videomaev2-pt-80e_8x2x1_synthetic.py'
+    cfg = Config.fromfile(config)
+    assert cfg.model.patch_size == cfg.train_dataloader.dataset.patch_size == 8
+    iterations = cfg.train_cfg.max_epochs * 480 // cfg.train_dataloader.batch_size  # default preset: 480 videos
+    assert cfg.param_scheduler[-1]['end'] == iterations == 9600
+    work = tmp_path / 'p8'
+    Runner.from_cfg(tiny_cfg(videos, work, config)).train()
+    c = curve(work)
+    assert c['iter'] == list(range(1, 9)) and all(math.isfinite(v) and v > 0 for v in c['loss'])
+    state = torch.load(work / 'epoch_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert state['backbone.encoder.patch_embed.proj.weight'].shape[-2:] == (8, 8)
 
 
 def test_resume_continues_from_the_saved_iteration(videos, trained, tmp_path):
@@ -538,6 +554,19 @@ def test_reconstruction_picture(videos, trained, tmp_path, monkeypatch):
     assert not (target_px & seen).any()  # the loss covers only encoder-masked patches
     assert torch.equal((recon != grey).any(0), target_px)  # predictions exactly where the targets are
     assert target_px.float().mean() == pytest.approx(0.375)  # 8 kept tokens, 2 of them visible: 6 of 16
+
+
+def test_reconstruction_errors_compare_with_the_flat_clip_colour():
+    tool = load_tool('visualize_reconstruction')
+    # a clip whose left half is 0 and right half 1 (mean 0.5); the loss patches are the left column of pixels
+    original = torch.zeros(3, 2, 4, 4)
+    original[..., 2:] = 1.0
+    where = torch.zeros(2, 4, 4, dtype=torch.bool)
+    where[..., 0] = True
+    perfect, flat = tool.reconstruction_errors(original, original.clone(), where)
+    assert perfect == 0.0 and flat == pytest.approx(0.25)  # (0 - 0.5)^2
+    # predicting 0.1 where the truth is 0: 0.01, better than the flat colour
+    assert tool.reconstruction_errors(original, original + 0.1, where) == (pytest.approx(0.01), pytest.approx(0.25))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,9 @@ frame and four rows:
    per-channel mean and standard deviation (the targets are normalised per patch, so the prediction carries no
    brightness or contrast of its own).
 
+The title and the printed line give the pixel MSE of the reconstruction at the loss patches next to that of the
+clip's flat mean colour: a reconstruction that shows where things are beats the flat colour.
+
 Picture size in pixels, with S the crop side, T the clip length and ``--scale`` k::
 
     width  = 120 + T * k*S + (T - 1) * 2
@@ -62,6 +65,21 @@ def token_mask_to_pixels(mask: torch.Tensor, grid: Sequence[int], patch: int, tu
     t, h, w = grid
     m = mask.reshape(t, h, w)
     return m.repeat_interleave(tubelet, 0).repeat_interleave(patch, 1).repeat_interleave(patch, 2)
+
+
+def reconstruction_errors(original: torch.Tensor, recon: torch.Tensor, where: torch.Tensor) -> tuple[float, float]:
+    """Pixel MSE of the reconstruction at the loss patches, and of the clip's mean colour there (a flat picture).
+
+    Args:
+        original, recon: (3, T, S, S) clips in [0, 1].
+        where: (T, S, S) bool, the pixels of the loss patches.
+
+    Returns:
+        (reconstruction MSE, flat-colour MSE); a reconstruction that shows layout beats the flat colour.
+    """
+    target = original[:, where]                                     # (3, P)
+    flat = original.mean(dim=(1, 2, 3))[:, None]                    # (3, 1) the clip's mean colour
+    return float((recon[:, where] - target).pow(2).mean()), float((flat - target).pow(2).mean())
 
 
 def compose(rows: Sequence[torch.Tensor], scale: int) -> np.ndarray:
@@ -168,10 +186,13 @@ def main(argv: Sequence[str] | None = None) -> str:
             torch.where(target, recon.cpu(), grey)]
     size = original.shape[-1]
     scale = args.scale or (2 if size < 128 else 1)
-    title = f'{args.video}: {int((~enc[0]).sum())} of {enc.shape[1]} tokens visible to the encoder; loss {loss:.4f}'
+    pixel_mse, flat_mse = reconstruction_errors(original, recon.cpu(), target)
+    title = (f'{args.video}: {int((~enc[0]).sum())} of {enc.shape[1]} tokens visible to the encoder; loss {loss:.4f}; '
+             f'pixel MSE {pixel_mse:.4f} (the clip\'s flat mean colour: {flat_mse:.4f})')
     save_picture(compose(rows, scale), args.out, title)
     width, height = picture_size(original.shape[1], size, scale)
-    print(f'wrote {args.out} ({width}x{height} px); loss on this clip {loss:.4f}')
+    print(f'wrote {args.out} ({width}x{height} px); loss on this clip {loss:.4f}; pixel MSE of the reconstruction '
+          f'{pixel_mse:.4f}, of the clip\'s flat mean colour {flat_mse:.4f}')
     return args.out
 
 
