@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from typing import Any
 
 from mmengine.dist import all_gather_object, all_reduce, is_main_process
@@ -46,7 +47,8 @@ def plot_loss_curve(iters: list[int], losses: list[float], lrs: list[float], pat
     ax_loss.set_ylabel('loss')
     ax_loss.grid(True, which='both', alpha=0.3)
     ax_loss.legend(loc='upper right')
-    ax_loss.set_title(title)
+    # a long experiment name would run off the figure: wrap it (the axes leave room for two lines)
+    ax_loss.set_title('\n'.join(textwrap.wrap(title, 90)), fontsize=10 if len(title) <= 90 else 8)
     ax_lr.plot(iters, lrs, color='tab:orange')
     ax_lr.set_ylabel('lr')
     ax_lr.set_xlabel('iteration')
