@@ -175,15 +175,18 @@ def checkpoint_id(path: str | os.PathLike | None, seed: int = 0) -> str:
 
 
 def build_model(arch: str, *, checkpoint: str | os.PathLike | None = None, img_size: int | tuple[int, int] = 224,
-                frames: int = 16, seed: int = 0, fused_attn: bool = True) -> nn.Module:
+                frames: int = 16, seed: int = 0, fused_attn: bool = True, patch_size: int | None = None) -> nn.Module:
     """A :class:`backbone.VideoMAEv2ViT` without head in eval mode, loaded from ``checkpoint`` (any layout
     :func:`backbone.load_checkpoint` reads; a classification head is dropped), or randomly initialised from ``seed``
-    (deterministic, so that resumed and distributed runs agree without a checkpoint). The global RNG is untouched."""
+    (deterministic, so that resumed and distributed runs agree without a checkpoint). The global RNG is untouched.
+    ``patch_size`` overrides the preset's (e.g. the 8-px tiny configs); None keeps it."""
     from backbone import VideoMAEv2ViT, load_checkpoint
 
+    extra = {} if patch_size is None else {'patch_size': patch_size}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = VideoMAEv2ViT(arch, img_size=img_size, all_frames=frames, num_classes=0, fused_attn=fused_attn)
+        model = VideoMAEv2ViT(arch, img_size=img_size, all_frames=frames, num_classes=0, fused_attn=fused_attn,
+                              **extra)
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
     return model.eval()
@@ -366,6 +369,7 @@ class ExtractConfig:
         backend: video decoder (decord and PyAV give identical frames, REFERENCE 9).
         fused_attn: ``scaled_dot_product_attention`` (True) or the official explicit softmax.
         chunk_size: frames per decoder call.
+        patch_size: spatial patch size when it differs from the preset's (None: the preset's).
     """
 
     arch: str = 'vit_giant'
@@ -384,6 +388,7 @@ class ExtractConfig:
     backend: Backend = 'decord'
     fused_attn: bool = True
     chunk_size: int = 16
+    patch_size: int | None = None
 
     def __post_init__(self) -> None:
         for name in ('clip_len', 'frame_interval', 'stride', 'batch_size', 'chunk_size'):
@@ -404,7 +409,8 @@ class ExtractConfig:
 
     def build_model(self) -> nn.Module:
         return build_model(self.arch, checkpoint=self.checkpoint, img_size=self.model_img_size,
-                           frames=self.model_frames, seed=self.seed, fused_attn=self.fused_attn)
+                           frames=self.model_frames, seed=self.seed, fused_attn=self.fused_attn,
+                           patch_size=self.patch_size)
 
 
 def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.device | str = 'cpu') -> StoreInfo:
@@ -420,7 +426,9 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
         'model': {'arch': cfg.arch, 'img_size': list(cfg.model_img_size), 'frames': cfg.model_frames,
                   'checkpoint': str(cfg.checkpoint) if cfg.checkpoint is not None else None,
                   'init_seed': None if cfg.checkpoint is not None else cfg.seed, 'fused_attn': cfg.fused_attn,
-                  'output': 'forward_features: fc_norm(mean of tokens)'},
+                  'output': 'forward_features: fc_norm(mean of tokens)',
+                  # only when it differs from the preset's, so stores written before this key existed still match
+                  **({'patch_size': cfg.patch_size} if cfg.patch_size is not None else {})},
         'sampling': {'sampler': 'sliding/official', 'clip_len': cfg.clip_len, 'frame_interval': cfg.frame_interval,
                      'stride': cfg.stride},
         'compute_dtype': cfg.dtype,
@@ -950,6 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument('--img-size', type=size, help='frame size HxW the model is built for (default: the input '
                                                      'size)')
     model.add_argument('--frames', type=positive, help='clip length the model is built for (default: --clip-len)')
+    model.add_argument('--patch-size', type=positive, help="spatial patch size, where it is not the preset's (e.g. "
+                                                          "8 for the tiny 8-px configs; default: the preset's, "
+                                                          "or the config's)")
     model.add_argument('--explicit-attn', action='store_true',
                        help='the official explicit softmax attention instead of fused SDPA')
     win = parser.add_argument_group('windows (defaults: the official THUMOS14 extractor, REFERENCE 6.4)')
@@ -978,7 +989,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_model(path: str) -> dict[str, Any]:
-    """arch / img_size / all_frames / checkpoint from an mmengine config (``model.backbone`` and ``load_from``)."""
+    """arch / img_size / all_frames / patch_size / checkpoint from an mmengine config (``model.backbone`` and
+    ``load_from``)."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(path)
@@ -994,6 +1006,8 @@ def _config_model(path: str) -> dict[str, Any]:
         found['img_size'] = (int(img), int(img)) if isinstance(img, int) else tuple(int(v) for v in img)
     if 'all_frames' in backbone:
         found['frames'] = int(backbone['all_frames'])
+    if backbone.get('patch_size') is not None:
+        found['patch_size'] = int(backbone['patch_size'])
     ckpt = cfg.get('load_from') or backbone.get('pretrained')
     if ckpt:
         # mmengine reads load_from relative to the working directory; a path next to the config is accepted too
@@ -1021,7 +1035,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         img_size=args.img_size or from_cfg.get('img_size'), frames=args.frames or from_cfg.get('frames'),
         clip_len=args.clip_len, frame_interval=args.frame_interval, stride=args.stride, preprocess=pre,
         dtype=args.dtype, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-        backend=args.backend, fused_attn=not args.explicit_attn)
+        backend=args.backend, fused_attn=not args.explicit_attn,
+        patch_size=args.patch_size or from_cfg.get('patch_size'))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -271,6 +271,44 @@ def test_config_file_gives_arch_size_and_checkpoint(videos, tmp_path, capsys):
     assert 'checkpoints/vit-small-p16_videomaev2-vit-g-dist-k710-pre_k400.pth: no such file' in err
 
 
+def test_patch_size_from_the_option_or_the_config(videos, tmp_path, capsys):
+    # an 8-px vit_test (the tiny AVA / long pre-training configs' size): 32-px frames make a 4 x 4 grid
+    torch.manual_seed(3)
+    weights = build_model('vit_test', img_size=32, frames=4, patch_size=8)
+    assert weights.patch_embed.proj.weight.shape[-2:] == (8, 8)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = tmp_path / 'p8.pth'
+    torch.save({'module': weights.state_dict()}, ckpt)
+    cfg = tmp_path / 'p8.py'
+    cfg.write_text("model = dict(backbone=dict(type='VideoMAEv2ViT', arch='vit_test', patch_size=8, img_size=32, "
+                   f"all_frames=4))\nload_from = {str(ckpt)!r}\n")
+    listing = tmp_path / 'one.txt'
+    listing.write_text(f'{videos / "vid_a.mp4"}\n')
+    args = ['--resize', '32x32', '--clip-len', '4', '--stride', '2', '--num-workers', '0', '--no-progress']
+    with VideoReader(videos / 'vid_a.mp4') as reader:
+        online = extract_video_features(weights.eval(), reader, sample_windows(reader, 4, 1, 2),
+                                        Preprocess('squash', (32, 32))).numpy()
+    for name, how in (('option', ['--arch', 'vit_test', '--checkpoint', str(ckpt), '--patch-size', '8']),
+                      ('config', ['--config', str(cfg)])):
+        out = tmp_path / f'{name}.h5'
+        assert main([str(listing), '--out', str(out), *how, *args]) == 0, name
+        with FeatureStore.open(out) as store:
+            assert store.info.config['model']['patch_size'] == 8
+            assert np.abs(store.read('vid_a')[0] - online).max() <= 1e-5, name
+    # the preset's 16-px patches cannot take these weights: the loader says so instead of extracting garbage
+    capsys.readouterr()
+    status = main([str(listing), '--out', str(tmp_path / 'p16.h5'), '--arch', 'vit_test', '--checkpoint', str(ckpt),
+                   *args])
+    assert status != 0 and 'patch_embed' in capsys.readouterr().err
+    # without an override the provenance has no patch_size key, as stores written before the option existed
+    out = tmp_path / 'preset.h5'
+    assert main([str(listing), '--out', str(out), '--arch', 'vit_test', *args]) == 0
+    with FeatureStore.open(out) as store:
+        assert 'patch_size' not in store.info.config['model']
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # resume, crash safety
 # ---------------------------------------------------------------------------------------------------------------------

@@ -5,10 +5,10 @@
 #   python tools/make_synthetic.py --out data/synthetic --preset default   # 8 train + 3 val videos of 12 s, 128x96
 #   python tools/train.py configs/detection/ava/<this file> --work-dir work_dirs/ava_tiny
 #   python tools/test.py configs/detection/ava/<this file> work_dirs/ava_tiny/epoch_40.pth --work-dir work_dirs/ava_tiny
-#   # optional: start from a tiny pre-trained encoder. It must have this patch size: pre-train with
-#   # --cfg-options model.patch_size=8 train_dataloader.dataset.patch_size=8 (the tiny pre-training configs use 16)
+#   # optional: start from a tiny pre-trained encoder with this patch size, e.g. the 8-px pre-training config's
+#   # (configs/pretrain/videomaev2/vit-test-p8_videomaev2-pt-80e_8x2x1_synthetic.py, ~30 min)
 #   python tools/train.py configs/detection/ava/<this file> --work-dir work_dirs/ava_tiny_pt \
-#       --cfg-options model.backbone.pretrained=work_dirs/pt-tiny-p8/epoch_7.pth
+#       --cfg-options model.backbone.pretrained=work_dirs/pt-tiny-p8/epoch_80.pth
 _base_ = ['./vit-base-p16_videomaev2-vit-g-dist-k710-pre_8xb8-16x4x1-20e-adamw_ava-v2.2.py']
 
 model = dict(
