@@ -584,9 +584,14 @@ def test_cli_errors_are_one_line(tmp_path, source, tool, capsys):
              ([ft, out, '--to', 'mmaction2', '--patch', '14'], '--patch 14 disagrees with patch_embed.proj.weight'),
              ([ft, out, '--to', 'mmaction2', '--img-size', '40'], 'do not tile'),
              ([ft, out, '--to', 'official', '--label-map', str(tmp_path / 'absent.json')], 'cannot read the label map'),
-             ([ft, str(tmp_path / 'no_dir' / 'out.pth'), '--to', 'official'], 'output folder')]
+             ([ft, str(tmp_path / 'notes.txt' / 'sub' / 'out.pth'), '--to', 'official'],
+              f'cannot create the output folder {tmp_path / "notes.txt" / "sub"}: {tmp_path / "notes.txt"} is not a '
+              'folder')]
     for argv, message in cases:
         assert tool.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith('convert_checkpoint: error: ') and err.count('\n') == 1 and message in err, argv
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ft.pth', 'notes.txt']  # nothing written, no temp files
+    # a missing output folder is created, like `checkpoints/` in configs/README.md
+    assert tool.main([ft, str(tmp_path / 'new' / 'dir' / 'out.pth'), '--to', 'official']) == 0
+    assert torch.load(tmp_path / 'new' / 'dir' / 'out.pth', weights_only=True)['module'].keys() == sd.keys()

@@ -101,9 +101,11 @@ def convert(args: argparse.Namespace) -> str:
     from backbone.checkpoint import convert_state_dict, to_official
 
     src, out = Path(args.input), Path(args.output)
-    # Check the destination before reading what may be gigabytes (torch.save reports it as a RuntimeError).
-    if not out.parent.is_dir():
-        raise ValueError(f'{out}: the output folder {out.parent} does not exist')
+    # Check the destination before reading what may be gigabytes (torch.save reports it as a RuntimeError). A missing
+    # output folder is created (as `checkpoints/` in configs/README.md), but only once the input has been read.
+    blocker = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f'{out}: cannot create the output folder {out.parent}: {blocker} is not a folder')
     if out.is_dir():
         raise ValueError(f'{out}: is a folder; give a file name')
     weights_only = not args.unsafe_pickle
@@ -124,6 +126,7 @@ def convert(args: argparse.Namespace) -> str:
         wrapper = 'state_dict'
     else:
         payload, wrapper = converted, 'bare'
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(payload, out, safetensors_meta={'format': 'pt', **meta})
     numel = sum(v.numel() for v in converted.values())
     dtypes = ', '.join(sorted({str(v.dtype).removeprefix('torch.') for v in converted.values()}))
