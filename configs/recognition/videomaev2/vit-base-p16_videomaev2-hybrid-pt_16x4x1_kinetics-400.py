@@ -15,4 +15,4 @@ _base_ = [
 # The official pre-trained encoder (mae-b, REFERENCE 3.1), or the output of our pre-training config
 # (work_dirs/vit-base-p16_videomaev2-pt-200e_16x4x1_unlabeled-hybrid/epoch_200.pth): loaded strictly at the start of
 # training, decoder dropped, fc_norm and head fresh.
-model = dict(pretrained='checkpoints/vit_b_hybrid_pt_800e.pth')
+model = dict(pretrained='checkpoints/videomaev2/mae-b/vit_b_hybrid_pt_800e.pth')

@@ -12,7 +12,7 @@ _base_ = [
 model = dict(
     backbone=dict(num_classes=174),
     data_preprocessor=dict(num_classes=174),
-    pretrained='checkpoints/vit_b_hybrid_pt_800e.pth')
+    pretrained='checkpoints/videomaev2/mae-b/vit_b_hybrid_pt_800e.pth')
 train_cfg = dict(max_epochs=25)
 optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(layer_decay_rate=0.65))
 # warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, REFERENCE 4.3); 5 warmup epochs.

@@ -5,7 +5,7 @@ _base_ = ['vit-base-p16_videomaev2-hybrid-pt_u16_ssv2.py']
 
 model = dict(
     backbone=dict(arch='vit_giant', drop_path_rate=0.25, head_drop_rate=0.0, with_cp=True),
-    pretrained='checkpoints/vit_g_hybrid_pt_1200e.pth')
+    pretrained='checkpoints/videomaev2/mae-g/vit_g_hybrid_pt_1200e.pth')
 train_dataloader = dict(batch_size=3)
 train_cfg = dict(max_epochs=20)
 optim_wrapper = dict(optimizer=dict(lr=3e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))

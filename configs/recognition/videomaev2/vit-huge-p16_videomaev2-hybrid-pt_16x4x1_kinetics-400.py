@@ -4,7 +4,7 @@ _base_ = ['vit-base-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py']
 
 model = dict(
     backbone=dict(arch='vit_huge', drop_path_rate=0.2, head_drop_rate=0.5, with_cp=True),
-    pretrained='checkpoints/vit_h_hybrid_pt_1200e.pth')
+    pretrained='checkpoints/videomaev2/mae-h/pytorch_model.bin')
 train_dataloader = dict(batch_size=4)
 train_cfg = dict(max_epochs=40)
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.8))

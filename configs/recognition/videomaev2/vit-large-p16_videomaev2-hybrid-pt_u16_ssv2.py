@@ -4,7 +4,7 @@ _base_ = ['vit-base-p16_videomaev2-hybrid-pt_u16_ssv2.py']
 
 model = dict(
     backbone=dict(arch='vit_large', drop_path_rate=0.2, head_drop_rate=0.0, with_cp=False),
-    pretrained='checkpoints/vit_l_hybrid_pt_1200e.pth')
+    pretrained='checkpoints/videomaev2/mae-l/pytorch_model.bin')
 train_dataloader = dict(batch_size=6)
 train_cfg = dict(max_epochs=20)
 optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.75))
