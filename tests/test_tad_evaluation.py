@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -168,6 +169,18 @@ def test_eval_tad_cli(tmp_path, capsys):
     assert math.isclose(saved['average_mAP'], np.mean([(34 / 45 + 1) / 2] * 4 + [(5 / 9 + 1) / 2]))
     assert 'random_baseline' in saved and saved['random_baseline']['average_mAP'] < saved['average_mAP']
     assert (tmp_path / 'res' / 'result.png').stat().st_size > 1000
+    assert (tmp_path / 'res' / 'result_per_class.png').stat().st_size > 1000
+    # the per-class chart's bars are each class's AP averaged over the five tIoUs (hand values above)
+    from tasks.localization import evaluation
+    with mock.patch('tasks.plotting.per_class_bars') as bars:
+        evaluation.plot_per_class_ap(evaluation.DetectionResult(
+            tious=np.array([0.3, 0.4, 0.5, 0.6, 0.7]), classes=['A', 'B'],
+            ap=np.array([[34 / 45, 1]] * 4 + [[5 / 9, 1]]), num_gt=[3, 1], num_predictions=7, ambiguous_aware=False),
+            tmp_path / 'chart.png')
+    (path, names, values), kwargs = bars.call_args
+    assert names == ['A', 'B'] and np.allclose(values, [(4 * 34 / 45 + 5 / 9) / 5, 1.0])
+    assert kwargs['xlabel'] == 'AP averaged over tIoU 0.3-0.7'
+    assert kwargs['lines'][0][0] == pytest.approx(np.mean([(4 * 34 / 45 + 5 / 9) / 5, 1.0]))
     assert 'mAP (%)' in printed and 'random (%)' in printed and '  A' in printed
     # the ActionFormer file and --ambiguous-aware
     assert main(['--gt', str(af), '--pred', str(pred), '--ambiguous-aware', '--out', str(tmp_path / 'aw.json'),

@@ -108,6 +108,7 @@ def test_synthetic_config_learns_constructed_features(tmp_path):
     assert saved['average_mAP'] == pytest.approx(metrics['tad/mAP'])
     assert set(saved['per_class_AP']) == set(CLASSES)
     assert (tmp_path / 'out' / 'tad_map_vs_tiou.png').stat().st_size > 1000
+    assert (tmp_path / 'out' / 'tad_per_class_ap.png').stat().st_size > 1000
 
 
 @pytest.mark.slow

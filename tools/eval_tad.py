@@ -12,7 +12,8 @@ Usage::
 ActivityNet one (duplicate ground truth removed, greedy score-ordered matching, all-point interpolated AP; Ambiguous
 segments are not a class); ``--ambiguous-aware`` adds the THUMOS14 kit's rule that drops unmatched detections
 overlapping an Ambiguous segment. Prints a table with the random-detection baseline, writes per-class AP to
-``--out`` and the mAP-vs-tIoU chart to ``--plot`` (default: ``--out`` with ``.png``). Exit status 2 on bad input.
+``--out``, the mAP-vs-tIoU chart to ``--plot`` (default: ``--out`` with ``.png``) and the per-class AP chart next to
+it (``<plot name>_per_class.png``). Exit status 2 on bad input.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from tasks.annotations import AnnotationError
 from tasks.localization.evaluation import (
-    DEFAULT_TIOUS, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, random_baseline,
+    DEFAULT_TIOUS, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, plot_per_class_ap, random_baseline,
     detect_format, read_annotations, read_predictions, resolve_subset,
 )
 
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot = args.plot or (str(Path(args.out).with_suffix('.png')) if args.out else None)
     if plot:
         print(f'wrote {plot_map_vs_tiou(result, plot, baseline)}')
+        per_class = Path(plot).with_name(f'{Path(plot).stem}_per_class.png')
+        print(f'wrote {plot_per_class_ap(result, per_class, baseline)}')
     return 0
 
 

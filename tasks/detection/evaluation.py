@@ -487,31 +487,18 @@ def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: 
                       baseline: float | None = None, ceiling: float | None = None) -> None:
     """Horizontal bar chart of the per-class AP (label-map order), with the mAP (and the random-score baseline and
     the perfect-score ceiling on the same boxes) as lines."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from ..plotting import per_class_bars
 
     ids = list(result.class_names)
-    values = [0.0 if math.isnan(result.ap[c]) else result.ap[c] for c in ids]
-    labels = [f'{result.class_names[c]} ({c})' + ('' if not math.isnan(result.ap[c]) else ' -') for c in ids]
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.22 * len(ids)))
-    ax.barh(range(len(ids)), values, color=['#4c72b0' if not math.isnan(result.ap[c]) else '#cccccc' for c in ids])
-    ax.set_yticks(range(len(ids)), labels, fontsize=7 if len(ids) > 20 else 9)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(f'AP@{result.iou_threshold}')
-    ax.axvline(result.mAP, color='#c44e52', label=f'mAP {result.mAP:.3f}')
+    lines = [(result.mAP, f'mAP {result.mAP:.3f}', '#c44e52', '-')]
     if baseline is not None and not math.isnan(baseline):
-        ax.axvline(baseline, color='#888888', linestyle='--', label=f'random detections {baseline:.3f}')
+        lines.append((baseline, f'random detections {baseline:.3f}', '#888888', '--'))
     if ceiling is not None and not math.isnan(ceiling):
-        ax.axvline(ceiling, color='#55a868', linestyle=':', label=f'perfect scores {ceiling:.3f}')
-    ax.legend(loc='lower right', fontsize=8)
-    ax.set_title(title or f'AVA frame AP per class ({result.protocol} protocol)', fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        lines.append((ceiling, f'perfect scores {ceiling:.3f}', '#55a868', ':'))
+    per_class_bars(path, [f'{result.class_names[c]} ({c})' + (' -' if math.isnan(result.ap[c]) else '') for c in ids],
+                   [0.0 if math.isnan(result.ap[c]) else result.ap[c] for c in ids],
+                   xlabel=f'AP@{result.iou_threshold}', title=title or f'AVA frame AP per class ({result.protocol} '
+                   'protocol)', lines=lines, missing=[math.isnan(result.ap[c]) for c in ids])
 
 
 def write_result_json(result: AVAEvalResult, path: str | os.PathLike, **extra) -> dict:

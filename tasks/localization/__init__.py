@@ -14,8 +14,8 @@ Pure-numpy pieces: :mod:`.evaluation` (the evaluator, also behind ``tools/eval_t
 from .dataset import TADFeatureDataset, online_extract_config, tad_collate, truncate
 from .evaluation import (
     DEFAULT_TIOUS, DetectionResult, GroundTruth, class_names, detect_format, evaluate_detection, format_table,
-    plot_map_vs_tiou, random_baseline, random_predictions, read_annotations, read_ground_truth, read_predictions,
-    resolve_subset, segment_iou, write_predictions,
+    plot_map_vs_tiou, plot_per_class_ap, random_baseline, random_predictions, read_annotations, read_ground_truth,
+    read_predictions, resolve_subset, segment_iou, write_predictions,
 )
 from .metric import TADmAPMetric
 from .model import ActionFormerTAD, TADDataPreprocessor
@@ -24,7 +24,7 @@ from .nms import batched_soft_nms, soft_nms_1d
 __all__ = [
     'ActionFormerTAD', 'DEFAULT_TIOUS', 'DetectionResult', 'GroundTruth', 'TADDataPreprocessor', 'TADFeatureDataset',
     'TADmAPMetric', 'batched_soft_nms', 'class_names', 'detect_format', 'evaluate_detection', 'format_table',
-    'online_extract_config', 'plot_map_vs_tiou', 'random_baseline', 'random_predictions', 'read_annotations',
-    'read_ground_truth', 'read_predictions', 'resolve_subset', 'segment_iou', 'soft_nms_1d', 'tad_collate',
-    'truncate', 'write_predictions',
+    'online_extract_config', 'plot_map_vs_tiou', 'plot_per_class_ap', 'random_baseline', 'random_predictions',
+    'read_annotations', 'read_ground_truth', 'read_predictions', 'resolve_subset', 'segment_iou', 'soft_nms_1d',
+    'tad_collate', 'truncate', 'write_predictions',
 ]

@@ -47,7 +47,7 @@ __all__ = [
     'DEFAULT_TIOUS', 'GroundTruth', 'Prediction', 'DetectionResult', 'segment_iou', 'interpolated_ap',
     'evaluate_detection', 'random_predictions', 'random_baseline', 'read_ground_truth', 'read_predictions',
     'write_predictions', 'read_annotations', 'class_names', 'detect_format', 'resolve_subset', 'format_table',
-    'plot_map_vs_tiou', 'AnnFormat',
+    'plot_map_vs_tiou', 'plot_per_class_ap', 'AnnFormat',
 ]
 
 DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -511,6 +511,20 @@ def format_table(result: DetectionResult, baseline: DetectionResult | None = Non
     width = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: '  '.join(c.ljust(width[0]) if i == 0 else c.rjust(width[i]) for i, c in enumerate(r))  # noqa
     return '\n'.join([line(head), '-' * len(line(head)), *(line(r) for r in rows)])
+
+
+def plot_per_class_ap(result: DetectionResult, path: str | os.PathLike, baseline: DetectionResult | None = None,
+                      title: str = 'THUMOS14-style detection') -> Path:
+    """Bar chart of each evaluated class's AP averaged over the tIoU thresholds (the per-class share of the headline
+    average mAP), with the average mAP and the random baseline's as lines."""
+    from ..plotting import per_class_bars
+
+    span = f'{result.tious[0]:.1f}-{result.tious[-1]:.1f}' if len(result.tious) > 1 else f'{result.tious[0]:.2f}'
+    lines = [(result.average_map, f'average mAP {result.average_map:.3f}', '#c44e52', '-')]
+    if baseline is not None:
+        lines.append((baseline.average_map, f'random predictions {baseline.average_map:.3f}', '#888888', '--'))
+    return per_class_bars(path, result.classes, result.ap.mean(axis=0) if result.ap.size else [],
+                          xlabel=f'AP averaged over tIoU {span}', title=f'{title}: AP per class', lines=lines)
 
 
 def plot_map_vs_tiou(result: DetectionResult, path: str | os.PathLike, baseline: DetectionResult | None = None,

@@ -15,8 +15,8 @@ from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
 from .evaluation import (
-    DEFAULT_TIOUS, AnnFormat, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, random_baseline,
-    class_names, detect_format, read_annotations, resolve_subset, write_predictions,
+    DEFAULT_TIOUS, AnnFormat, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, plot_per_class_ap,
+    random_baseline, class_names, detect_format, read_annotations, resolve_subset, write_predictions,
 )
 
 __all__ = ['TADmAPMetric']
@@ -34,7 +34,7 @@ class TADmAPMetric(BaseMetric):
 
     Files, when ``out_dir`` is set (``tools/test.py`` sets it to the work directory): ``tad_predictions.json``
     (``{"results": {video: [{"segment", "label", "score"}]}}``), ``tad_results.json`` (mAP, per-class AP, counts,
-    baseline) and ``tad_map_vs_tiou.png``.
+    baseline), ``tad_map_vs_tiou.png`` and ``tad_per_class_ap.png``.
 
     Args:
         tious: thresholds (0.3, 0.4, 0.5, 0.6, 0.7).
@@ -118,4 +118,5 @@ class TADmAPMetric(BaseMetric):
             tmp.write_text(json.dumps(payload, indent=1) + '\n')
             os.replace(tmp, out / 'tad_results.json')
             plot_map_vs_tiou(result, out / 'tad_map_vs_tiou.png', baseline)
+            plot_per_class_ap(result, out / 'tad_per_class_ap.png', baseline)
         return metrics
