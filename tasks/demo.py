@@ -10,7 +10,7 @@ Stages (each runs the same command-line tool a user would, in a subprocess, with
     finetune        tools/train.py + tools/test.py  <synthetic fine-tune config>    -> multi-view top-1/top-5
     ava             tools/train.py + tools/test.py  <synthetic AVA config>          -> frame mAP, per-class AP chart
     thumos          tools/extract_features.py (fine-tuned backbone) + tools/train.py + tools/test.py
-                    <synthetic THUMOS config>                                      -> mAP per tIoU, mAP-vs-tIoU plot
+                    <synthetic THUMOS config>                     -> mAP per tIoU, mAP-vs-tIoU plot, per-class AP chart
 
 **Caching.** A stage that produces something expensive (benchmark files, pre-trained weights, features, trained
 task models) records a fingerprint of what it was made from (its config file, its inputs' fingerprints, the demo
@@ -410,6 +410,7 @@ def stage_thumos(demo: Demo) -> None:
     metrics, test_dir = train_and_test(demo, 'thumos', THUMOS_CONFIG, options,
                                        depends=[_sha256_file(demo.stage_record('features_thumos_finetuned'))])
     shutil.copyfile(test_dir / 'tad_map_vs_tiou.png', demo.work_dir / 'thumos_map_vs_tiou.png')
+    shutil.copyfile(test_dir / 'tad_per_class_ap.png', demo.work_dir / 'thumos_per_class_ap.png')
     demo.results['thumos'] = {
         'average_mAP': _metric(metrics, 'mAP'), 'random_average_mAP': _metric(metrics, 'random_mAP'),
         'mAP_per_tIoU': {k.split('@')[1]: v for k, v in metrics.items() if k.startswith('tad/mAP@')},
@@ -449,6 +450,11 @@ STAGES: dict[str, Callable[[Demo], None]] = {
 }
 
 
+# The stage whose results each stage reads (its checkpoint or feature stores).
+STAGE_INPUT = {'reconstruction': 'pretrain', 'features': 'pretrain', 'probe': 'features', 'finetune': 'pretrain',
+               'thumos': 'finetune'}
+
+
 def _earlier_summary(path: Path, preset: str) -> dict[str, Any]:
     """The ``results.json`` an earlier run of the same preset and demo version wrote, or {} (none, or unreadable)."""
     try:
@@ -462,12 +468,28 @@ def _earlier_summary(path: Path, preset: str) -> dict[str, Any]:
 def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the stages in order and write ``<work>/results.json``; returns the results.
 
-    With ``stages`` (a subset) the entries of the stages not run are kept from the ``results.json`` already there.
+    With ``stages`` (a subset) the entries of the stages not run are kept from the ``results.json`` already there,
+    and a stage whose input stage is not in the subset reads that stage's results (its checkpoint, its feature
+    stores) from there.
     """
     names = list(STAGES) if stages is None else list(stages)
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f'unknown demo stages {unknown}; choose from {list(STAGES)}')
+    path = demo.work_dir / 'results.json'
+    earlier = _earlier_summary(path, demo.preset).get('results', {}) if stages is not None else {}
+    for i, name in enumerate(names):
+        need = STAGE_INPUT.get(name)
+        if need is None or need in names[:i]:
+            continue
+        found = earlier.get(need)
+        checkpoint = (found or {}).get('checkpoint')
+        if not found or (checkpoint is not None and not Path(checkpoint).is_file()):
+            raise DemoError(f"stage '{name}' uses the results of stage '{need}', which no earlier run of the "
+                            f"{demo.preset!r} preset left in {path}" + (f' (its checkpoint {checkpoint} is gone)'
+                                                                         if checkpoint else '')
+                            + f': add {need} before {name} to --stages, or run the whole demo once')
+        demo.results.setdefault(need, found)
     demo.work_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     for i, name in enumerate(names, 1):
@@ -476,14 +498,15 @@ def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
         STAGES[name](demo)
         demo.timings[name] = round(time.perf_counter() - t0, 1)
     demo.timings['total'] = round(time.perf_counter() - start, 1)
-    path = demo.work_dir / 'results.json'
     # A run of some stages updates their entries; the others keep what the last run wrote (same preset only).
     kept = _earlier_summary(path, demo.preset) if stages is not None else {}
     summary = {'results': {**kept.get('results', {}), **demo.results},
                'seconds': {**kept.get('seconds', {}), **demo.timings}, 'reused': demo.reused,
                'stages_run': names, 'preset': demo.preset, 'demo_version': DEMO_VERSION}
     _write_json(path, summary)
-    print(format_table(demo))
+    from_earlier = [k for k in STAGES if k in summary['results'] and k not in names]
+    demo.results = dict(summary['results'])  # the table shows what results.json holds
+    print(format_table(demo, from_earlier if stages is not None else ()))
     return summary
 
 
@@ -491,8 +514,9 @@ def _clock(seconds: float) -> str:
     return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
 
 
-def format_table(demo: Demo) -> str:
-    """The closing results table: each number next to the baseline that says what it means."""
+def format_table(demo: Demo, from_earlier: Sequence[str] = ()) -> str:
+    """The closing results table: each number next to the baseline that says what it means. ``from_earlier``: the
+    stages whose rows come from an earlier run (a ``--stages`` subset)."""
     r = demo.results
     rows: list[tuple[str, str, str, str]] = []
     if 'pretrain' in r:
@@ -524,6 +548,8 @@ def format_table(demo: Demo) -> str:
     out += ['  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     out += [line, f"total {_clock(demo.timings.get('total', 0.0))}"
             + (f"; re-used from an earlier run: {', '.join(demo.reused)}" if demo.reused else ''),
+            *([f"rows of the stages not run now ({', '.join(from_earlier)}) are from the earlier run's results.json"]
+              if from_earlier else []),
             f'outputs in {demo.work_dir}: results.json, loss_curve.png, reconstruction.png, '
-            'cls_confusion.png, ava_per_class_ap.png, thumos_map_vs_tiou.png']
+            'cls_confusion.png, ava_per_class_ap.png, thumos_map_vs_tiou.png, thumos_per_class_ap.png']
     return '\n'.join(out)

@@ -72,6 +72,34 @@ def test_a_failing_tool_stops_the_demo_with_its_log(tmp_path):
     assert (demo.log_dir / 'probe.log').is_file()
 
 
+def test_a_stage_subset_reads_its_input_stage_from_the_earlier_results(tmp_path, monkeypatch):
+    """`--stages thumos` takes the fine-tuned checkpoint from results.json; without one (or with its file gone) it
+    stops with a message naming the stage to add, before running anything."""
+    ran = []
+    monkeypatch.setitem(D.STAGES, 'thumos', lambda demo: ran.append(demo.results['finetune']['checkpoint']))
+    demo = _demo(tmp_path)
+    with pytest.raises(D.DemoError, match="stage 'thumos' uses the results of stage 'finetune'.*add finetune before "
+                                          "thumos to --stages"):
+        D.run(demo, ['thumos'])
+    checkpoint = tmp_path / 'epoch_1.pth'
+    earlier = {'results': {'finetune': {'checkpoint': str(checkpoint), 'top1': 0.5, 'top5': 0.9, 'chance_top1': 0.1}},
+               'preset': demo.preset, 'demo_version': D.DEMO_VERSION}
+    demo.work_dir.mkdir(parents=True, exist_ok=True)
+    (demo.work_dir / 'results.json').write_text(json.dumps(earlier))
+    with pytest.raises(D.DemoError, match=r'its checkpoint .*epoch_1\.pth is gone'):
+        D.run(_demo(tmp_path), ['thumos'])
+    assert ran == []
+    checkpoint.write_bytes(b'weights')
+    summary = D.run(_demo(tmp_path), ['thumos'])
+    assert ran == [str(checkpoint)]
+    assert summary['results']['finetune'] == earlier['results']['finetune'] and summary['stages_run'] == ['thumos']
+    # another preset's results are not used
+    earlier['preset'] = 'default' if demo.preset != 'default' else 'tiny'
+    (demo.work_dir / 'results.json').write_text(json.dumps(earlier))
+    with pytest.raises(D.DemoError, match="no earlier run"):
+        D.run(_demo(tmp_path), ['thumos'])
+
+
 def test_table_puts_each_result_next_to_its_baseline(tmp_path):
     demo = _demo(tmp_path)
     demo.results = {
@@ -116,7 +144,7 @@ def test_whole_demo_on_the_tiny_benchmark_then_reuses_its_cache(tmp_path):
     saved = json.loads((tmp_path / 'work' / 'results.json').read_text())
     assert saved['results'].keys() >= {'pretrain', 'probe', 'finetune', 'ava', 'thumos'}
     for picture in ('loss_curve.png', 'reconstruction.png', 'cls_confusion.png', 'ava_per_class_ap.png',
-                    'thumos_map_vs_tiou.png'):
+                    'thumos_map_vs_tiou.png', 'thumos_per_class_ap.png'):
         assert (tmp_path / 'work' / picture).stat().st_size > 1000, picture
     assert 0.0 <= first['results']['ava']['mAP'] <= 1.0
 
@@ -137,3 +165,7 @@ def test_whole_demo_on_the_tiny_benchmark_then_reuses_its_cache(tmp_path):
     assert third['results']['ava']['mAP'] == first['results']['ava']['mAP']
     assert third['results']['thumos'] == first['results']['thumos']
     assert third['results']['probe'] == first['results']['probe']
+    # a stage alone takes its input (the fine-tuned checkpoint) from results.json
+    fourth = D.run(D.Demo(work_dir=tmp_path / 'work', data_root=tmp_path / 'data', preset='tiny', overrides=short),
+                   ['thumos'])
+    assert fourth['results']['thumos'] == first['results']['thumos'] and 'thumos' in fourth['reused']
