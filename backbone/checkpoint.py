@@ -491,8 +491,9 @@ def load_checkpoint(model: nn.Module, src: Source, *, label_map: LabelMap | None
       ``norm`` (the detection feature-map norm) when the file has none, and a learnable ``pos_embed`` when the file
       has none;
     * dropped from the file (``LoadResult.unexpected``): the pre-training ``decoder.*``, ``encoder_to_decoder``,
-      ``mask_token`` and ``encoder.norm``, a ``head`` or ``norm`` the model does not have, and a fixed sinusoid
-      ``pos_embed`` (mmaction2 stores it; the model rebuilds it).
+      ``mask_token`` and ``encoder.norm``, a ``head`` or ``norm`` the model does not have, an AVA detector's
+      ``roi_head.*`` (a detection checkpoint's backbone loads on its own), and a fixed sinusoid ``pos_embed``
+      (mmaction2 stores it; the model rebuilds it).
 
     A 710-way head is sliced to the model's classes with ``label_map`` (a list, or a json file holding the list, of
     source-class indices: new row i = old row label_map[i]). Tensors are cast to the model's dtype. Nothing is
@@ -505,7 +506,7 @@ def load_checkpoint(model: nn.Module, src: Source, *, label_map: LabelMap | None
     state, layout = to_official(src, weights_only)
     target = model.state_dict()
     missing: list[str] = []
-    unexpected = sorted(k for k in state if _PRETRAIN_ONLY.match(k))
+    unexpected = sorted(k for k in state if _PRETRAIN_ONLY.match(k) or k.startswith('roi_head.'))
     for key in unexpected:
         state.pop(key)
 

@@ -173,6 +173,21 @@ def test_pretrain_into_detection_model_starts_norm_fresh(tiny_vit):
     assert torch.equal(model.norm.weight, torch.ones(64))
 
 
+def test_ava_detector_checkpoint_gives_its_backbone(tiny_vit, tmp_path):
+    """Our AVA detector's training checkpoint (mmengine: ``backbone.*`` with the feature-map norm, ``roi_head.*``)
+    loads into a plain backbone: the backbone weights are taken, the ROI head and the norm are reported dropped."""
+    detector_backbone = randomize_(tiny_vit(num_classes=0, featmap_norm=True), seed=5)
+    state = {f'backbone.{k}': v for k, v in detector_backbone.state_dict().items()}
+    state.update({'roi_head.fc_cls.weight': torch.randn(5, 64), 'roi_head.fc_cls.bias': torch.randn(5)})
+    torch.save({'state_dict': state, 'meta': {'epoch': 40}}, tmp_path / 'epoch_40.pth')
+    model = tiny_vit(num_classes=0)
+    result = load_checkpoint(model, tmp_path / 'epoch_40.pth')
+    assert result.missing == []
+    assert result.unexpected == ['norm.bias', 'norm.weight', 'roi_head.fc_cls.bias', 'roi_head.fc_cls.weight']
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, detector_backbone.state_dict()[key]), key
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # mmaction2 (its real VisionTransformer and Recognizer3D)
 # ---------------------------------------------------------------------------------------------------------------------
