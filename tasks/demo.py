@@ -477,12 +477,13 @@ def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f'unknown demo stages {unknown}; choose from {list(STAGES)}')
     path = demo.work_dir / 'results.json'
-    earlier = _earlier_summary(path, demo.preset).get('results', {}) if stages is not None else {}
+    # A run of some stages reads its input stages' results from the last run, and keeps the others' entries.
+    kept = _earlier_summary(path, demo.preset) if stages is not None else {}
     for i, name in enumerate(names):
         need = STAGE_INPUT.get(name)
         if need is None or need in names[:i]:
             continue
-        found = earlier.get(need)
+        found = kept.get('results', {}).get(need)
         checkpoint = (found or {}).get('checkpoint')
         if not found or (checkpoint is not None and not Path(checkpoint).is_file()):
             raise DemoError(f"stage '{name}' uses the results of stage '{need}', which no earlier run of the "
@@ -498,8 +499,6 @@ def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
         STAGES[name](demo)
         demo.timings[name] = round(time.perf_counter() - t0, 1)
     demo.timings['total'] = round(time.perf_counter() - start, 1)
-    # A run of some stages updates their entries; the others keep what the last run wrote (same preset only).
-    kept = _earlier_summary(path, demo.preset) if stages is not None else {}
     summary = {'results': {**kept.get('results', {}), **demo.results},
                'seconds': {**kept.get('seconds', {}), **demo.timings}, 'reused': demo.reused,
                'stages_run': names, 'preset': demo.preset, 'demo_version': DEMO_VERSION}
