@@ -490,15 +490,15 @@ def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: 
     from ..plotting import per_class_bars
 
     ids = list(result.class_names)
+    missing = [math.isnan(result.ap[c]) for c in ids]  # classes left out of the mean
     lines = [(result.mAP, f'mAP {result.mAP:.3f}', '#c44e52', '-')]
     if baseline is not None and not math.isnan(baseline):
         lines.append((baseline, f'random detections {baseline:.3f}', '#888888', '--'))
     if ceiling is not None and not math.isnan(ceiling):
         lines.append((ceiling, f'perfect scores {ceiling:.3f}', '#55a868', ':'))
-    per_class_bars(path, [f'{result.class_names[c]} ({c})' + (' -' if math.isnan(result.ap[c]) else '') for c in ids],
-                   [0.0 if math.isnan(result.ap[c]) else result.ap[c] for c in ids],
-                   xlabel=f'AP@{result.iou_threshold}', title=title or f'AVA frame AP per class ({result.protocol} '
-                   'protocol)', lines=lines, missing=[math.isnan(result.ap[c]) for c in ids])
+    per_class_bars(path, [f'{result.class_names[c]} ({c})' + (' -' if m else '') for c, m in zip(ids, missing)],
+                   [0.0 if m else result.ap[c] for c, m in zip(ids, missing)], xlabel=f'AP@{result.iou_threshold}',
+                   title=title or f'AVA frame AP per class ({result.protocol} protocol)', lines=lines, missing=missing)
 
 
 def write_result_json(result: AVAEvalResult, path: str | os.PathLike, **extra) -> dict:
