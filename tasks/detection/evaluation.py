@@ -493,7 +493,7 @@ def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: 
     missing = [math.isnan(result.ap[c]) for c in ids]  # classes left out of the mean
     lines = [(result.mAP, f'mAP {result.mAP:.3f}', '#c44e52', '-')]
     if baseline is not None and not math.isnan(baseline):
-        lines.append((baseline, f'random detections {baseline:.3f}', '#888888', '--'))
+        lines.append((baseline, f'random scores on the same boxes {baseline:.3f}', '#888888', '--'))
     if ceiling is not None and not math.isnan(ceiling):
         lines.append((ceiling, f'perfect scores {ceiling:.3f}', '#55a868', ':'))
     per_class_bars(path, [f'{result.class_names[c]} ({c})' + (' -' if m else '') for c, m in zip(ids, missing)],
