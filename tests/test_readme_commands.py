@@ -411,7 +411,6 @@ def test_cfg_options_fragment_keys_exist_in_every_thumos_config():
 @dataclass
 class Workspace:
     root: Path
-    log: list[str] = field(default_factory=list)
     label_map_400: list[int] = field(default_factory=list)
     shards: list[np.ndarray] = field(default_factory=list)
 
@@ -436,19 +435,25 @@ def run_tool_in_process(ws: Workspace, script: str, args: list[str]) -> str:
     return out.getvalue()
 
 
-def fabricate_official_k710(path: Path, arch: str, seed: int) -> dict[str, torch.Tensor]:
-    """A released-style fine-tuned file (``{'module': fp16 state}``) of ``arch`` with a 710-way head."""
+# The released distilled files the READMEs name: (preset, seed of the stand-in weights).
+K710_FILES = {'vit_b_k710_dl_from_giant.pth': ('vit_base', 0), 'vit_s_k710_dl_from_giant.pth': ('vit_small', 1)}
+
+
+def official_k710(ws: Workspace, name: str) -> dict[str, torch.Tensor]:
+    """The state of ``name`` in the workspace, a released-style fine-tuned file (``{'module': fp16 state}``) of its
+    preset with a 710-way head, written with random weights the first time it is asked for."""
     from backbone import VideoMAEv2ViT
 
-    torch.manual_seed(seed)
-    model = VideoMAEv2ViT(arch, num_classes=710)
-    with torch.no_grad():
-        model.head.weight.normal_(0, 0.02)
-        model.head.bias.normal_(0, 0.02)
-    state = {k: v.half() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'module': state}, path)
-    return state
+    path = ws.path(name)
+    if not path.exists():
+        arch, seed = K710_FILES[name]
+        torch.manual_seed(seed)
+        model = VideoMAEv2ViT(arch, num_classes=710)
+        with torch.no_grad():
+            model.head.weight.normal_(0, 0.02)
+            model.head.bias.normal_(0, 0.02)
+        torch.save({'module': {k: v.half() for k, v in model.state_dict().items()}}, path)
+    return torch.load(path, weights_only=True)['module']
 
 
 def fabricate_pretrain_checkpoint(ws: Workspace, config: str, out: str) -> None:
@@ -516,17 +521,16 @@ def option(command: str, name: str) -> str:
 
 # What to prepare before a HERE command and what to check after it, keyed by a regex on the command.
 def _before_convert(ws: Workspace, s: Snippet) -> None:
-    if 'vit_b_k710_dl_from_giant.pth' in s.text and not ws.path('vit_b_k710_dl_from_giant.pth').exists():
-        fabricate_official_k710(ws.path('vit_b_k710_dl_from_giant.pth'), 'vit_base', seed=0)
-    if 'vit_s_k710_dl_from_giant.pth' in s.text and not ws.path('vit_s_k710_dl_from_giant.pth').exists():
-        fabricate_official_k710(ws.path('vit_s_k710_dl_from_giant.pth'), 'vit_small', seed=1)
+    source = s.text.split()[2]
+    if source in K710_FILES:
+        official_k710(ws, source)
 
 
 def _after_convert(ws: Workspace, s: Snippet, out: str) -> None:
     written = s.text.split()[3]
     assert f'wrote {written}' in out and ws.path(written).is_file()
     if written == 'vit_b_k400_official.pth':  # the end of the chain official -> mmaction2 -> hf -> official
-        source = torch.load(ws.path('vit_b_k710_dl_from_giant.pth'), weights_only=True)['module']
+        source = official_k710(ws, 'vit_b_k710_dl_from_giant.pth')
         back = torch.load(ws.path(written), weights_only=True)
         back = back.get('module', back.get('model', back))
         assert sorted(back) == sorted(source)
@@ -660,16 +664,13 @@ def run_here_shell(ws: Workspace, s: Snippet, cover: Coverage) -> None:
         before(ws, snippet)
     script, args = command_argv(text)
     out = run_tool_in_process(ws, script, args)
-    ws.log.append(f'{s}\n{out}')
     after(ws, snippet, out)
 
 
 def run_here_python(ws: Workspace, s: Snippet) -> None:
     namespace: dict = {}
     if "VideoMAEv2ViT('vit_base'" in s.text:
-        if not ws.path('vit_b_k710_dl_from_giant.pth').exists():
-            fabricate_official_k710(ws.path('vit_b_k710_dl_from_giant.pth'), 'vit_base', seed=0)
-        source = torch.load(ws.path('vit_b_k710_dl_from_giant.pth'), weights_only=True)['module']
+        source = official_k710(ws, 'vit_b_k710_dl_from_giant.pth')
         with working_dir(ws.root), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             exec(compile(s.text, s.doc, 'exec'), namespace)
         assert namespace['logits'].shape == (2, 400) and namespace['feats'].shape == (2, 768)
