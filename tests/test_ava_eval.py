@@ -24,7 +24,7 @@ import pytest
 from tasks.annotations import AnnotationError, read_ava_csv
 from tasks.detection.evaluation import (DetectionRow, boxes_of, evaluate_ava, evaluate_ava_files, oracle_baseline,
                                         oracle_detections, random_baseline, random_boxes, read_ava_detections,
-                                        voc_average_precision, write_ava_detections)
+                                        reference_maps, voc_average_precision, write_ava_detections)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'PYTHONPATH': str(ROOT)}
@@ -245,6 +245,22 @@ def test_oracle_scores_give_the_ceiling_of_the_proposals():
     # it bounds the random baseline from above, and random scores cannot beat it
     assert random_baseline(gt, boxes, {1: 'a', 3: 'b'})[0] < 1.0
 
+
+
+def test_reference_maps_are_the_result_json_keys():
+    # the oracle fixture above, whose perfect-scores mAP is 0.5 by hand; the random references are those of
+    # random_baseline on the same seeds (NaN when there are none, so the metric writes null and the tool omits them)
+    gt = _gt([('v', 902, P, (1,)), ('v', 902, Q, (3,))])
+    boxes = {('v', 902): np.array([P_, FAR])}
+    refs = reference_maps(gt, boxes, {1: 'a', 3: 'b'}, seeds=range(2))
+    assert refs['oracle_scores_mAP'] == pytest.approx(0.5)
+    assert (refs['random_detections_mAP'], refs['random_detections_mAP_std']) == random_baseline(
+        gt, boxes, {1: 'a', 3: 'b'}, seeds=range(2))
+    assert (refs['random_boxes_mAP'], refs['random_boxes_mAP_std']) == random_baseline(
+        gt, boxes, {1: 'a', 3: 'b'}, seeds=range(2), place_randomly=True)
+    none = reference_maps(gt, boxes, {1: 'a', 3: 'b'}, seeds=())
+    assert none.keys() == refs.keys() and none['oracle_scores_mAP'] == pytest.approx(0.5)
+    assert all(np.isnan(v) for k, v in none.items() if k.startswith('random'))
 
 def test_detection_csv_round_trip_and_errors(tmp_path):
     rows = [DetectionRow('-abc', 902, 0.1, 0.2, 0.3, 0.4, 12, 0.123456789)]

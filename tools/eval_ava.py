@@ -45,8 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
         from tasks.annotations import AnnotationError, read_ava_csv, read_ava_excluded, read_ava_label_map
-        from tasks.detection.evaluation import (boxes_of, evaluate_ava, oracle_baseline, plot_per_class_ap,
-                                                random_baseline, read_ava_detections, write_result_json)
+        from tasks.detection.evaluation import (boxes_of, evaluate_ava, plot_per_class_ap, read_ava_detections,
+                                                reference_maps, write_result_json)
     except ImportError as err:
         print(f'eval_ava: error: cannot import the suite ({err}); install it with `pip install -e .` or set '
               'PYTHONPATH to the repository root', file=sys.stderr)
@@ -63,20 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate_ava(gt, detections, label_map, excluded, protocol=args.protocol, iou_threshold=args.iou)
     print(result.format_table())
     boxes = boxes_of(detections)
-    ceiling = oracle_baseline(gt, boxes, label_map, excluded, protocol=args.protocol, iou_threshold=args.iou)
-    extra = {'oracle_scores_mAP': ceiling}
+    refs = reference_maps(gt, boxes, label_map, excluded, protocol=args.protocol, seeds=range(args.baseline_seeds),
+                          iou_threshold=args.iou)
+    ceiling = refs['oracle_scores_mAP']
     baseline = None
     if args.baseline_seeds > 0:
-        baseline, std = random_baseline(gt, boxes, label_map, excluded, protocol=args.protocol,
-                                        seeds=range(args.baseline_seeds), iou_threshold=args.iou)
-        print(f'random detections on the same boxes: mAP {baseline:.4f} +- {std:.4f} '
+        baseline = refs['random_detections_mAP']
+        print(f'random detections on the same boxes: mAP {baseline:.4f} +- {refs["random_detections_mAP_std"]:.4f} '
               f'({args.baseline_seeds} seeds)')
-        floor, floor_std = random_baseline(gt, boxes, label_map, excluded, protocol=args.protocol,
-                                           seeds=range(args.baseline_seeds), iou_threshold=args.iou,
-                                           place_randomly=True)
-        print(f'random detections on randomly placed boxes: mAP {floor:.4f} +- {floor_std:.4f}')
-        extra.update(random_detections_mAP=baseline, random_detections_mAP_std=std, random_boxes_mAP=floor,
-                     random_boxes_mAP_std=floor_std)
+        print(f'random detections on randomly placed boxes: mAP {refs["random_boxes_mAP"]:.4f} '
+              f'+- {refs["random_boxes_mAP_std"]:.4f}')
+    extra = refs if args.baseline_seeds > 0 else {'oracle_scores_mAP': ceiling}
     print(f'perfect action scores on the same boxes (their ceiling): mAP {ceiling:.4f}')
     if args.out:
         write_result_json(result, args.out, gt=str(args.gt), pred=str(args.pred), label_map=str(args.label_map),

@@ -62,7 +62,7 @@ from tasks.annotations import (AnnotationError, AVABox, _csv_rows, _float, _int,
 __all__ = [
     'Protocol', 'Key', 'DetectionRow', 'AVAEvalResult', 'read_ava_detections', 'write_ava_detections',
     'evaluate_ava', 'evaluate_ava_files', 'oracle_baseline', 'oracle_detections', 'random_boxes', 'random_detections',
-    'random_baseline', 'voc_average_precision', 'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json',
+    'random_baseline', 'reference_maps', 'voc_average_precision', 'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json',
     'OFFICIAL_MAX_DETECTIONS', 'CATEGORY_RANGES',
 ]
 
@@ -468,6 +468,28 @@ def oracle_baseline(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], label
     """The mAP of :func:`oracle_detections` on ``boxes``: the most any action scores on these boxes can reach."""
     rows = oracle_detections(gt, boxes, list(label_map), iou_threshold=iou_threshold)
     return evaluate_ava(gt, rows, label_map, excluded, protocol=protocol, iou_threshold=iou_threshold).mAP
+
+
+def reference_maps(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], label_map: Mapping[int, str],
+                   excluded: Collection[Key] = (), *, protocol: Protocol = 'official', seeds: Iterable[int] = (0, 1, 2),
+                   iou_threshold: float = 0.5) -> dict[str, float]:
+    """The references a submission's mAP is read against, keyed as in its result JSON.
+
+    ``random_detections_mAP`` (and ``_std``): :func:`random_baseline` on ``boxes``; ``random_boxes_mAP`` (and
+    ``_std``): the same on as many randomly placed boxes; ``oracle_scores_mAP``: :func:`oracle_baseline` on ``boxes``.
+    The random ones are NaN when ``seeds`` is empty.
+    """
+    seeds = list(seeds)
+    refs = dict.fromkeys(('random_detections_mAP', 'random_detections_mAP_std', 'random_boxes_mAP',
+                          'random_boxes_mAP_std'), float('nan'))
+    if seeds:
+        for key, place_randomly in (('random_detections_mAP', False), ('random_boxes_mAP', True)):
+            refs[key], refs[f'{key}_std'] = random_baseline(gt, boxes, label_map, excluded, protocol=protocol,
+                                                            seeds=seeds, iou_threshold=iou_threshold,
+                                                            place_randomly=place_randomly)
+    refs['oracle_scores_mAP'] = oracle_baseline(gt, boxes, label_map, excluded, protocol=protocol,
+                                                iou_threshold=iou_threshold)
+    return refs
 
 
 def boxes_of(detections: Iterable[DetectionRow]) -> dict[Key, np.ndarray]:

@@ -32,8 +32,8 @@ from mmengine.registry import METRICS
 
 from tasks.annotations import read_ava_csv, read_ava_excluded, read_ava_label_map
 
-from .evaluation import (DetectionRow, Protocol, evaluate_ava, oracle_baseline, plot_per_class_ap, random_baseline,
-                         write_ava_detections, write_result_json)
+from .evaluation import (DetectionRow, Protocol, evaluate_ava, plot_per_class_ap, reference_maps, write_ava_detections,
+                         write_result_json)
 
 __all__ = ['VideoMAEv2AVAMetric', 'PREDICTIONS_CSV', 'RESULTS_JSON', 'CHART_PNG']
 
@@ -115,25 +115,20 @@ class VideoMAEv2AVAMetric(BaseMetric):
             print_log(f'AVA metric: {len(failed)} keyframes had no clip (undecodable video) and no detections, e.g. '
                       f'{failed[0][0]},{failed[0][1]:04d}: {failed[0][2]}', logger='current', level=logging.WARNING)
         boxes = {(r['video_id'], r['timestamp']): r['boxes'] for r in results if not r['failed']}
-        baseline = std = floor = floor_std = float('nan')
-        if self.baseline_seeds > 0:
-            baseline, std = random_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
-                                            seeds=range(self.baseline_seeds))
-            floor, floor_std = random_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
-                                               seeds=range(self.baseline_seeds), place_randomly=True)
-        ceiling = oracle_baseline(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol)
+        refs = reference_maps(self.gt, boxes, self.label_map, self.excluded, protocol=self.protocol,
+                              seeds=range(self.baseline_seeds))
+        baseline, floor, ceiling = refs['random_detections_mAP'], refs['random_boxes_mAP'], refs['oracle_scores_mAP']
         print_log(f'AVA frame mAP@0.5 ({self.protocol} protocol) over {len(results)} keyframes:\n'
-                  f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- {std:.4f}\n'
-                  f'random detections on randomly placed boxes: mAP {floor:.4f} +- {floor_std:.4f}\n'
+                  f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- '
+                  f'{refs["random_detections_mAP_std"]:.4f}\n'
+                  f'random detections on randomly placed boxes: mAP {floor:.4f} +- {refs["random_boxes_mAP_std"]:.4f}\n'
                   f'perfect action scores on the same boxes (the proposals\' ceiling): mAP {ceiling:.4f}',
                   logger='current')
         if self.out_dir is not None:
             out = Path(self.out_dir)
             out.mkdir(parents=True, exist_ok=True)
             write_ava_detections(out / PREDICTIONS_CSV, rows)
-            write_result_json(result, out / RESULTS_JSON, random_detections_mAP=_num(baseline),
-                              random_detections_mAP_std=_num(std), random_boxes_mAP=_num(floor),
-                              random_boxes_mAP_std=_num(floor_std), oracle_scores_mAP=_num(ceiling),
+            write_result_json(result, out / RESULTS_JSON, **{k: _num(v) for k, v in refs.items()},
                               num_keyframes=len(results),
                               action_thr=self.action_thr, gt=str(self.ann_file), label_map=str(self.label_file),
                               exclude=self.exclude_file,
