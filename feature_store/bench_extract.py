@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks.video import VideoReader, write_video
+from tasks.data.video import VideoReader, write_video
 
 from .extract import (
     ComputeDType, Preprocess, _num_cpus, _threaded, build_model, forward_clips, iter_clip_batches, sample_windows,

@@ -5,7 +5,7 @@ One code path computes the features, both for the store and on-line inside tasks
 * :class:`Preprocess` turns decoded uint8 frames into model input, once per frame (the official TAD ``squash`` to
   224x224 without mean/std, or short-side resize + centre crop; ImageNet normalisation optional);
 * :func:`sample_windows` gives the official TAD windows (16 consecutive frames every 4, REFERENCE 6.4);
-* :func:`iter_clip_batches` cuts batches of windows with :meth:`tasks.video.VideoReader.iter_windows`, which decodes
+* :func:`iter_clip_batches` cuts batches of windows with :meth:`tasks.data.video.VideoReader.iter_windows`, which decodes
   every frame once although windows overlap (23-31x less decoding than one ``get_batch`` per window, REFERENCE 9);
 * :func:`forward_clips` runs :meth:`backbone.VideoMAEv2ViT.forward_features` in fp32 or bf16;
 * :func:`extract_video_features` chains the three for one video.
@@ -54,10 +54,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tasks.video import VideoDecodeError, VideoReader, sliding_window_sample
-from tasks.video import transforms as T
-from tasks.video.reader import Backend
-from tasks.video.sampling import ClipSample
+from tasks.data.video import VideoDecodeError, VideoReader, sliding_window_sample
+from tasks.data.video import transforms as T
+from tasks.data.video.reader import Backend
+from tasks.data.video.sampling import ClipSample
 
 from .store import (
     FeatureStore, FeatureStoreError, StoreInfo, VideoFeatureMeta, build_store, merge_stores, part_ids, read_parts,
@@ -100,7 +100,7 @@ class Preprocess:
     """Frames -> model input, applied once per decoded chunk of frames (a picklable callable for data workers).
 
     ``'squash'`` is the official TAD preprocessing (REFERENCE 6.4): /255, then bilinear ``F.interpolate`` to ``size``
-    (aspect ratio lost, no antialias), through :func:`tasks.video.transforms.squash_resize` for square sizes, so the
+    (aspect ratio lost, no antialias), through :func:`tasks.data.video.transforms.squash_resize` for square sizes, so the
     input is bit-identical to the official extractor's. ``'short_side'`` keeps the aspect ratio: short side to
     ``short_side`` px, then a central ``size`` crop, /255. ``normalize`` then applies ImageNet mean/std (what the
     models were trained with; the official TAD features do without, VideoMAEv2 issue #62).
@@ -158,7 +158,7 @@ class Preprocess:
 
 def sample_windows(reader: VideoReader, clip_len: int = 16, frame_interval: int = 1, stride: int = 4) -> ClipSample:
     """The official TAD windows of a video: starts ``range(0, n - span + 1, stride)``, trailing frames dropped
-    (:func:`tasks.video.sliding_window_sample` in ``'official'`` mode), with the video's fps for the store."""
+    (:func:`tasks.data.video.sliding_window_sample` in ``'official'`` mode), with the video's fps for the store."""
     return sliding_window_sample(reader.num_frames, clip_len=clip_len, frame_interval=frame_interval, stride=stride,
                                  mode='official', fps=reader.fps)
 

@@ -51,7 +51,7 @@ import h5py
 import numpy as np
 
 if TYPE_CHECKING:
-    from tasks.video.sampling import ClipSample
+    from tasks.data.video.sampling import ClipSample
 
 __all__ = [
     'SCHEMA_VERSION', 'FeatureStoreError', 'UnknownVideoError', 'VideoFeatureMeta', 'StoreInfo', 'FeatureStore',
@@ -164,7 +164,7 @@ class VideoFeatureMeta:
 
         Args:
             video_id: key of the video.
-            sample: the clips (``tasks.video.sampling``); must carry ``fps``.
+            sample: the clips (``tasks.data.video.sampling``); must carry ``fps``.
             stride: frames between consecutive clips, as given to the sampler (also needed for one-clip videos,
                 where it cannot be read off the centres).
         """

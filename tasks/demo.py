@@ -2,7 +2,7 @@
 
 Stages (each runs the same command-line tool a user would, in a subprocess, with its log in ``<work>/logs/``)::
 
-    data            tasks.synthetic.generate(data_root, preset)                    -> data/synthetic/
+    data            tasks.data.synthetic.generate(data_root, preset)                    -> data/synthetic/
     pretrain        tools/train.py   <tiny dual-masked pre-training config>          -> pretrain/epoch_N.pth, loss curve
     reconstruction  tools/visualize_reconstruction.py                               -> reconstruction.png
     features        tools/extract_features.py (pre-trained and random backbones)    -> features/*.h5
@@ -195,7 +195,7 @@ def _short(arg: str) -> str:
 # --- stages ---------------------------------------------------------------------------------------------------------
 def stage_data(demo: Demo) -> None:
     """Generate (or re-use) the synthetic benchmark."""
-    from tasks.synthetic import generate
+    from tasks.data.synthetic import generate
 
     manifest = generate(demo.data_root, demo.preset, demo.seed, log=lambda msg: print(f'    {msg}', flush=True))
     demo.results['data'] = {'preset': manifest['preset'], 'seed': manifest['seed'],
@@ -277,7 +277,7 @@ def stage_reconstruction(demo: Demo) -> None:
 
 
 def _first_listed_video(list_file: Path) -> Path:
-    from tasks.annotations import read_video_list
+    from tasks.data.annotations import read_video_list
 
     entries = read_video_list(list_file)
     if not entries:

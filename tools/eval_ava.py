@@ -44,7 +44,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        from tasks.annotations import AnnotationError, read_ava_csv, read_ava_excluded, read_ava_label_map
+        from tasks.data.annotations import AnnotationError, read_ava_csv, read_ava_excluded, read_ava_label_map
         from tasks.detection.evaluation import (boxes_of, evaluate_ava, plot_per_class_ap, read_ava_detections,
                                                 reference_maps, write_result_json)
     except ImportError as err:

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tasks.annotations import AnnotationError
+from tasks.data.annotations import AnnotationError
 from tasks.localization.evaluation import (
     DEFAULT_TIOUS, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, plot_per_class_ap, random_baseline,
     detect_format, read_annotations, read_predictions, resolve_subset,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from feature_store import FeatureStoreError
-from tasks.annotations import AnnotationError
+from tasks.data.annotations import AnnotationError
 from tasks.classification.probe import LinearProbeConfig, ProbeError, probe_stores, write_json
 
 

@@ -9,7 +9,7 @@ Usage::
 Works for every task whose config has a test loop (classification, AVA, THUMOS14): parse the arguments, merge them
 into the config, build the Runner, load CHECKPOINT, test, write the metrics (mmaction2's ``tools/test.py`` pattern).
 
-* **CHECKPOINT is loaded strictly** (:func:`tasks.runner.load_for_test`): every model weight must come from the file
+* **CHECKPOINT is loaded strictly** (:func:`tasks.engine.runner.load_for_test`): every model weight must come from the file
   and every file weight must be used, so a wrong file stops the run instead of testing random weights. Accepted:
   mmengine checkpoints of the same config (``tools/train.py`` output), mmaction2 recognizer files, and official /
   HF VideoMAE files when the model's ViT is its ``backbone`` (official names under ``backbone.``, or the mmaction2
@@ -34,7 +34,7 @@ from typing import Any
 
 from mmengine.config import Config, DictAction
 
-from tasks.runner import (StrictCheckpointHook, build_runner, cpu_backend, finish_distributed, resolve_work_dir,
+from tasks.engine.runner import (StrictCheckpointHook, build_runner, cpu_backend, finish_distributed, resolve_work_dir,
                           set_local_rank)
 
 
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f'tools/test.py: checkpoint {args.checkpoint} does not exist')
     runner = build_runner(cfg)
     runner.register_hook(StrictCheckpointHook(args.checkpoint))
-    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+    from tasks.engine.checkpoint import mmengine_checkpoint_globals
 
     with mmengine_checkpoint_globals():
         metrics = runner.test()

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from mmengine.config import Config, DictAction
 
-from tasks.runner import build_runner, cpu_backend, finish_distributed, resolve_work_dir, set_local_rank
+from tasks.engine.runner import build_runner, cpu_backend, finish_distributed, resolve_work_dir, set_local_rank
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runner = build_runner(cfg)  # the config's own runner_type if it names one
     # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
     # weights-only loading (torch >= 2.6 refuses them otherwise; REFERENCE 8, mmengine #1655).
-    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+    from tasks.engine.checkpoint import mmengine_checkpoint_globals
 
     with mmengine_checkpoint_globals():
         runner.train()

@@ -131,7 +131,7 @@ def load_model(cfg, checkpoint: str, device: str):
     from mmengine.registry import MODELS, init_default_scope
 
     from backbone.pretrain import load_pretrain_checkpoint
-    from tasks.pretrain.checkpoint import load_trusted_checkpoint
+    from tasks.engine.checkpoint import load_trusted_checkpoint
 
     init_default_scope(cfg.get('default_scope', 'mmaction'))
     model = MODELS.build(cfg.model)
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     from mmengine.config import Config
 
     from tasks.pretrain import VideoMAEv2PretrainDataset, sample_seeds, videomaev2_pretrain_collate
-    from tasks.video import VideoDecodeError
+    from tasks.data.video import VideoDecodeError
 
     cfg = Config.fromfile(args.config)
     model = load_model(cfg, args.checkpoint, args.device)

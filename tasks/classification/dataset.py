@@ -11,9 +11,9 @@ split + ``labels.json`` (webm videos ``<id>.webm``), and the synthetic benchmark
 ClsTrainAugmentation`.
 
 * ``sampling='dense'`` (Kinetics, ``VideoClsDataset``): a random window of ``clip_len * frame_interval`` frames, 16
-  evenly spaced frames (16 x 4 from 64) -- :func:`tasks.video.dense_sample`, ``protocol='official'``.
+  evenly spaced frames (16 x 4 from 64) -- :func:`tasks.data.video.dense_sample`, ``protocol='official'``.
 * ``sampling='segment'`` (SSv2, ``SSVideoClsDataset``): ``clip_len`` TSN segments, one random frame each --
-  :func:`tasks.video.segment_sample`; no flip.
+  :func:`tasks.data.video.segment_sample`; no flip.
 
 **Test sample** (``test_mode=True``): every view of one video in one sample, uint8 (V, 3, T, S, S):
 
@@ -21,15 +21,15 @@ ClsTrainAugmentation`.
 * SSv2 "16x2x3": 16 segments x 2 temporal offsets (segment starts, segment midpoints) x 3 crops: V = 6;
 * ``num_clips=1, num_crops=1`` gives the single centre view the official code validates with during training.
 
-**Broken videos** (:class:`tasks.video.VideoDecodeError`) are reported once per process with the list entry and the
+**Broken videos** (:class:`tasks.data.video.VideoDecodeError`) are reported once per process with the list entry and the
 reason. In training they are replaced by another video drawn from the sample's own seed, as the official loader and
 :class:`tasks.pretrain.VideoMAEv2PretrainDataset` do; in testing a replacement would score the wrong video, so the
 sample is returned with ``valid=False`` and no views, and the model leaves it out of the predictions (the official
 test loader substitutes a random video instead). Either way ``failed`` carries ``(path, reason)`` pairs.
 
 **Determinism**: as the pre-training dataset, every random draw of a sample comes from generators seeded by ``(seed,
-epoch, index)`` (:func:`tasks.video.retry.sample_seeds`); the epoch arrives in the key from
-:class:`tasks.sampler.EpochIndexSampler`.
+epoch, index)`` (:func:`tasks.data.video.retry.sample_seeds`); the epoch arrives in the key from
+:class:`tasks.data.epoch_sampler.EpochIndexSampler`.
 
 **Kinetics-710 label maps** (REFERENCE 3.5): :func:`read_class_names` reads ``label_map_k{400,600,700,710}.txt``,
 :func:`label_map_between` builds the ``label_710to{400,600,700}.json`` index lists from two name files (new row i = K710
@@ -51,11 +51,11 @@ import torch
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS
 
-from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
+from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
 from tasks.pretrain.dataset import _read_rawframes
-from tasks.video import VideoDecodeError, dense_sample, segment_sample
-from tasks.video.cache import DecodedVideoCache, open_video
-from tasks.video.retry import load_with_replacements, sample_seeds
+from tasks.data.video import VideoDecodeError, dense_sample, segment_sample
+from tasks.data.video.cache import DecodedVideoCache, open_video
+from tasks.data.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import ClsTrainAugmentation, multi_view_test
 
@@ -327,7 +327,7 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         seed: base of every per-sample seed.
         max_attempts: videos tried for one training sample before giving up with an error.
         cache_videos_mb: keep up to this many MiB of whole decoded videos in each process
-            (:class:`~tasks.video.cache.DecodedVideoCache`), so a small training set is decoded once, not once per
+            (:class:`~tasks.data.video.cache.DecodedVideoCache`), so a small training set is decoded once, not once per
             epoch; the frames are the same. 0 (default) decodes every sample afresh.
     """
 

@@ -2,7 +2,7 @@
 
 The model merges the views of a video before the metric sees it (softmax per view, then the mean: the official
 ``merge()`` and mmaction2's ``average_clips='prob'``, REFERENCE 4.2), so a data sample carries one ``(K,)`` score
-vector per video. The metric only ranks those scores; the arithmetic is :mod:`tasks.classification.metrics`
+vector per video. The metric only ranks those scores; the arithmetic is :mod:`tasks.classification.evaluation`
 (``topk_accuracy``, ``mean_class_accuracy``, ``confusion_matrix``).
 
 Metric names follow mmaction2's ``AccMetric`` (``acc/top1``, ``acc/top5``, ``acc/mean1``), so a config can swap one
@@ -47,7 +47,7 @@ from mmengine.registry import METRICS
 
 from feature_store.extract import video_id_of
 
-from .metrics import confusion_matrix, mean_class_accuracy, topk_accuracy
+from .evaluation import confusion_matrix, mean_class_accuracy, topk_accuracy
 
 __all__ = ['VideoClsMetric', 'plot_confusion', 'per_class_accuracy']
 

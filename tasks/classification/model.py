@@ -34,7 +34,7 @@ from mmengine.registry import MODELS
 from backbone import VideoMAEv2ViT
 from backbone.checkpoint import (CheckpointError, LabelMap, LoadResult, Source, _label_map_indices,
                                  load_checkpoint, to_official)
-from tasks.video.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tasks.data.video.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from .transforms import VideoMixup, apply_random_erasing
 
@@ -365,7 +365,7 @@ def _short(keys: list[str], limit: int = 5) -> str:
 
 
 def _to_official_trusted(path: str):
-    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+    from tasks.engine.checkpoint import mmengine_checkpoint_globals
 
     with mmengine_checkpoint_globals():
         return to_official(path)
@@ -373,7 +373,7 @@ def _to_official_trusted(path: str):
 
 def _load_trusted(model: nn.Module, src: Source, label_map: LabelMap | None) -> LoadResult:
     """:func:`backbone.load_checkpoint` that also reads mmengine-written checkpoints (previous stages of a chain)."""
-    from tasks.pretrain.checkpoint import mmengine_checkpoint_globals
+    from tasks.engine.checkpoint import mmengine_checkpoint_globals
 
     with mmengine_checkpoint_globals():
         return load_checkpoint(model, src, label_map=label_map)

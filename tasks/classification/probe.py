@@ -8,7 +8,7 @@ of the video counts equally, the feature-space analogue of averaging over test v
 (``pool='centre'``, a single-clip probe). Rows of pooled features (``feature_kind='pooled'``) are already
 ``fc_norm(mean of tokens)`` (REFERENCE 1.4).
 
-**Labels** come from any list :mod:`tasks.annotations` reads, and are matched to store ids the way the extractor
+**Labels** come from any list :mod:`tasks.data.annotations` reads, and are matched to store ids the way the extractor
 names videos (:func:`feature_store.extract.video_id_of`: the file name up to the first '.'):
 
 * mmaction2 video list ``path label`` -> ``video_id_of(path)``; raw-frame list ``frame_dir total_frames label`` ->
@@ -63,10 +63,10 @@ import torch.nn.functional as F
 
 from feature_store import FeatureStore, StoreInfo
 from feature_store.extract import video_id_of
-from tasks.annotations import (AnnotationError, read_kinetics_csv, read_ssv2_labels, read_ssv2_split,
+from tasks.data.annotations import (AnnotationError, read_kinetics_csv, read_ssv2_labels, read_ssv2_split,
                                read_video_list)
 
-from .metrics import topk_accuracy
+from .evaluation import topk_accuracy
 
 __all__ = ['LabelEntry', 'LinearProbe', 'ProbeError', 'ProbeResult', 'read_labels', 'read_label_map', 'pooled_features',
            'match_labels', 'predict', 'safe_lr', 'write_json',

@@ -12,7 +12,7 @@ here:
    are timm's. Hyper-parameters as ``create_random_augment``: ``translate_const = int(0.45 * crop)``, bicubic
    resampling, grey fill (128).
 2. **Random resized crop** (area 0.08-1, aspect 3/4-4/3) to the crop size, one box for the clip, and a horizontal flip
-   (never for SSv2, whose labels name directions) -- :func:`tasks.video.transforms.random_resized_crop`. The official
+   (never for SSv2, whose labels name directions) -- :func:`tasks.data.video.transforms.random_resized_crop`. The official
    ``spatial_sampling`` takes this branch whenever ``scale``/``aspect_ratio`` are given, which the fine-tuning always
    passes, so its ``min_scale=256, max_scale=320`` short-side jitter is not used (REFERENCE 4.1 lists the jitter; the
    code path does not reach it). The crop is rounded back to uint8 and normalised on the device (the official code
@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tasks.video.transforms import center_crop, hflip, random_resized_crop, short_side_resize, three_crop, to_cthw
+from tasks.data.video.transforms import center_crop, hflip, random_resized_crop, short_side_resize, three_crop, to_cthw
 
 __all__ = ['VideoRandAugment', 'random_erasing_boxes', 'apply_random_erasing', 'VideoMixup', 'ClsTrainView',
            'ClsTrainAugmentation', 'multi_view_test']
@@ -303,7 +303,7 @@ class ClsTrainAugmentation:
             frames = self.rand_augment(frames, rng)
         crop = random_resized_crop(frames, self.input_size, scale=self.scale, ratio=self.ratio, generator=generator,
                                    antialias=self.antialias)  # float32 (T, 3, S, S)
-        # one draw per clip, as tasks.video.transforms.random_hflip
+        # one draw per clip, as tasks.data.video.transforms.random_hflip
         if self.flip and float(torch.rand((), generator=generator, dtype=torch.float64)) < 0.5:
             crop = hflip(crop)
         clip = to_cthw(crop.round_().clamp_(0, 255).to(torch.uint8))

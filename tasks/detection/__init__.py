@@ -14,6 +14,9 @@ Importing this package registers, in mmengine's root registries (which mmaction2
 The evaluator itself, :mod:`.evaluation`, is plain numpy (official ActivityNet protocol and mmaction2's variant);
 ``tools/eval_ava.py`` is its command line. Configs: ``configs/detection/ava/``.
 """
+import tasks.data.epoch_sampler  # noqa: F401  (the (epoch, index) sampler its configs name)
+import tasks.engine  # noqa: F401  (the training wrappers and layer decay its configs name)
+
 from .dataset import AVAKeyframe, VideoMAEv2AVADataset, select_proposals, videomaev2_ava_collate
 from .evaluation import (AVAEvalResult, DetectionRow, evaluate_ava, evaluate_ava_files, oracle_baseline,
                          random_baseline, read_ava_detections, write_ava_detections)

@@ -1,7 +1,7 @@
-"""AVA keyframes -> (clip, boxes, multi-hot labels) samples, decoded from videos with :mod:`tasks.video`.
+"""AVA keyframes -> (clip, boxes, multi-hot labels) samples, decoded from videos with :mod:`tasks.data.video`.
 
 Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``RandomRescale`` / ``RandomCrop`` /
-``Flip`` / ``Resize``; REFERENCE 5.1, 5.4) without mmdet, reading the annotation files with :mod:`tasks.annotations`:
+``Flip`` / ``Resize``; REFERENCE 5.1, 5.4) without mmdet, reading the annotation files with :mod:`tasks.data.annotations`:
 
 * **Keyframes**: one sample per ``(video_id, timestamp)``. Training uses the keyframes of the annotation csv, with
   their ground-truth boxes (rows merged into one box with every action, AVA action ids 1..``num_classes``). Testing
@@ -9,7 +9,7 @@ Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``Ra
   the annotated videos that has proposals, plus the annotated ones; ``keyframes='annotated'`` keeps only the annotated
   ones (mmaction2's val set). Excluded timestamps are skipped in both.
 * **Clip**: ``clip_len`` frames every ``frame_interval`` frames centred on the keyframe
-  (:func:`tasks.video.keyframe_sample`; frame ``round(fps * (t - timestamp_start))``, per-frame jitter in training).
+  (:func:`tasks.data.video.keyframe_sample`; frame ``round(fps * (t - timestamp_start))``, per-frame jitter in training).
   AVA videos cut at 900 s use ``timestamp_start=900`` and 30 fps; the synthetic benchmark uses the same clock.
 * **Boxes at test time**: person proposals (mmaction2 pickle), those with score >= ``person_det_score_thr`` (0.9), or
   the best one when none reaches it, or the whole frame for a keyframe without proposals (mmaction2's rules). Without a
@@ -28,7 +28,7 @@ Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``Ra
   counts as missed, as it should).
 
 Randomness (jitter, scale, crop, flip, replacements) is drawn from generators seeded by ``(seed, epoch, index)``
-(:func:`tasks.video.retry.sample_seeds`), with the epoch coming from ``EpochIndexSampler``'s
+(:func:`tasks.data.video.retry.sample_seeds`), with the epoch coming from ``EpochIndexSampler``'s
 ``(epoch, index)`` keys, so a sample does not depend on the worker or process that loads it.
 """
 from __future__ import annotations
@@ -44,12 +44,12 @@ import torch
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS
 
-from tasks.annotations import (AnnotationError, AVABox, group_by_keyframe, read_ava_csv, read_ava_excluded,
+from tasks.data.annotations import (AnnotationError, AVABox, group_by_keyframe, read_ava_csv, read_ava_excluded,
                                read_ava_label_map, read_ava_proposals)
-from tasks.video import VideoDecodeError, keyframe_sample
-from tasks.video.cache import DecodedVideoCache, open_video
-from tasks.video.retry import load_with_replacements
-from tasks.video.transforms import short_side_resize, to_tchw
+from tasks.data.video import VideoDecodeError, keyframe_sample
+from tasks.data.video.cache import DecodedVideoCache, open_video
+from tasks.data.video.retry import load_with_replacements
+from tasks.data.video.transforms import short_side_resize, to_tchw
 
 __all__ = ['AVAKeyframe', 'VideoMAEv2AVADataset', 'videomaev2_ava_collate', 'select_proposals']
 
@@ -141,7 +141,7 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         proposal_iou: that IoU (0.9).
         backend: video decoder, ``'decord'`` or ``'pyav'``.
         cache_videos_mb: keep up to this many MiB of whole decoded videos per process
-            (:class:`~tasks.video.cache.DecodedVideoCache`) and cut every clip from memory; 0 (default) decodes each
+            (:class:`~tasks.data.video.cache.DecodedVideoCache`) and cut every clip from memory; 0 (default) decodes each
             clip afresh. Only for small videos (the synthetic benchmark: 13 MB per 12-s 128x96 video); a random
             access into an H.264 file decodes from the previous keyframe (up to 250 frames), which made loading, not
             the tiny model, the cost of a CPU run (0.1-0.17 s per keyframe against 0.2 s for a whole video).

@@ -37,7 +37,7 @@ the order the keyframes were visited (detection-file order officially, ground-tr
 fixes the order of tied scores exactly as the reference code does. AP is the VOC all-point area (precision made
 monotone from the right); a class without ground truth has AP NaN and is left out of the mean.
 
-One documented difference from the official reader: ground truth is read with :func:`tasks.annotations.read_ava_csv`,
+One documented difference from the official reader: ground truth is read with :func:`tasks.data.annotations.read_ava_csv`,
 which merges the rows of a box, so an exactly duplicated ``(box, action)`` row counts once here and twice there.
 
 The metric depends a lot on the protocol: mmaction2's variant ignores false positives on keyframes without ground
@@ -56,7 +56,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from tasks.annotations import (AnnotationError, AVABox, _csv_rows, _float, _int, read_ava_csv, read_ava_excluded,
+from tasks.data.annotations import (AnnotationError, AVABox, _csv_rows, _float, _int, read_ava_csv, read_ava_excluded,
                                read_ava_label_map)
 
 __all__ = [
@@ -96,7 +96,7 @@ class DetectionRow(NamedTuple):
 def read_ava_detections(path: str | os.PathLike) -> list[DetectionRow]:
     """Read an official submission csv: ``video_id, timestamp, x1, y1, x2, y2, action_id, score`` rows, no header.
 
-    The reading rules are those of :func:`tasks.annotations.read_ava_csv` (integer timestamp and action id, finite
+    The reading rules are those of :func:`tasks.data.annotations.read_ava_csv` (integer timestamp and action id, finite
     numbers), but the eighth column is a float score instead of a person id, and boxes are not range-checked: a model
     may place a box slightly outside the frame, and the official tool takes it as it is.
 
@@ -279,10 +279,10 @@ def evaluate_ava(gt: Sequence[AVABox], detections: Iterable[DetectionRow], label
     """Frame-level AP per label-map class and their mean.
 
     Args:
-        gt: ground-truth boxes (:func:`tasks.annotations.read_ava_csv`); rows of other classes are ignored.
+        gt: ground-truth boxes (:func:`tasks.data.annotations.read_ava_csv`); rows of other classes are ignored.
         detections: submission rows (:func:`read_ava_detections`); rows of other classes are ignored.
-        label_map: evaluated class id -> name (:func:`tasks.annotations.read_ava_label_map`).
-        excluded: excluded ``(video_id, timestamp)`` keyframes (:func:`tasks.annotations.read_ava_excluded`).
+        label_map: evaluated class id -> name (:func:`tasks.data.annotations.read_ava_label_map`).
+        excluded: excluded ``(video_id, timestamp)`` keyframes (:func:`tasks.data.annotations.read_ava_excluded`).
         protocol: ``'official'`` (ActivityNet) or ``'mmaction2'``; see the module docstring.
         iou_threshold: matching IoU (0.5 for AVA).
         max_detections: the official per-keyframe cap (50); ``None`` for none. Unused by ``'mmaction2'``.
@@ -509,7 +509,7 @@ def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: 
                       baseline: float | None = None, ceiling: float | None = None) -> None:
     """Horizontal bar chart of the per-class AP (label-map order), with the mAP (and the random-score baseline and
     the perfect-score ceiling on the same boxes) as lines."""
-    from ..plotting import per_class_bars
+    from tasks.engine.plotting import per_class_bars
 
     ids = list(result.class_names)
     missing = [math.isnan(result.ap[c]) for c in ids]  # classes left out of the mean

@@ -30,7 +30,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
-from tasks.annotations import read_ava_csv, read_ava_excluded, read_ava_label_map
+from tasks.data.annotations import read_ava_csv, read_ava_excluded, read_ava_label_map
 
 from .evaluation import (DetectionRow, Protocol, evaluate_ava, plot_per_class_ap, reference_maps, write_ava_detections,
                          write_result_json)

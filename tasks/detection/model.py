@@ -33,7 +33,7 @@ from mmengine.registry import MODELS
 from torchvision.ops import roi_align
 
 from backbone import VideoMAEv2ViT
-from tasks.video.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tasks.data.video.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ['VideoMAEv2AVAPreprocessor', 'VideoMAEv2RoIHead', 'VideoMAEv2AVADetector', 'boxes_to_rois']
 

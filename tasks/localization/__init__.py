@@ -11,6 +11,9 @@ Importing this package registers, under names unique across mmengine and mmactio
 Pure-numpy pieces: :mod:`.evaluation` (the evaluator, also behind ``tools/eval_tad.py``) and :mod:`.nms`
 (Gaussian Soft-NMS).
 """
+import tasks.data.epoch_sampler  # noqa: F401  (the (epoch, index) sampler its configs name)
+import tasks.engine  # noqa: F401  (the training wrappers and layer decay its configs name)
+
 from .dataset import TADFeatureDataset, online_extract_config, tad_collate, truncate
 from .evaluation import (
     DEFAULT_TIOUS, DetectionResult, GroundTruth, class_names, detect_format, evaluate_detection, format_table,

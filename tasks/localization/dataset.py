@@ -18,7 +18,7 @@ Training items are randomly cropped (ActionFormer's ``truncate_feats``): a video
 gets a random ``max_seq_len`` window, a shorter one a random window of ``crop_ratio`` (0.9-1.0) of its length; the
 window is redrawn (up to 200 times) until it keeps at least one instance by ``trunc_thresh`` (half) of its length,
 and instances are cut to the window. The model's data preprocessor then pads to ``max_seq_len``. Randomness comes from
-``(seed, epoch, index)`` (the keys :class:`tasks.sampler.EpochIndexSampler` yields), so crops differ between
+``(seed, epoch, index)`` (the keys :class:`tasks.data.epoch_sampler.EpochIndexSampler` yields), so crops differ between
 epochs and do not depend on workers.
 """
 from __future__ import annotations

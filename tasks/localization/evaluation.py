@@ -23,7 +23,7 @@ score-ordered one above (the kit matches ground-truth-first and uses another AP)
 only its Ambiguous rule; say which one you report (REFERENCE 6.3).
 
 Inputs are plain containers: ground truth as :class:`GroundTruth` (built from a
-:class:`tasks.annotations.TADAnnotations` with :meth:`GroundTruth.from_annotations`, or read with
+:class:`tasks.data.annotations.TADAnnotations` with :meth:`GroundTruth.from_annotations`, or read with
 :func:`read_ground_truth`), predictions as the
 ActivityNet-style ``{video: [{"segment": [s, e], "label": name, "score": x}]}`` mapping that
 :func:`read_predictions` reads from ``{"results": ...}`` json files (OpenTAD's output layout; REFERENCE 6.2).
@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tasks.annotations import (AnnotationError, TADAnnotations, read_actionformer_json, read_class_map,
+from tasks.data.annotations import (AnnotationError, TADAnnotations, read_actionformer_json, read_class_map,
                                read_opentad_json)
 
 __all__ = [
@@ -154,7 +154,7 @@ def _sniff_format(path: Path) -> Literal['actionformer', 'opentad']:
 
 def read_annotations(path: str | os.PathLike, ann_format: AnnFormat = 'auto',
                      class_map: Sequence[str] | str | os.PathLike | None = None) -> TADAnnotations:
-    """Read an ActionFormer or OpenTAD THUMOS14 json with :mod:`tasks.annotations` (``'auto'`` looks for
+    """Read an ActionFormer or OpenTAD THUMOS14 json with :mod:`tasks.data.annotations` (``'auto'`` looks for
     ``fps`` / ``label_id`` (ActionFormer) or ``frame`` (OpenTAD)). ``class_map`` is OpenTAD's ``category_idx.txt``
     (default: ``category_idx.txt`` next to the json if it exists, else the sorted labels)."""
     path = Path(path)
@@ -517,7 +517,7 @@ def plot_per_class_ap(result: DetectionResult, path: str | os.PathLike, baseline
                       title: str = 'THUMOS14-style detection') -> Path:
     """Bar chart of each evaluated class's AP averaged over the tIoU thresholds (the per-class share of the headline
     average mAP), with the average mAP and the random baseline's as lines."""
-    from ..plotting import per_class_bars
+    from tasks.engine.plotting import per_class_bars
 
     span = f'{result.tious[0]:.1f}-{result.tious[-1]:.1f}' if len(result.tious) > 1 else f'{result.tious[0]:.2f}'
     lines = [(result.average_map, f'average mAP {result.average_map:.3f}', '#c44e52', '-')]

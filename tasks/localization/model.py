@@ -23,7 +23,7 @@ with hand-set stride/fps/offset numbers. For the official windows (16 frames eve
 **Padding.** Every masked op zeroes padded rows before it reads them and the skip max-pool treats them as -inf, so
 the outputs on real rows do not depend on how much padding follows (ActionFormer pads inference inputs to
 ``max_seq_len``; here the data preprocessor pads test batches only to a multiple of the coarsest stride, which gives
-the same numbers for less compute; ``tests/test_tad_model.py`` checks the invariance).
+the same numbers for less compute; ``tests/localization/test_model.py`` checks the invariance).
 
 Local attention is computed exactly over the window (keys gathered with ``unfold``: O(T * window) memory), not with
 ActionFormer's overlapping-chunk approximation of the band, which needs lengths divisible by 576.

@@ -5,11 +5,11 @@ Reproduces OpenGVLab/VideoMAEv2 ``dataset/pretrain_datasets.py`` (``HybridVideoM
 
 * **Clip**: ``clip_len`` frames every ``frame_interval`` frames from a random window of ``clip_len * frame_interval``
   frames (16 x 4 from 64; a start uniform in ``[0, num_frames - 64]``): the official ``_sample_train_indices`` with one
-  segment, which is mmaction2's ``SampleFrames`` (:func:`tasks.video.dense_sample` with ``protocol='mmaction2'``).
+  segment, which is mmaction2's ``SampleFrames`` (:func:`tasks.data.video.dense_sample` with ``protocol='mmaction2'``).
   Shorter videos repeat their last frame.
 * **Repeated augmentation**: the clip is decoded **once** and ``num_sample`` views are cut from it, each with its own
   multi-scale crop, tube mask and running-cell mask (:class:`~tasks.pretrain.transforms.PretrainAugmentation`).
-* **Broken videos**: a video that fails to decode (:class:`tasks.video.VideoDecodeError`) is reported once per
+* **Broken videos**: a video that fails to decode (:class:`tasks.data.video.VideoDecodeError`) is reported once per
   process and replaced by another video of the list, as the official loader does, so an epoch never stops on a bad
   file; the failures travel with the batch and :class:`~tasks.pretrain.hooks.PretrainLossCurveHook` lists them.
 
@@ -17,7 +17,7 @@ Reproduces OpenGVLab/VideoMAEv2 ``dataset/pretrain_datasets.py`` (``HybridVideoM
 seeded by ``(seed, epoch, index)``, never from global state. So a sample does not depend on the worker that loads it,
 on the number of workers or processes, or on the batch it lands in: two processes with batch b see exactly the
 samples one process with batch 2b sees. The epoch reaches the dataset through the sampler
-(:class:`tasks.sampler.EpochIndexSampler` yields ``(epoch, index)`` keys), because an attribute set on the dataset in
+(:class:`tasks.data.epoch_sampler.EpochIndexSampler` yields ``(epoch, index)`` keys), because an attribute set on the dataset in
 the main process does not reach persistent data-loader workers.
 """
 from __future__ import annotations
@@ -35,11 +35,11 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS
 
 from backbone.masking import DecoderMaskKind, MaskKind
-from tasks.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
-from tasks.sampler import EpochIndexSampler
-from tasks.video import VideoDecodeError, dense_sample
-from tasks.video.cache import DecodedVideoCache, open_video
-from tasks.video.retry import load_with_replacements, sample_seeds
+from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
+from tasks.data.epoch_sampler import EpochIndexSampler
+from tasks.data.video import VideoDecodeError, dense_sample
+from tasks.data.video.cache import DecodedVideoCache, open_video
+from tasks.data.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import PretrainAugmentation
 
@@ -68,7 +68,7 @@ class VideoRecord:
 def read_pretrain_list(ann_file: str | os.PathLike, ann_format: AnnFormat = 'video', *,
                        data_prefix: str | os.PathLike | None = None, label_file: str | os.PathLike | None = None,
                        video_ext: str = '.mp4') -> list[VideoRecord]:
-    """The videos of any list format of :mod:`tasks.annotations` (labels are read, checked and ignored).
+    """The videos of any list format of :mod:`tasks.data.annotations` (labels are read, checked and ignored).
 
     Args:
         ann_file: the list.
@@ -164,7 +164,7 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
         max_attempts: videos tried for one sample before giving up (a whole list that cannot be decoded should stop
             the run with a clear error rather than loop forever).
         cache_videos_mb: keep up to this many MiB of whole decoded videos in each process
-            (:class:`~tasks.video.cache.DecodedVideoCache`), so a small training set is decoded once, not once per
+            (:class:`~tasks.data.video.cache.DecodedVideoCache`), so a small training set is decoded once, not once per
             epoch; the frames are the same. 0 (default) decodes every sample afresh.
     """
 
@@ -281,5 +281,5 @@ def videomaev2_pretrain_collate(batch: Sequence[dict[str, Any]]) -> dict[str, An
             failed=[f for s in batch for f in s['failed']]))
 
 
-#: The earlier name of :class:`tasks.sampler.EpochIndexSampler` (still registered under it).
+#: The earlier name of :class:`tasks.data.epoch_sampler.EpochIndexSampler` (still registered under it).
 VideoMAEv2PretrainSampler = EpochIndexSampler

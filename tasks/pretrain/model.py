@@ -1,5 +1,4 @@
-"""mmengine glue for pre-training: the data preprocessor, the ``BaseModel`` wrapper and a bf16 autocast optimiser
-wrapper.
+"""mmengine glue for pre-training: the data preprocessor and the ``BaseModel`` wrapper.
 
 Data flow of one training step (ViT-B recipe, per GPU)::
 
@@ -15,19 +14,17 @@ The pre-training model sits under the attribute ``backbone`` so that checkpoints
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
 import torch.nn as nn
-from mmengine.model import BaseDataPreprocessor, BaseModel, MMDistributedDataParallel
-from mmengine.optim import OptimWrapper
-from mmengine.registry import MODEL_WRAPPERS, MODELS, OPTIM_WRAPPERS
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.registry import MODELS
 
 from backbone.pretrain import VideoMAEv2Pretrainer
-from tasks.video.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tasks.data.video.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ['VideoMAEv2PretrainPreprocessor', 'VideoMAEv2PretrainModel', 'BF16AutocastOptimWrapper', 'DeviceAgnosticDDP']
+__all__ = ['VideoMAEv2PretrainPreprocessor', 'VideoMAEv2PretrainModel']
 
 
 @MODELS.register_module()
@@ -113,47 +110,3 @@ class VideoMAEv2PretrainModel(BaseModel):
         if mode == 'predict':
             return self.backbone.reconstruct(inputs, mask, decode_mask)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
-
-
-@OPTIM_WRAPPERS.register_module()
-class BF16AutocastOptimWrapper(OptimWrapper):
-    """``OptimWrapper`` that runs the forward pass under bfloat16 autocast, on CPU or CUDA.
-
-    mmengine's ``AmpOptimWrapper(dtype='bfloat16')`` does the same autocast but refuses to be built without a GPU
-    (it asserts CUDA/NPU/MLU/MUSA for its float16 ``GradScaler``). bfloat16 has float32's exponent range, so gradients
-    need no loss scaling, and this wrapper has no scaler; its state dict is the plain optimiser's, so runs resume
-    across the two wrappers. The official recipe uses float16 autocast with a loss scaler on GPUs (REFERENCE 2.4);
-    use ``AmpOptimWrapper`` for that.
-
-    Args:
-        dtype: the autocast dtype; only ``'bfloat16'``.
-        **kwargs: ``optimizer``, ``clip_grad``, ``accumulative_counts`` as for ``OptimWrapper``.
-    """
-
-    def __init__(self, dtype: Literal['bfloat16'] = 'bfloat16', **kwargs: Any):
-        if dtype not in ('bfloat16', torch.bfloat16):
-            raise ValueError(f"BF16AutocastOptimWrapper supports dtype='bfloat16' only (float16 needs a loss scaler: "
-                             f"use mmengine's AmpOptimWrapper on a GPU), got {dtype!r}")
-        super().__init__(**kwargs)
-        self.cast_dtype = torch.bfloat16
-
-    @contextmanager
-    def optim_context(self, model: nn.Module):
-        from mmengine.runner.amp import autocast
-
-        with super().optim_context(model), autocast(dtype=self.cast_dtype):
-            yield
-
-
-@MODEL_WRAPPERS.register_module()
-class DeviceAgnosticDDP(MMDistributedDataParallel):
-    """mmengine's DDP wrapper that also wraps CPU modules (gloo), for distributed runs on machines without GPUs.
-
-    The Runner always passes ``device_ids=[LOCAL_RANK]``, which torch's DDP accepts only for GPU modules; for a module
-    on the CPU it is dropped. ``tools/train.py`` selects this wrapper when ``--launcher pytorch`` finds no CUDA.
-    """
-
-    def __init__(self, module: nn.Module, device_ids: list[int] | None = None, **kwargs: Any):
-        if all(p.device.type == 'cpu' for p in module.parameters()):
-            device_ids = None
-        super().__init__(module=module, device_ids=device_ids, **kwargs)

@@ -1,10 +1,10 @@
 """Per-view augmentation of VideoMAE V2 pre-training: multi-scale crop of a decoded clip plus its two token masks.
 
-This is the glue between the shared video layer (:mod:`tasks.video.transforms`) and the mask generators
+This is the glue between the shared video layer (:mod:`tasks.data.video.transforms`) and the mask generators
 (:mod:`backbone.masking`); it reproduces OpenGVLab/VideoMAEv2 ``DataAugmentationForVideoMAEv2`` (REFERENCE 2.4-2.5):
 
 1. ``GroupMultiScaleCrop(input_size, [1, .875, .75, .66])``: one crop, the same for every frame of the clip, resized to
-   ``input_size`` x ``input_size`` (:func:`tasks.video.transforms.multi_scale_crop`). **No flip, no colour jitter.**
+   ``input_size`` x ``input_size`` (:func:`tasks.data.video.transforms.multi_scale_crop`). **No flip, no colour jitter.**
 2. The crop is rounded back to uint8, as the official PIL pipeline produces 8-bit images; the ImageNet normalisation
    runs on the device in :class:`~tasks.pretrain.model.VideoMAEv2PretrainPreprocessor`, so a batch travels to the
    GPU at a quarter of the float32 size.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from backbone.masking import DecoderMaskKind, DualMaskGenerator, MaskKind
-from tasks.video.transforms import multi_scale_crop, to_cthw
+from tasks.data.video.transforms import multi_scale_crop, to_cthw
 
 __all__ = ['PretrainView', 'PretrainAugmentation']
 
@@ -86,7 +86,7 @@ class PretrainAugmentation:
         """Augment and mask one view.
 
         Args:
-            frames: uint8 (T, H, W, 3) decoded clip (what :meth:`tasks.video.VideoReader.get_frames` returns).
+            frames: uint8 (T, H, W, 3) decoded clip (what :meth:`tasks.data.video.VideoReader.get_frames` returns).
             generator: draws the crop.
             rng: draws the masks.
         """

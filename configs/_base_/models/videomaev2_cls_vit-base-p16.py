@@ -3,11 +3,11 @@
 # 224x224 clips and Kinetics-400. Children change `arch`, the class count (in the backbone and the preprocessor), drop
 # path, head dropout and `with_cp`.
 
-# `backbone` registers the ViT; `tasks.pretrain` the bf16 optimiser wrapper and the (epoch, index) sampler;
-# `tasks.classification` the dataset, collate function, model, preprocessor and layer-decay constructor, and its
-# `metric` module VideoClsMetric. Fail at start-up when the repository is not importable (`pip install -e .`, or
+# `backbone` registers the ViT; `tasks.classification` the dataset, collate function, model and preprocessor, and
+# through `tasks.engine` and `tasks.data.epoch_sampler` the bf16 optimiser wrapper, the layer-decay constructor and
+# the (epoch, index) sampler; its `metric` module VideoClsMetric. Fail at start-up when the repository is not importable (`pip install -e .`, or
 # PYTHONPATH=<repository root>).
-custom_imports = dict(imports=['backbone', 'tasks.pretrain', 'tasks.classification', 'tasks.classification.metric'],
+custom_imports = dict(imports=['backbone', 'tasks.classification', 'tasks.classification.metric'],
                       allow_failed_imports=False)
 
 model = dict(

@@ -24,7 +24,7 @@ optim_wrapper = dict(
 # lr per iteration (convert_to_iter_based): linear warmup from warmup_lr (official default 1e-8) over 5 epochs, then
 # cosine to min_lr (default 1e-6). The official script scales lr, warmup_lr and min_lr by the same batch / 256 factor,
 # so the ratios hold after auto_scale_lr: start_factor = 1e-8 / 7e-4, eta_min_ratio = 1e-6 / 7e-4. The ratio form
-# keeps the per-layer scales through the whole schedule (tasks/classification/layer_decay.py).
+# keeps the per-layer scales through the whole schedule (tasks/engine/layer_decay.py).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 7e-4, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

@@ -13,10 +13,9 @@
 #       --exclude data/ava/annotations/ava_val_excluded_timestamps_v2.2.csv
 _base_ = ['../../_base_/default_runtime.py']
 
-# tasks.detection registers the dataset, model and metric; tasks.pretrain the (epoch, index) sampler;
-# tasks.classification the layer-decay optimiser constructor.
-custom_imports = dict(imports=['tasks.detection', 'tasks.sampler', 'tasks.pretrain', 'tasks.classification'],
-                      allow_failed_imports=False)
+# tasks.detection registers the dataset, model and metric, and through tasks.engine and tasks.data.epoch_sampler the
+# training wrappers, the layer-decay optimiser constructor and the (epoch, index) sampler.
+custom_imports = dict(imports=['tasks.detection'], allow_failed_imports=False)
 
 # --- model ------------------------------------------------------------------------------------------------------------
 model = dict(

@@ -1,5 +1,5 @@
 # Tiny AVA run for a CPU: the `vit_test` ViT (64-d, 2 blocks) on the AVA-like part of the synthetic benchmark
-# (tasks/synthetic/README.md, "AVA-like"): same dataset, model, head, metric, optimiser and schedule shape as the ViT-B
+# (tasks/data/synthetic/README.md, "AVA-like"): same dataset, model, head, metric, optimiser and schedule shape as the ViT-B
 # config; sizes, lengths, the patch size and the lr differ (each is commented).
 #
 #   python tools/make_synthetic.py --out data/synthetic --preset default   # 8 train + 3 val videos of 12 s, 128x96

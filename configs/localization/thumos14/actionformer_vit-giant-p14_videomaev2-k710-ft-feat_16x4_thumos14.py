@@ -12,7 +12,7 @@
 # centres stored in the feature store (feature_store/README.md), and refuses annotations whose fps disagrees.
 _base_ = ['../../_base_/default_runtime.py']
 
-custom_imports = dict(imports=['tasks.localization', 'tasks.sampler', 'tasks.pretrain'], allow_failed_imports=False)
+custom_imports = dict(imports=['tasks.localization'], allow_failed_imports=False)
 
 # Paths. mmengine copies these into the dataloaders when the file is read, so overriding them later means the
 # fields: --cfg-options train_dataloader.dataset.feature_store=... test_dataloader.dataset.feature_store=...

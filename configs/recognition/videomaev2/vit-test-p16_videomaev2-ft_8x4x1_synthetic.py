@@ -1,5 +1,5 @@
 # Tiny CPU fine-tuning run: the `vit_test` ViT (64-d, 2 blocks) on the classification set of the synthetic benchmark
-# (10 temporal-order classes, SSv2 style; tasks/synthetic/README.md), with the official fine-tuning machinery
+# (10 temporal-order classes, SSv2 style; tasks/data/synthetic/README.md), with the official fine-tuning machinery
 # (random resized crop, label smoothing, AdamW, warmup + cosine, multi-view test) at a size that trains in about three
 # minutes on 2 cores. What differs from the recipe is commented where it is set: one view per video, no RandAugment,
 # random erasing or Mixup/CutMix, no layer-wise decay, a higher lr, a head initialised at full scale, and time
@@ -101,7 +101,7 @@ _test_dataset = dict(
     data_prefix=data_root,
     ann_format='video',
     num_classes=10,
-    # the names of labels.json in id order (tasks.synthetic.classification.CLASSES), for cls_confusion.png
+    # the names of labels.json in id order (tasks.data.synthetic.classification.CLASSES), for cls_confusion.png
     class_names=['Growing something', 'Moving something down', 'Moving something from left to right',
                  'Moving something from right to left', 'Moving something in a clockwise circle',
                  'Moving something in an anticlockwise circle', 'Moving something up',

@@ -1,0 +1,173 @@
+"""Layer-wise learning-rate decay for fine-tuning VideoMAE V2 ViTs (REFERENCE 1.4).
+
+Follows the official ``run_class_finetuning.py`` / ``optim_factory.py`` (OpenGVLab/VideoMAEv2) rules:
+
+* **Layer ids** (names relative to the ViT): ``patch_embed.*``, ``pos_embed``, ``cls_token`` and ``mask_token`` -> 0;
+  ``blocks.k.*`` -> k + 1; everything else (``fc_norm``, ``head``, and any module outside the ViT such as an mmaction2
+  ``cls_head``) -> L + 1, with L = ``get_num_layers()`` (the depth).
+* **Scale** = ``layer_decay ** (L + 1 - id)``: the head keeps the full lr, ``blocks.0`` gets decay^L and the patch
+  embedding decay^(L+1). For ViT-B (L = 12) with decay 0.75: ``blocks.0`` -> 0.75^12, ``head`` -> 1, ``patch_embed``
+  -> 0.75^13.
+* **No weight decay** for 1-D parameters (norms, biases, ``q_bias``/``v_bias``), names ending in ``.bias`` or
+  ``.scale`` (CosAttention's learnable temperature), and the names in the ViT's ``no_weight_decay()`` set (matched
+  exactly, as the official ``skip_list``) plus any extra ``no_weight_decay_list`` names.
+* Frozen parameters (``requires_grad=False``) are left out, as in the official code.
+
+**How the scale reaches the lr.** The official loop sets ``group['lr'] = schedule[it] * group['lr_scale']`` every
+iteration. Here each group is built with ``lr = base_lr * lr_scale``; mmengine's parameter schedulers then record that
+value per group as ``initial_lr`` and scale each group from its own start value, so the ratio between groups stays
+``lr_scale`` under ``LinearLR`` warm-up (start_factor = warmup_lr / lr gives the official warmup_lr * scale) and under
+``CosineAnnealingLR`` **when the floor is given as ``eta_min_ratio = min_lr / lr``** (the official floor is
+min_lr * scale). An absolute ``eta_min`` would send every group to the same floor and break the ratio at the end of
+the schedule; ``tests/engine/test_layer_decay.py`` checks both behaviours.
+
+**mmaction2's ``LearningRateDecayOptimizerConstructor``** (``paramwise_cfg=dict(num_layers=L, decay_rate=r)``, only
+for backbones whose class name contains ``VisionTransformer``) gives the same ids and scales, but it skips weight
+decay only for 1-D parameters and ``.bias`` names: it ignores ``no_weight_decay()`` (so a learnable 3-D ``pos_embed``
+is decayed there and not here) and the ``.scale`` rule.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch.nn as nn
+
+__all__ = ['HAS_MMENGINE', 'VideoMAEv2LayerDecayConstructor', 'get_layer_id', 'param_groups_layer_decay',
+           'register_with_mmengine']
+
+# Parameters embedded before the first block (official ``get_num_layer_for_vit``: exact names, then a prefix).
+_EMBEDDING_NAMES = ('cls_token', 'mask_token', 'pos_embed')
+
+
+def get_layer_id(name: str, num_layers: int) -> int:
+    """Layer id of a parameter named relative to the ViT (``blocks.3.attn.qkv.weight``), in [0, num_layers + 1]."""
+    if name in _EMBEDDING_NAMES or name.startswith('patch_embed.'):
+        return 0
+    if name.startswith('blocks.'):
+        block = int(name.split('.')[1])
+        if not 0 <= block < num_layers:
+            raise ValueError(f'parameter {name!r} belongs to block {block}, but the model has {num_layers} layers')
+        return block + 1
+    return num_layers + 1
+
+
+def _find_vit(model: nn.Module) -> tuple[str, nn.Module]:
+    """The (name prefix, module) of the ViT inside ``model``: the model itself, or its one submodule that has
+    ``get_num_layers()`` (e.g. ``backbone.`` in an mmaction2 ``Recognizer3D``)."""
+    if hasattr(model, 'get_num_layers'):
+        return '', model
+    found = [(name, module) for name, module in model.named_modules()
+             if name and hasattr(module, 'get_num_layers')]
+    # Keep only the outermost ones: a ViT may itself contain submodules with get_num_layers.
+    outer = [(name, module) for name, module in found
+             if not any(name.startswith(other + '.') for other, _ in found)]
+    if len(outer) != 1:
+        names = [name for name, _ in outer] or 'none'
+        raise ValueError(f'layer decay needs exactly one submodule with get_num_layers() (the ViT) in '
+                         f'{type(model).__name__}, found: {names}')
+    return outer[0][0] + '.', outer[0][1]
+
+
+def param_groups_layer_decay(model: nn.Module, base_lr: float, weight_decay: float, layer_decay: float,
+                             no_weight_decay_list: Iterable[str] = (), num_layers: int | None = None) -> list[dict]:
+    """Optimizer parameter groups with layer-wise lr decay and the official no-weight-decay rules.
+
+    Args:
+        model: a ViT with ``get_num_layers()`` / ``no_weight_decay()`` (e.g. :class:`backbone.VideoMAEv2ViT`), or a
+            wrapper holding exactly one such ViT (parameters outside it get id L + 1, like the head).
+        base_lr: the lr of the last layer (scale 1); each group gets ``base_lr * lr_scale``.
+        weight_decay: weight decay of the decayed groups; the others get 0.
+        layer_decay: decay factor per layer, in (0, 1]; 1 gives every group the base lr.
+        no_weight_decay_list: extra parameter names (as ``model.named_parameters()`` spells them) without decay.
+        num_layers: L; defaults to the ViT's ``get_num_layers()``.
+
+    Returns:
+        A list of dicts with ``params``, ``lr``, ``lr_scale``, ``weight_decay`` and ``group_name``
+        (``layer_{id}_decay`` / ``layer_{id}_no_decay``), in order of first appearance, ready for ``torch.optim``.
+    """
+    if not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f'layer_decay must lie in (0, 1], got {layer_decay}')
+    prefix, vit = _find_vit(model)
+    if num_layers is None:
+        num_layers = int(vit.get_num_layers())
+    skip = {prefix + name for name in (vit.no_weight_decay() if hasattr(vit, 'no_weight_decay') else ())}
+    skip |= set(no_weight_decay_list)
+    named = dict(model.named_parameters())
+    unknown = sorted(set(no_weight_decay_list) - set(named))
+    if unknown:
+        raise ValueError(f'no_weight_decay_list names parameters that the model does not have: {unknown}')
+
+    groups: dict[str, dict] = {}
+    for name, param in named.items():
+        if not param.requires_grad:
+            continue
+        no_decay = param.ndim == 1 or name.endswith('.bias') or name.endswith('.scale') or name in skip
+        if name.startswith(prefix):
+            layer_id = get_layer_id(name[len(prefix):], num_layers)
+        else:  # e.g. an mmaction2 cls_head: trained at the full lr, like the ViT's own head
+            layer_id = num_layers + 1
+        group_name = f'layer_{layer_id}_{"no_decay" if no_decay else "decay"}'
+        if group_name not in groups:
+            scale = layer_decay ** (num_layers + 1 - layer_id)
+            groups[group_name] = dict(params=[], lr=base_lr * scale, lr_scale=scale,
+                                      weight_decay=0.0 if no_decay else weight_decay, group_name=group_name)
+        groups[group_name]['params'].append(param)
+    return list(groups.values())
+
+
+# --- mmengine optimizer-wrapper constructor (optional: the function above works without mmengine) -------------------
+try:
+    from mmengine.optim import DefaultOptimWrapperConstructor
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    HAS_MMENGINE = True
+except ImportError:  # pragma: no cover - exercised only without mmengine
+    DefaultOptimWrapperConstructor = object
+    OPTIM_WRAPPER_CONSTRUCTORS = None
+    HAS_MMENGINE = False
+
+
+class VideoMAEv2LayerDecayConstructor(DefaultOptimWrapperConstructor):
+    """mmengine optimizer-wrapper constructor applying :func:`param_groups_layer_decay`.
+
+    Config::
+
+        optim_wrapper = dict(
+            constructor='VideoMAEv2LayerDecayConstructor',
+            optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),
+            paramwise_cfg=dict(layer_decay_rate=0.75))  # optional: no_weight_decay_list=[...], num_layers=L
+
+    The optimizer's ``lr`` and ``weight_decay`` are the base values; pair it with ``LinearLR`` warm-up and
+    ``CosineAnnealingLR(eta_min_ratio=min_lr / lr)`` to keep the official per-layer scaling (see the module docstring).
+    """
+
+    _KEYS = {'layer_decay_rate', 'no_weight_decay_list', 'num_layers'}
+
+    def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None):
+        if not HAS_MMENGINE:  # pragma: no cover
+            raise ImportError('VideoMAEv2LayerDecayConstructor needs mmengine: pip install "mmengine>=0.7.1,<1.0"')
+        super().__init__(optim_wrapper_cfg, paramwise_cfg)
+        unknown = set(self.paramwise_cfg) - self._KEYS
+        if 'layer_decay_rate' not in self.paramwise_cfg or unknown:
+            raise ValueError(f'VideoMAEv2LayerDecayConstructor: paramwise_cfg needs layer_decay_rate and accepts only '
+                             f'{sorted(self._KEYS)}; got {self.paramwise_cfg}')
+        if self.base_lr is None:
+            raise ValueError('VideoMAEv2LayerDecayConstructor: optimizer.lr must be set (it is the base lr)')
+
+    def add_params(self, params: list[dict], module: nn.Module, **kwargs) -> None:
+        """Append the layer-decay groups of ``module`` (the whole model, e.g. a Recognizer3D) to ``params``."""
+        params.extend(param_groups_layer_decay(
+            module, self.base_lr, self.base_wd or 0.0, self.paramwise_cfg['layer_decay_rate'],
+            no_weight_decay_list=self.paramwise_cfg.get('no_weight_decay_list', ()),
+            num_layers=self.paramwise_cfg.get('num_layers')))
+
+
+def register_with_mmengine() -> None:
+    """Register the constructor in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS`` (idempotent; no-op without mmengine).
+
+    mmaction2's scoped registry falls back to the root one, so ``default_scope='mmaction'`` configs find it too.
+    """
+    if not HAS_MMENGINE:
+        return
+    name = 'VideoMAEv2LayerDecayConstructor'
+    if OPTIM_WRAPPER_CONSTRUCTORS.module_dict.get(name) is not VideoMAEv2LayerDecayConstructor:
+        OPTIM_WRAPPER_CONSTRUCTORS.register_module(name=name, module=VideoMAEv2LayerDecayConstructor)

@@ -1,0 +1,61 @@
+"""mmengine wrappers every task's training uses: bfloat16 autocast on CPU or CUDA, and DDP for CPU modules (gloo).
+
+Importing this module registers ``BF16AutocastOptimWrapper`` (OPTIM_WRAPPERS) and ``DeviceAgnosticDDP``
+(MODEL_WRAPPERS) in mmengine's root registries.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+from mmengine.model import MMDistributedDataParallel
+from mmengine.optim import OptimWrapper
+from mmengine.registry import MODEL_WRAPPERS, OPTIM_WRAPPERS
+
+__all__ = ['BF16AutocastOptimWrapper', 'DeviceAgnosticDDP']
+
+
+@OPTIM_WRAPPERS.register_module()
+class BF16AutocastOptimWrapper(OptimWrapper):
+    """``OptimWrapper`` that runs the forward pass under bfloat16 autocast, on CPU or CUDA.
+
+    mmengine's ``AmpOptimWrapper(dtype='bfloat16')`` does the same autocast but refuses to be built without a GPU
+    (it asserts CUDA/NPU/MLU/MUSA for its float16 ``GradScaler``). bfloat16 has float32's exponent range, so gradients
+    need no loss scaling, and this wrapper has no scaler; its state dict is the plain optimiser's, so runs resume
+    across the two wrappers. The official recipe uses float16 autocast with a loss scaler on GPUs (REFERENCE 2.4);
+    use ``AmpOptimWrapper`` for that.
+
+    Args:
+        dtype: the autocast dtype; only ``'bfloat16'``.
+        **kwargs: ``optimizer``, ``clip_grad``, ``accumulative_counts`` as for ``OptimWrapper``.
+    """
+
+    def __init__(self, dtype: Literal['bfloat16'] = 'bfloat16', **kwargs: Any):
+        if dtype not in ('bfloat16', torch.bfloat16):
+            raise ValueError(f"BF16AutocastOptimWrapper supports dtype='bfloat16' only (float16 needs a loss scaler: "
+                             f"use mmengine's AmpOptimWrapper on a GPU), got {dtype!r}")
+        super().__init__(**kwargs)
+        self.cast_dtype = torch.bfloat16
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        from mmengine.runner.amp import autocast
+
+        with super().optim_context(model), autocast(dtype=self.cast_dtype):
+            yield
+
+
+@MODEL_WRAPPERS.register_module()
+class DeviceAgnosticDDP(MMDistributedDataParallel):
+    """mmengine's DDP wrapper that also wraps CPU modules (gloo), for distributed runs on machines without GPUs.
+
+    The Runner always passes ``device_ids=[LOCAL_RANK]``, which torch's DDP accepts only for GPU modules; for a module
+    on the CPU it is dropped. ``tools/train.py`` selects this wrapper when ``--launcher pytorch`` finds no CUDA.
+    """
+
+    def __init__(self, module: nn.Module, device_ids: list[int] | None = None, **kwargs: Any):
+        if all(p.device.type == 'cpu' for p in module.parameters()):
+            device_ids = None
+        super().__init__(module=module, device_ids=device_ids, **kwargs)

@@ -1,6 +1,0 @@
-"""``python -m tasks.synthetic --out DIR --preset {tiny,default} --seed S``."""
-import sys
-
-from .cli import main
-
-sys.exit(main())

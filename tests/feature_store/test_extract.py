@@ -1,0 +1,495 @@
+"""Feature extraction (feature_store/extract.py, tools/extract_features.py).
+
+Fixtures are three generated H.264 videos of 40/52/60 frames at 64x48 and the tiny ``vit_test`` model (random init
+from a seed, or a saved checkpoint) on 32x32 input. What is checked against what:
+
+* preprocessing: the official TAD transform written out literally, and hand-computed short-side/crop/normalisation;
+* parity: the official VideoMAE V2 TAD extractor loop re-created literally (one decord ``get_batch`` per window,
+  batch 1, fp32, explicit attention, strict load), max abs diff <= 1e-4;
+* on-line features (:func:`extract_video_features`) vs the stored ones (and bf16 close to fp32), a ``--config`` file
+  vs the weights it names;
+* resume and crash safety: a real extraction in a subprocess SIGKILLed after its first part file, and another killed
+  inside ``build_store`` while appending, then rerun; the result must equal an uninterrupted run;
+* refusal to append with other settings (naming the fields), failures (exit 3, failures.json), and a 2-process
+  ``torchrun`` (gloo) run equal to the single-process one; a smoke run of the benchmark helper.
+
+The three subprocess tests take most of the time (each new interpreter imports torch).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from feature_store import FeatureStore
+from feature_store.extract import (
+    ExtractError, Preprocess, build_model, extract_video_features, list_videos, main, sample_windows,
+)
+from tasks.data.video import VideoReader, write_video
+
+REPO = Path(__file__).resolve().parents[2]
+TOOL = REPO / 'tools' / 'extract_features.py'
+FRAMES = {'vid_a': 40, 'vid_b': 52, 'vid_c': 60}
+# vit_test on 4-frame windows at 32x32, every 2 frames: 19 + 25 + 29 windows, a fraction of a second on a CPU.
+MODEL_ARGS = ['--arch', 'vit_test', '--resize', '32x32', '--clip-len', '4', '--stride', '2', '--batch-size', '4']
+TINY = [*MODEL_ARGS, '--num-workers', '0', '--no-progress']  # later options win, e.g. TINY + ['--stride', '3']
+
+
+def _num_windows(n: int, clip_len: int, stride: int) -> int:
+    return len(range(0, n - clip_len + 1, stride))
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _one_thread():
+    # Tiny models on a shared 2-core machine: several intra-op threads spend more time waiting on each other than
+    # computing (the tool itself runs the model on the cores its decoders leave).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def videos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp('videos')
+    rng = np.random.default_rng(0)
+    for name, n in FRAMES.items():
+        # a random still background with a moving inverted bar, lossy H.264 with a GOP shorter than the video
+        base = rng.integers(0, 256, (1, 48, 64, 3)).astype(np.float32)
+        frames = np.repeat(base, n, axis=0)
+        for t in range(n):
+            frames[t, :, (t * 3) % 64:(t * 3) % 64 + 6] = 255 - frames[t, :, (t * 3) % 64:(t * 3) % 64 + 6]
+        write_video(folder / f'{name}.mp4', frames.astype(np.uint8), 25, crf=20, gop=12)
+    (folder / 'notes.txt').write_text('not a video, and not taken from a folder')
+    return folder
+
+
+@pytest.fixture(scope='module')
+def reference(videos, tmp_path_factory) -> Path:
+    """An uninterrupted single-process run over the three videos."""
+    out = tmp_path_factory.mktemp('ref') / 'ref.h5'
+    assert main([str(videos), '--out', str(out), *TINY]) == 0
+    return out
+
+
+def _stores_equal(a: Path, b: Path, exact: bool = True) -> None:
+    """Same ids, same features (exactly, or to 1e-6), same per-video and file attributes except the time stamp."""
+    with FeatureStore.open(a) as x, FeatureStore.open(b) as y:
+        assert x.ids() == y.ids()
+        for vid in x.ids():
+            fa, ma = x.read(vid)
+            fb, mb = y.read(vid)
+            if exact:
+                np.testing.assert_array_equal(fa, fb, err_msg=vid)
+            else:
+                np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-6, err_msg=vid)
+            assert ma.to_dict() == mb.to_dict()
+    with h5py.File(a, 'r') as x, h5py.File(b, 'r') as y:
+        ax = {k: v for k, v in x.attrs.items() if k != 'created'}
+        ay = {k: v for k, v in y.attrs.items() if k != 'created'}
+        assert ax == ay
+        for vid in FRAMES:
+            if vid in x:
+                assert sorted(x[vid].attrs) == sorted(y[vid].attrs)
+                for key in x[vid].attrs:
+                    np.testing.assert_array_equal(x[vid].attrs[key], y[vid].attrs[key])
+
+
+def _leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name) and p.name != out.name)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# preprocessing and inputs
+# ---------------------------------------------------------------------------------------------------------------------
+def test_preprocess_matches_official_and_hand_computed_transforms():
+    frames = torch.randint(0, 256, (5, 48, 64, 3), dtype=torch.uint8)
+    # official extract_tad_feature.py: permute(3, 0, 1, 2) -> float / 255 -> F.interpolate on (3, T, H, W)
+    official = F.interpolate(frames.permute(3, 0, 1, 2).to(torch.float32) / 255, size=(32, 32), mode='bilinear',
+                             align_corners=False)
+    assert torch.equal(Preprocess('squash', (32, 32), normalize=False)(frames), official)
+    # normalisation: ImageNet mean/std of the 0-255 scale applied to x / 255
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1, 1) / 255
+    std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1, 1) / 255
+    torch.testing.assert_close(Preprocess('squash', (32, 32))(frames), (official - mean) / std)
+    # short side 48 -> 32 makes 64 -> int(32 * 64 / 48) = 42 wide; the central 32 columns start at round(10 / 2) = 5
+    small = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(32, 42), mode='bilinear', align_corners=False)
+    expected = (small[..., 5:37] / 255).transpose(0, 1)
+    got = Preprocess('short_side', (32, 32), short_side=32, normalize=False)(frames)
+    assert got.shape == (3, 5, 32, 32)
+    torch.testing.assert_close(got, expected)
+    # a non-square squash is the same interpolation to (h, w)
+    official_rect = F.interpolate(frames.permute(3, 0, 1, 2).float() / 255, size=(16, 48), mode='bilinear',
+                                  align_corners=False)
+    torch.testing.assert_close(Preprocess('squash', (16, 48), normalize=False)(frames), official_rect)
+    with pytest.raises(ValueError, match='short_side'):
+        Preprocess('short_side', (32, 32), short_side=16)
+
+
+def test_list_videos_folder_and_list_file(videos, tmp_path):
+    found = list_videos(videos)
+    assert [vid for vid, _ in found] == sorted(FRAMES)  # notes.txt is not a video
+    assert all(p.parent == videos for _, p in found)
+    other = tmp_path / 'other'
+    other.mkdir()
+    shutil.copy(videos / 'vid_a.mp4', other / 'vid_a.mp4')
+    listing = tmp_path / 'lists' / 'videos.txt'
+    listing.parent.mkdir()
+    listing.write_text(f'# test list\n\n{videos / "vid_b.mp4"}\n../other/vid_a.mp4\n')
+    assert list_videos(listing) == [('vid_a', listing.parent / '../other/vid_a.mp4'), ('vid_b', videos / 'vid_b.mp4')]
+    listing.write_text(f'{videos / "vid_a.mp4"}\n{other / "vid_a.mp4"}\n')
+    with pytest.raises(ExtractError, match=r"'vid_a' is given twice.*videos.txt:1.*videos.txt:2"):
+        list_videos(listing)
+    with pytest.raises(ExtractError, match='neither a folder'):
+        list_videos(tmp_path / 'missing')
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# numbers: official parity, on-line vs cached
+# ---------------------------------------------------------------------------------------------------------------------
+def test_parity_with_official_tad_extractor(videos, tmp_path):
+    """``--resize 32x32 --no-normalize --clip-len 16 --stride 4 --dtype fp32`` vs the official loop.
+
+    The official script runs ViT-g at 224 px. Every step is size-generic: the same decoded frames, the same /255,
+    the same ``F.interpolate`` call (only its target size differs) and a ViT whose patch grid and fixed position
+    table are built for the input size, as the official model is built for 224. So a tiny model at 32 px checks the
+    same computation at a cost a CPU test can afford.
+    """
+    import decord
+
+    torch.manual_seed(1)
+    source = build_model('vit_test', img_size=32, frames=16)
+    with torch.no_grad():  # every weight random (the fresh init has zero biases and unit norms)
+        for p in source.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = tmp_path / 'vit_test_k710.pth'
+    torch.save({'module': source.state_dict()}, ckpt)
+
+    video = videos / 'vid_b.mp4'
+    listing = tmp_path / 'one.txt'
+    listing.write_text(f'{video}\n')
+    out = tmp_path / 'feats.h5'
+    assert main([str(listing), '--out', str(out), '--arch', 'vit_test', '--checkpoint', str(ckpt), '--resize', '32x32',
+                 '--no-normalize', '--clip-len', '16', '--stride', '4', '--dtype', 'fp32', '--batch-size', '4',
+                 '--num-workers', '0', '--no-progress']) == 0
+
+    # The official extractor, literally: strict load, eval, fp32, batch 1, one get_batch per window.
+    from backbone import VideoMAEv2ViT
+    official = VideoMAEv2ViT('vit_test', img_size=32, all_frames=16, num_classes=0, fused_attn=False)
+    official.load_state_dict(torch.load(ckpt, map_location='cpu')['module'], strict=True)
+    official.eval()
+    vr = decord.VideoReader(str(video), num_threads=1, ctx=decord.cpu(0))
+    rows = []
+    for start_idx in range(0, len(vr) - 15, 4):
+        data = vr.get_batch(np.arange(start_idx, start_idx + 16)).asnumpy()
+        frame = torch.from_numpy(data)  # (16, H, W, 3)
+        frame_q = F.interpolate(frame.permute(3, 0, 1, 2).to(torch.float32) / 255, size=(32, 32),
+                                mode='bilinear', align_corners=False)  # (3, 16, 32, 32): 3 as batch, T as channels
+        with torch.no_grad():
+            rows.append(official.forward_features(frame_q.unsqueeze(0)).numpy())
+    expected = np.vstack(rows)
+    assert expected.shape == (_num_windows(52, 16, 4), 64) == (10, 64)
+
+    with FeatureStore.open(out) as store:
+        feats, meta = store.read('vid_b')
+        info = store.info
+    assert np.abs(feats - expected).max() <= 1e-4
+    assert info.checkpoint_sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert info.preprocessing['resize'] == 'squash' and info.preprocessing['normalize'] is None
+    # row k is the window starting at 4k; its centre frame is 4k + 8 (ActionFormer's 0.5 * num_frames offset)
+    np.testing.assert_array_equal(meta.centre_frames, np.arange(10) * 4 + 8)
+    assert (meta.clip_len, meta.stride, meta.frame_interval, meta.num_frames) == (16, 4, 1, 52)
+
+
+def test_online_features_equal_cached(videos, reference):
+    model = build_model('vit_test', img_size=32, frames=4, seed=0)  # what the tool builds for TINY
+    pre = Preprocess('squash', (32, 32), normalize=True)
+    with FeatureStore.open(reference) as store:
+        assert store.info.checkpoint_sha256 == 'random-init:0'
+        for vid, n in FRAMES.items():
+            with VideoReader(videos / f'{vid}.mp4') as reader:
+                sample = sample_windows(reader, clip_len=4, frame_interval=1, stride=2)
+                online = extract_video_features(model, reader, sample, pre, batch_size=3)  # other batching
+            cached, meta = store.read(vid)
+            assert cached.shape == (_num_windows(n, 4, 2), 64) and meta.num_frames == n
+            assert np.abs(online.numpy() - cached).max() <= 1e-5
+    # bf16 autocast (--dtype bf16) is close to fp32 but not equal: 8 mantissa bits
+    with VideoReader(videos / 'vid_a.mp4') as reader:
+        low = extract_video_features(model, reader, sample_windows(reader, 4, 1, 2), pre, dtype='bf16').numpy()
+    with FeatureStore.open(reference) as store:
+        cached = store.read('vid_a')[0]
+    rel = np.linalg.norm(low - cached) / np.linalg.norm(cached)
+    assert 1e-5 < rel < 5e-2
+
+
+def test_config_file_gives_arch_size_and_checkpoint(videos, tmp_path, capsys):
+    torch.manual_seed(2)
+    weights = build_model('vit_test', img_size=32, frames=4)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    (tmp_path / 'cfgdir').mkdir()
+    ckpt = tmp_path / 'cfgdir' / 'weights.pth'
+    torch.save({'module': weights.state_dict()}, ckpt)
+    cfg = tmp_path / 'cfgdir' / 'tiny.py'
+    cfg.write_text("model = dict(type='Recognizer3D', backbone=dict(type='VideoMAEv2ViT', arch='vit_test', "
+                   "img_size=32, all_frames=4, num_classes=0))\nload_from = 'weights.pth'  # relative to the config\n")
+    listing = tmp_path / 'one.txt'
+    listing.write_text(f'{videos / "vid_a.mp4"}\n')
+    out = tmp_path / 'out.h5'
+    args = ['--resize', '32x32', '--clip-len', '4', '--stride', '2', '--num-workers', '0', '--no-progress']
+    assert main([str(listing), '--out', str(out), '--config', str(cfg), *args]) == 0
+    with FeatureStore.open(out) as store:
+        assert store.info.arch == 'vit_test'
+        assert store.info.checkpoint_sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+        assert store.info.config['model']['frames'] == 4 and store.info.config['model']['img_size'] == [32, 32]
+        stored = store.read('vid_a')[0]
+    with VideoReader(videos / 'vid_a.mp4') as reader:
+        online = extract_video_features(weights.eval(), reader, sample_windows(reader, 4, 1, 2),
+                                        Preprocess('squash', (32, 32)))
+    assert np.abs(online.numpy() - stored).max() <= 1e-5
+    capsys.readouterr()
+    # the repository's ViT-S config names a converted checkpoint that is not there: a one-line error, status 2
+    repo_cfg = (REPO / 'configs/recognition/videomaev2'
+                / 'vit-small-p16_videomaev2-vit-g-dist-k710-pre_16x4x1_kinetics-400.py')
+    assert main([str(listing), '--out', str(tmp_path / 'x.h5'), '--config', str(repo_cfg), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('extract_features: error: load_from of ')
+    assert 'checkpoints/vit-small-p16_videomaev2-vit-g-dist-k710-pre_k400.pth: no such file' in err
+
+
+def test_patch_size_from_the_option_or_the_config(videos, tmp_path, capsys):
+    # an 8-px vit_test (the tiny AVA / long pre-training configs' size): 32-px frames make a 4 x 4 grid
+    torch.manual_seed(3)
+    weights = build_model('vit_test', img_size=32, frames=4, patch_size=8)
+    assert weights.patch_embed.proj.weight.shape[-2:] == (8, 8)
+    with torch.no_grad():
+        for p in weights.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = tmp_path / 'p8.pth'
+    torch.save({'module': weights.state_dict()}, ckpt)
+    cfg = tmp_path / 'p8.py'
+    cfg.write_text("model = dict(backbone=dict(type='VideoMAEv2ViT', arch='vit_test', patch_size=8, img_size=32, "
+                   f"all_frames=4))\nload_from = {str(ckpt)!r}\n")
+    listing = tmp_path / 'one.txt'
+    listing.write_text(f'{videos / "vid_a.mp4"}\n')
+    args = ['--resize', '32x32', '--clip-len', '4', '--stride', '2', '--num-workers', '0', '--no-progress']
+    with VideoReader(videos / 'vid_a.mp4') as reader:
+        online = extract_video_features(weights.eval(), reader, sample_windows(reader, 4, 1, 2),
+                                        Preprocess('squash', (32, 32))).numpy()
+    for name, how in (('option', ['--arch', 'vit_test', '--checkpoint', str(ckpt), '--patch-size', '8']),
+                      ('config', ['--config', str(cfg)])):
+        out = tmp_path / f'{name}.h5'
+        assert main([str(listing), '--out', str(out), *how, *args]) == 0, name
+        with FeatureStore.open(out) as store:
+            assert store.info.config['model']['patch_size'] == 8
+            assert np.abs(store.read('vid_a')[0] - online).max() <= 1e-5, name
+    # the preset's 16-px patches cannot take these weights: the loader says so instead of extracting garbage
+    capsys.readouterr()
+    status = main([str(listing), '--out', str(tmp_path / 'p16.h5'), '--arch', 'vit_test', '--checkpoint', str(ckpt),
+                   *args])
+    assert status != 0 and 'patch_embed' in capsys.readouterr().err
+    # without an override the provenance has no patch_size key, as stores written before the option existed
+    out = tmp_path / 'preset.h5'
+    assert main([str(listing), '--out', str(out), '--arch', 'vit_test', *args]) == 0
+    with FeatureStore.open(out) as store:
+        assert 'patch_size' not in store.info.config['model']
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# resume, crash safety
+# ---------------------------------------------------------------------------------------------------------------------
+_DRIVER = '''
+"""Run the extraction CLI, stopping itself (SIGSTOP) at a chosen point so that the test can SIGKILL it there."""
+import os, signal, sys
+import feature_store.extract as E
+import feature_store.store as S
+
+point = sys.argv[1]
+if point == 'after-first-part':
+    write_part = E.write_part
+    def stop_after_write(*args, **kwargs):
+        path = write_part(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return path
+    E.write_part = stop_after_write
+elif point == 'inside-build-store':
+    add = S.FeatureStore.add
+    calls = []
+    def stop_in_add(self, *args, **kwargs):
+        add(self, *args, **kwargs)
+        self.flush()
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGSTOP)
+    S.FeatureStore.add = stop_in_add
+sys.exit(E.main(sys.argv[2:]))
+'''
+
+
+def _run_and_kill(tmp_path: Path, point: str, args: list[str]) -> None:
+    """Start the CLI in a subprocess, wait until it stops itself at ``point``, then SIGKILL it."""
+    driver = tmp_path / 'driver.py'
+    driver.write_text(_DRIVER)
+    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(driver), point, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            state = Path(f'/proc/{proc.pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+            if state == 'T':
+                break
+            if proc.poll() is not None:
+                raise AssertionError(f'the extraction ended before {point} (status {proc.returncode}): '
+                                     f'{proc.stderr.read().decode()}')
+            assert time.monotonic() < deadline, f'the extraction never reached {point}'
+            time.sleep(0.02)
+    finally:
+        proc.kill()  # SIGKILL
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.skipif(not Path('/proc/self/stat').exists(), reason='reads the process state from /proc (Linux)')
+def test_sigkill_after_first_part_then_rerun_equals_uninterrupted(videos, reference, tmp_path):
+    out = tmp_path / 'out.h5'
+    _run_and_kill(tmp_path, 'after-first-part', [str(videos), '--out', str(out), *TINY])
+    # killed with one video done: it is in a part file, and OUT was never written
+    assert not out.exists()
+    assert _leftovers(out) == ['out.h5.rank0.parts']
+    assert sorted(p.name for p in (tmp_path / 'out.h5.rank0.parts').iterdir()) == ['info.json', 'vid_a.npz']
+    assert main([str(videos), '--out', str(out), *TINY]) == 0
+    _stores_equal(out, reference)
+    assert _leftovers(out) == []  # parts folded and removed, no temp file
+
+
+@pytest.mark.skipif(not Path('/proc/self/stat').exists(), reason='reads the process state from /proc (Linux)')
+def test_sigkill_inside_build_store_keeps_old_store(videos, reference, tmp_path):
+    out = tmp_path / 'out.h5'
+    first = tmp_path / 'first.txt'
+    first.write_text(f'{videos / "vid_b.mp4"}\n')
+    assert main([str(first), '--out', str(out), *TINY]) == 0
+    before = out.read_bytes()
+    # append the other two videos; the process dies while build_store writes out.h5.tmp
+    _run_and_kill(tmp_path, 'inside-build-store', [str(videos), '--out', str(out), *TINY])
+    assert out.read_bytes() == before  # the finished file was never touched
+    with FeatureStore.open(out) as store:
+        assert store.ids() == ['vid_b']
+    assert _leftovers(out) == ['out.h5.rank0.parts', 'out.h5.tmp']
+    assert main([str(videos), '--out', str(out), *TINY]) == 0
+    _stores_equal(out, reference)
+    assert _leftovers(out) == []
+
+
+def test_rerun_skips_complete_videos_and_refuses_other_settings(videos, reference, tmp_path, capsys):
+    out = tmp_path / 'out.h5'
+    shutil.copy(reference, out)
+    before = out.read_bytes()
+    assert main([str(videos), '--out', str(out), *TINY]) == 0
+    assert 'out.h5: 0 videos extracted (0 clips' in capsys.readouterr().err
+    for extra, fields in [(['--seed', '1'], ['checkpoint_sha256', "'random-init:0' (stored) vs 'random-init:1'"]),
+                          (['--stride', '3'], ['config.sampling.stride: 2 (stored) vs 3 (this run)']),
+                          (['--no-normalize'], ['preprocessing']),
+                          (['--img-size', '64'], ['config.model.img_size']),
+                          (['--dtype', 'bf16'], ['config.compute_dtype'])]:
+        assert main([str(videos), '--out', str(out), *TINY, *extra]) == 2
+        err = capsys.readouterr().err
+        assert 'made with different settings' in err and '--overwrite' in err
+        for field in fields:
+            assert field in err, (extra, err)
+    assert out.read_bytes() == before
+    assert main([str(videos), '--out', str(out), *TINY, '--seed', '1', '--overwrite']) == 0
+    with FeatureStore.open(out) as new, FeatureStore.open(reference) as old:
+        assert new.info.checkpoint_sha256 == 'random-init:1' and new.ids() == old.ids()
+        assert not np.allclose(new.read('vid_a')[0], old.read('vid_a')[0])  # other weights, re-extracted
+    assert main([str(videos), '--out', str(out), *TINY, '--short-side', '40']) == 2
+    assert '--resize (squash) and --short-side' in capsys.readouterr().err
+
+
+def test_failed_videos_are_reported_and_the_rest_extracted(videos, reference, tmp_path, capsys):
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    shutil.copy(videos / 'vid_c.mp4', folder / 'vid_c.mp4')
+    (folder / 'empty.mp4').write_bytes(b'')
+    (folder / 'garbage.mp4').write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    data = (videos / 'vid_a.mp4').read_bytes()
+    (folder / 'truncated.mp4').write_bytes(data[:len(data) // 2])
+    out = tmp_path / 'out.h5'
+    # two decoding worker processes (the DataLoader path) and the progress bar on
+    args = [str(folder), '--out', str(out), *MODEL_ARGS, '--num-workers', '2']
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert 'clips/s' in err and '4/4 [' in err  # progress bar: videos done of 4 to do, clips/s
+    failures = json.loads((tmp_path / 'out.h5.failures.json').read_text())
+    assert [f['video_id'] for f in failures] == ['empty', 'garbage', 'truncated']
+    assert 'empty' in failures[0]['reason']
+    for f in failures:
+        assert f'skipping {f["video_id"]} ({folder / (f["video_id"] + ".mp4")})' in err
+    with FeatureStore.open(out) as store, FeatureStore.open(reference) as ref:
+        assert store.ids() == ['vid_c']
+        np.testing.assert_allclose(store.read('vid_c')[0], ref.read('vid_c')[0], rtol=0, atol=1e-6)
+    # a rerun skips vid_c, retries the broken ones, and still reports them
+    assert main(args) == 3
+    assert 'out.h5: 0 videos extracted' in capsys.readouterr().err
+    # once the broken files are gone, the failures file goes too
+    for name in ('empty', 'garbage', 'truncated'):
+        (folder / f'{name}.mp4').unlink()
+    assert main(args) == 0
+    assert _leftovers(out) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# distributed
+# ---------------------------------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_equal_single_process(videos, reference, tmp_path):
+    torchrun = Path(sys.executable).with_name('torchrun')
+    if not torchrun.exists():
+        pytest.skip(f'torchrun is not installed next to {sys.executable}')
+    out = tmp_path / 'dist.h5'
+    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    proc = subprocess.run([str(torchrun), '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port',
+                           str(_free_port()), str(TOOL), str(videos), '--out', str(out), *TINY, '--device', 'cpu'],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # rank 0 took vid_a and vid_c (sorted indices 0 and 2), rank 1 vid_b; the shards were merged and removed
+    assert 'dist.h5: 3 videos extracted' in proc.stderr
+    _stores_equal(out, reference, exact=False)  # thread counts may differ between the runs
+    assert _leftovers(out) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# benchmark helper (smoke: the numbers are machine-dependent, the structure and the feature agreement are not)
+# ---------------------------------------------------------------------------------------------------------------------
+def test_bench_extract_runs_both_loops_on_the_same_windows(videos):
+    from feature_store.bench_extract import bench_extract
+
+    r = bench_extract(videos / 'vid_a.mp4', 'vit_test', img_size=32, batch_size=2, max_windows=3)
+    assert (r['windows_total'], r['windows_run']) == (len(range(0, 40 - 15, 4)), 3)
+    assert r['max_abs_diff'] <= 1e-4  # the official loop and ours compute the same features
+    for loop in ('official', 'ours'):
+        t = r[loop]
+        assert 0 < t['decode_s'] <= t['total_s'] and 0 < t['model_s'] <= t['total_s']
+        assert t['decode_fraction'] == pytest.approx(t['decode_s'] / t['total_s'])
+    assert r['speedup'] == pytest.approx(r['official']['total_s'] / r['ours']['total_s'])
+    assert r['decode_only_all_windows']['windows'] == r['windows_total']
