@@ -1,6 +1,6 @@
 """One checkpoint loader for every VideoMAE (V1/V2) layout users have, and converters between layouts.
 
-Layouts (REFERENCE 3):
+Layouts (docs/checkpoints.md):
 
 * ``official``: timm names (``patch_embed.proj``, ``blocks.N.attn.qkv.weight``, ``attn.q_bias`` ...), fine-tuned and
   distilled files under a top-level ``module`` (DeepSpeed, fp16) or ``model`` key.
@@ -11,7 +11,7 @@ Layouts (REFERENCE 3):
 * ``hf``: Hugging Face transformers VideoMAE (``videomae.encoder.layer.N.attention.attention.query`` ..., both the
   ``q_bias`` naming of transformers 4 and the ``query.bias`` naming of transformers 5).
 
-Reading follows the loader checklist of REFERENCE 3.5: unwrap ``model`` / ``module`` / ``state_dict``; strip the
+Reading follows the loader checklist of docs/checkpoints.md#k710-heads-and-safe-loading: unwrap ``model`` / ``module`` / ``state_dict``; strip the
 ``_orig_mod.`` / ``module.`` / ``backbone.`` prefixes; rename everything to ``official`` names; then
 :func:`load_checkpoint` drops the pre-training-only keys, slices a K710 head if asked, casts to the model's dtype and
 loads against an explicit set of keys that may be fresh or dropped. Anything else raises :class:`CheckpointError`,
@@ -42,7 +42,7 @@ LabelMap = Sequence[int] | str | os.PathLike
 _WRAPPER_KEYS = ('state_dict', 'model', 'module')
 _PREFIXES = ('_orig_mod.', 'module.', 'backbone.')
 # Keys only the pre-training model has (after ``encoder.`` is stripped from the rest); downstream models drop them,
-# and `fc_norm`/`head` start fresh instead (REFERENCE 3.2).
+# and `fc_norm`/`head` start fresh instead (docs/checkpoints.md#wrappers-prefixes-and-dtypes).
 _PRETRAIN_ONLY = re.compile(r'^(decoder\.|encoder_to_decoder\.|mask_token$|encoder\.norm\.)')
 
 
@@ -136,7 +136,7 @@ def _training_checkpoint_types() -> list:
 
     tools/train.py writes mmengine checkpoints: ``state_dict`` + ``meta`` + the message hub, whose loss/lr histories
     are ``HistoryBuffer`` objects holding numpy arrays and scalars. Allowing exactly these classes lets the weights-only
-    unpickler read our own training runs without turning its safety check off (REFERENCE 8, mmengine #1655).
+    unpickler read our own training runs without turning its safety check off (docs/ecosystem.md, mmengine #1655).
     """
     import numpy as np
 
@@ -375,7 +375,7 @@ def _label_map_indices(label_map: LabelMap) -> list[int]:
 
 
 def _slice_head(state: dict[str, torch.Tensor], label_map: LabelMap, name: str) -> None:
-    """New head row i = old row ``label_map[i]``, for weight and bias (REFERENCE 3.5), in place on official names."""
+    """New head row i = old row ``label_map[i]``, for weight and bias (docs/checkpoints.md#k710-heads-and-safe-loading), in place on official names."""
     if 'head.weight' not in state:
         raise CheckpointError(f'{name}: label_map was given but the checkpoint has no head to slice')
     indices = _label_map_indices(label_map)

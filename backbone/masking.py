@@ -2,7 +2,7 @@
 
 Reference: OpenGVLab/VideoMAEv2 ``dataset/masking_generator.py`` (``TubeMaskingGenerator``,
 ``RunningCellMaskingGenerator``, ``Cell``) and ``dataset/pretrain_datasets.py`` (how the two masks are combined);
-REFERENCE 2.2-2.4. The random and frame generators are the ablation baselines of the VideoMAE papers (V1 Table 1b
+docs/pretraining.md#tube-mask-2.4. The random and frame generators are the ablation baselines of the VideoMAE papers (V1 Table 1b
 for the encoder, V2 Table 1 for the decoder).
 
 Conventions, the same as the official code:
@@ -75,7 +75,7 @@ def _integer(high: int, rng: Rng) -> int:
 
 
 class TubeMaskGenerator:
-    """Tube masking (VideoMAE V1/V2 encoder default, REFERENCE 2.2).
+    """Tube masking (VideoMAE V1/V2 encoder default, docs/pretraining.md#tube-mask).
 
     ``int(mask_ratio * H'*W')`` grid positions are drawn uniformly per call and masked in **every** temporal slice,
     so a masked position never leaks through a neighbouring slice. At 16x224 (8x14x14) and 0.9: 176 masked per slice,
@@ -153,7 +153,7 @@ class FrameMaskGenerator:
 
 
 class RunningCellMaskGenerator:
-    """Running-cell masking (VideoMAE V2 decoder default, REFERENCE 2.3).
+    """Running-cell masking (VideoMAE V2 decoder default, docs/pretraining.md#running-cell-mask).
 
     Each 2x2 cell of the grid holds ``k = 4 * mask_ratio`` dropped tokens (k in {1, 2, 3}). A queue of k ones and
     4-k zeros is read circularly from a pointer: ``cell[i] = queue[(i + pointer) % 4]`` for the row-major cell

@@ -2,7 +2,7 @@
 
 The official model (OpenGVLab/VideoMAEv2: models/modeling_finetune.py) builds a 1-D sinusoid table over the N
 flattened tokens (T' slowest, then H', then W') and never loads it from checkpoints. When the runtime grid differs from
-the constructed one there are three policies in the wild (REFERENCE 1.3); all three are here:
+the constructed one there are three policies in the wild (docs/backbone.md#position-embedding); all three are here:
 
 * ``interpolate`` (mmaction2): resize the constructed table bicubic per temporal slice, linearly along time.
 * ``sinusoid`` (official model built at the new size): a fresh 1-D table over the new N.
@@ -69,7 +69,7 @@ def official_finetune_pos_embed(table: torch.Tensor, num_frames: int, input_size
     The script reads the model's table (already built for the new shape), reshapes it assuming 8 temporal slices and a
     square grid, resizes bicubic to ``input_size / patch_size``, then, if ``num_frames != 16``, reshapes again assuming
     8 slices and resizes linearly along time. At 16 frames this is the identity; for 64x266 it is *not* a clean resize
-    of the 16x224 table, and this function is how to reproduce the published 64-frame numbers (REFERENCE 1.3).
+    of the 16x224 table, and this function is how to reproduce the published 64-frame numbers (docs/backbone.md#position-embedding).
 
     Args:
         table: (1, N, C) table built for ``num_frames`` x ``input_size``.

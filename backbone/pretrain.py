@@ -2,7 +2,7 @@
 
 Paper: Wang et al., "VideoMAE V2: Scaling Video Masked Autoencoders with Dual Masking", CVPR 2023 (arXiv 2303.16727).
 Numerical reference: OpenGVLab/VideoMAEv2 ``models/modeling_pretrain.py`` (model) and ``engine_for_pretraining.py``
-(targets and loss), commit 29eab1e; REFERENCE 2.1 and 2.4.
+(targets and loss), commit 29eab1e; docs/pretraining.md#encoder-and-decoder-sizes, docs/pretraining.md#masks-and-loss.
 
 Parameter names are the official ones (``encoder.*`` with ``encoder.norm``, ``decoder.blocks.N.*``, ``decoder.norm``,
 ``decoder.head``, ``encoder_to_decoder.weight``, ``mask_token``), so official pre-training checkpoints load strictly
@@ -32,7 +32,7 @@ from .videomaev2 import ARCH_PRESETS, ArchName, Block, VideoMAEv2ViT, run_blocks
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Decoder presets (REFERENCE 2.1): width / heads / depth. Depth 4 is what the official scripts pass
+#: Decoder presets (docs/pretraining.md#encoder-and-decoder-sizes): width / heads / depth. Depth 4 is what the official scripts pass
 #: (``--decoder_depth 4``); the class default there is 8. The decoder MLP uses the encoder's ratio, so ViT-g's decoder
 #: MLP is int(512 * 48 / 11) = 2234. ``vit_test`` is a tiny variant for CPU unit tests.
 PRETRAIN_PRESETS: dict[str, dict[str, int]] = {
@@ -91,7 +91,7 @@ def unpatchify(patches: torch.Tensor, grid: Sequence[int], patch_size: int, tube
 
 
 def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per-patch, per-channel normalisation of the targets (``--normlize_target``, REFERENCE 2.4).
+    """Per-patch, per-channel normalisation of the targets (``--normlize_target``, docs/pretraining.md#masks-and-loss).
 
     Args:
         patches: (B, N, P, C) from :func:`patchify`, P = tubelet*p*p pixels per channel.
@@ -200,7 +200,7 @@ class VideoMAEv2Pretrainer(nn.Module):
         img_size: frame size the position tables are built for (other multiples of the patch size also work; the
             tables are then adapted by ``pos_embed_policy``).
         all_frames: clip length the position tables are built for.
-        decoder_embed_dim: decoder width (REFERENCE 2.1: 192 S, 384 B, 512 L/H/g).
+        decoder_embed_dim: decoder width (docs/pretraining.md#encoder-and-decoder-sizes: 192 S, 384 B, 512 L/H/g).
         decoder_depth: decoder blocks (4 in every official script).
         decoder_num_heads: decoder heads.
         drop_path_rate: stochastic depth, linear over depth, in the encoder and (as officially) the decoder.
@@ -433,7 +433,7 @@ class VideoMAEv2Pretrainer(nn.Module):
             return normalize_patches(patches) if self.normalize_target else patches.flatten(2)
 
     def loss(self, video: torch.Tensor, mask: torch.Tensor, decode_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The pre-training loss (REFERENCE 2.4; V2 paper Eq. 2).
+        """The pre-training loss (docs/pretraining.md#masks-and-loss; V2 paper Eq. 2).
 
         Per-token MSE between predictions and targets at the decoder-kept positions, averaged over the tokens that
         are also encoder-masked: sum(w * mse) / sum(w) with w = ``mask`` at the kept positions. Kept tokens the

@@ -22,7 +22,7 @@ from .pos_embed import PosEmbedPolicy, resize_pos_embed, sinusoid_table
 
 ArchName = Literal['vit_small', 'vit_base', 'vit_large', 'vit_huge', 'vit_giant', 'vit_test']
 
-#: Architecture presets (REFERENCE 1.1). ``vit_test`` is a tiny variant for CPU unit tests.
+#: Architecture presets (docs/backbone.md#sizes). ``vit_test`` is a tiny variant for CPU unit tests.
 ARCH_PRESETS: dict[str, dict[str, Any]] = {
     'vit_small': dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0),
     'vit_base': dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0),
@@ -149,7 +149,7 @@ class Mlp(nn.Module):
     """fc1 -> GELU -> fc2 -> dropout.
 
     Unlike timm's Mlp there is no dropout after the activation: the official module has it commented out ("for the
-    original BERT implement"), and HF transformers' VideoMAE also drops only after fc2 (REFERENCE 1.2).
+    original BERT implement"), and HF transformers' VideoMAE also drops only after fc2 (docs/backbone.md#embedding-attention-and-blocks).
     """
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
@@ -428,7 +428,7 @@ class VideoMAEv2ViT(nn.Module):
         return self.depth
 
     def num_params(self, exclude_head: bool = True) -> int:
-        """Parameter count; ``exclude_head`` drops ``head.*`` (the REFERENCE 1.1 convention)."""
+        """Parameter count; ``exclude_head`` drops ``head.*`` (the docs/backbone.md#sizes convention)."""
         return sum(p.numel() for name, p in self.named_parameters()
                    if not (exclude_head and name.startswith('head.')))
 

@@ -68,7 +68,7 @@ def bench_store(tmpdir: str | os.PathLike, num_videos: int = 200, rows: int = 25
     root.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     ids = [f'video_{i:05d}' for i in range(num_videos)]
-    # values of the size seen in ViT features (REFERENCE 9: up to ~13)
+    # values of the size seen in ViT features (docs/video_decoding.md: up to ~13)
     feats = {v: (rng.standard_normal((rows, dim)) * 3).astype(np.float32) for v in ids}
     meta = {v: VideoFeatureMeta(v, fps=30.0, num_frames=(rows - 1) * 4 + 16, duration=((rows - 1) * 4 + 16) / 30,
                                 clip_len=16, frame_interval=1, stride=4, centre_frames=8 + 4 * np.arange(rows))

@@ -2,7 +2,7 @@
 
 :func:`bench_extract` (for ``tools/benchmark.py extract``) runs, on the same video with the same weights:
 
-* **official**: a faithful re-creation of OpenGVLab/VideoMAEv2 ``extract_tad_feature.py`` (REFERENCE 6.4): decord
+* **official**: a faithful re-creation of OpenGVLab/VideoMAEv2 ``extract_tad_feature.py`` (docs/thumos14.md#official-feature-extractor): decord
   ``VideoReader(num_threads=1)``, one ``get_batch`` of 16 frames per window (so every window re-decodes from the
   previous keyframe), ``/255`` and ``F.interpolate`` per window, batch 1, fp32 without autocast, explicit-softmax
   attention;
@@ -18,7 +18,7 @@ two feature arrays (fp32: ~1e-6; they are the same computation).
 A 60-s video through ViT-S at 224 px takes a long time on a small CPU, so ``max_windows`` runs only the first windows
 through the model; ``decode_only`` then also times decoding + preprocessing of *every* window of the video, without
 the model, for both loops (on a GPU, where the model takes milliseconds per clip, that is what bounds the official
-loop, REFERENCE 9). :func:`make_bench_video` writes the synthetic benchmark video.
+loop, docs/video_decoding.md). :func:`make_bench_video` writes the synthetic benchmark video.
 """
 from __future__ import annotations
 

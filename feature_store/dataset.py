@@ -2,7 +2,7 @@
 
 HDF5 handles must not cross a ``fork``: a handle opened in the parent and used by several DataLoader workers shares
 one file position and library state and returns garbage or crashes. The file is therefore opened lazily, on the
-first item read in each process (REFERENCE 9: two workers that each open the file after the fork read 1.3-2.2x
+first item read in each process (docs/video_decoding.md: two workers that each open the file after the fork read 1.3-2.2x
 faster than one), and reopened if the dataset finds itself in a different process than the one that opened it.
 """
 from __future__ import annotations

@@ -4,9 +4,9 @@ One code path computes the features, both for the store and on-line inside tasks
 
 * :class:`Preprocess` turns decoded uint8 frames into model input, once per frame (the official TAD ``squash`` to
   224x224 without mean/std, or short-side resize + centre crop; ImageNet normalisation optional);
-* :func:`sample_windows` gives the official TAD windows (16 consecutive frames every 4, REFERENCE 6.4);
+* :func:`sample_windows` gives the official TAD windows (16 consecutive frames every 4, docs/thumos14.md#official-feature-extractor);
 * :func:`iter_clip_batches` cuts batches of windows with :meth:`tasks.data.video.VideoReader.iter_windows`, which decodes
-  every frame once although windows overlap (23-31x less decoding than one ``get_batch`` per window, REFERENCE 9);
+  every frame once although windows overlap (23-31x less decoding than one ``get_batch`` per window, docs/video_decoding.md);
 * :func:`forward_clips` runs :meth:`backbone.VideoMAEv2ViT.forward_features` in fp32 or bf16;
 * :func:`extract_video_features` chains the three for one video.
 
@@ -99,7 +99,7 @@ class ExtractError(RuntimeError):
 class Preprocess:
     """Frames -> model input, applied once per decoded chunk of frames (a picklable callable for data workers).
 
-    ``'squash'`` is the official TAD preprocessing (REFERENCE 6.4): /255, then bilinear ``F.interpolate`` to ``size``
+    ``'squash'`` is the official TAD preprocessing (docs/thumos14.md#official-feature-extractor): /255, then bilinear ``F.interpolate`` to ``size``
     (aspect ratio lost, no antialias), through :func:`tasks.data.video.transforms.squash_resize` for square sizes, so the
     input is bit-identical to the official extractor's. ``'short_side'`` keeps the aspect ratio: short side to
     ``short_side`` px, then a central ``size`` crop, /255. ``normalize`` then applies ImageNet mean/std (what the
@@ -358,7 +358,7 @@ class ExtractConfig:
         seed: random-init seed when there is no checkpoint.
         img_size: (h, w) the model is constructed for (fixes its position table); default: the input size.
         frames: clip length the model is constructed for; default: ``clip_len``.
-        clip_len: frames per window (16, REFERENCE 6.4).
+        clip_len: frames per window (16, docs/thumos14.md#official-feature-extractor).
         frame_interval: step between the frames of a window (1: consecutive frames, as the official extractor).
         stride: frames between window starts (4 for THUMOS14, 16 for FineAction).
         preprocess: frame transform.
@@ -366,7 +366,7 @@ class ExtractConfig:
         batch_size: windows per forward.
         num_workers: decoding processes (0: one background thread).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available (one GPU per rank).
-        backend: video decoder (decord and PyAV give identical frames, REFERENCE 9).
+        backend: video decoder (decord and PyAV give identical frames, docs/video_decoding.md).
         fused_attn: ``scaled_dot_product_attention`` (True) or the official explicit softmax.
         chunk_size: frames per decoder call.
         patch_size: spatial patch size when it differs from the preset's (None: the preset's).
@@ -963,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "or the config's)")
     model.add_argument('--explicit-attn', action='store_true',
                        help='the official explicit softmax attention instead of fused SDPA')
-    win = parser.add_argument_group('windows (defaults: the official THUMOS14 extractor, REFERENCE 6.4)')
+    win = parser.add_argument_group('windows (defaults: the official THUMOS14 extractor, docs/thumos14.md#official-feature-extractor)')
     win.add_argument('--clip-len', type=positive, default=16, help='frames per window (16)')
     win.add_argument('--frame-interval', type=positive, default=1, help='step between frames of a window (1)')
     win.add_argument('--stride', type=positive, default=4, help='frames between window starts (4)')

@@ -1,4 +1,4 @@
-"""Conversion to and from the one-``.npy``-per-video layout of VideoMAE V2, ActionFormer and OpenTAD (REFERENCE 7).
+"""Conversion to and from the one-``.npy``-per-video layout of VideoMAE V2, ActionFormer and OpenTAD (docs/feature_caching.md).
 
 ``export_npy`` writes ``<folder>/<video_id>.npy`` (float32 [T, C]; an id with '/' becomes a sub-folder, which is
 what ``os.path.join(feat_folder, video_id + '.npy')`` in those loaders expects) and a sidecar
@@ -101,7 +101,7 @@ def import_npy(folder: str | os.PathLike, out_path: str | os.PathLike, info: Sto
         stride: frames between rows (without a sidecar).
         frame_interval: step between frames of a clip (without a sidecar; 1 for the official TAD features).
         offset_frames: centre frame of row 0 (without a sidecar); default ``(clip_len // 2) * frame_interval``,
-            i.e. 8 for official 16-frame windows from frame 0, ActionFormer's convention (REFERENCE 6.5).
+            i.e. 8 for official 16-frame windows from frame 0, ActionFormer's convention (docs/thumos14.md#time-and-feature-rows).
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -1,15 +1,15 @@
 """HDF5 feature store: one file, one ``[num_clips, C]`` dataset per video, with the provenance inside the file.
 
 The layout is documented in ``feature_store/README.md`` and can be read with plain h5py (``h5[video_id][()]``), which
-is what ActionFormer's ActivityNet loader and TSP-style readers do (REFERENCE 7). What we add over those files is the
+is what ActionFormer's ActivityNet loader and TSP-style readers do (docs/feature_caching.md). What we add over those files is the
 provenance none of them store: per-video fps, frame count, clip length, stride and the centre frame of every row
 (dataset attributes), and model, checkpoint hash, preprocessing, dtype and the full extraction config (file
-attributes), so that features can be mapped back to seconds and mixed-up extractions are refused (REFERENCE 6.5).
+attributes), so that features can be mapped back to seconds and mixed-up extractions are refused (docs/thumos14.md#time-and-feature-rows).
 
 **Time convention.** Row ``i`` of a video is the clip whose centre frame is ``centre_frames[i]``; its time is
 ``centre_frames[i] / fps`` seconds. For the official TAD windows (16 frames starting at ``s``) the centre frame is
 ``s + 8`` (``ClipSample.centres``, ``start + clip_len // 2``), not the geometric middle ``s + 7.5``: this is the
-point ActionFormer assigns to a feature, ``t = (grid * feat_stride + 0.5 * num_frames) / fps`` (REFERENCE 6.5), and
+point ActionFormer assigns to a feature, ``t = (grid * feat_stride + 0.5 * num_frames) / fps`` (docs/thumos14.md#time-and-feature-rows), and
 OpenTAD's ``offset_frames=8``.
 
 **Integrity.** A dataset exists under a video id only when its data and attributes are fully written
@@ -111,7 +111,7 @@ class VideoFeatureMeta:
         duration: video length in seconds (``num_frames / fps`` unless the container says otherwise).
         clip_len: frames per clip.
         frame_interval: step between the frames of a clip; 0 when it varies (segment sampling).
-        stride: frames between consecutive clips (4 for THUMOS14, REFERENCE 6.4).
+        stride: frames between consecutive clips (4 for THUMOS14, docs/thumos14.md#official-feature-extractor).
         centre_frames: (num_clips,) int64 centre frame of every row (``ClipSample.centres``), increasing.
     """
 
@@ -291,7 +291,7 @@ class StoreInfo:
         checkpoint_sha256: hex SHA-256 of the checkpoint file the features came from.
         feature_kind: what a row is, e.g. ``'pooled'`` (``forward_features``, mean-pooled tokens).
         preprocessing: resize mode and size, normalisation (or ``None``), frame dtype, ... (JSON-serialisable).
-        dtype: storage dtype, ``'float32'`` or ``'float16'`` (REFERENCE 9: float16 halves the size).
+        dtype: storage dtype, ``'float32'`` or ``'float16'`` (docs/video_decoding.md: float16 halves the size).
         config: the full extraction config (JSON-serialisable).
         schema_version: layout version (:data:`SCHEMA_VERSION`).
         package_version: version of this suite that wrote the file.
@@ -474,7 +474,7 @@ class FeatureStore:
             path: file to create.
             info: provenance; ``created`` is set to now if empty.
             overwrite: replace an existing file (otherwise an existing file is an error).
-            compression: ``None`` (contiguous, the fastest to read, REFERENCE 9) or ``'gzip'`` (chunked; saves only
+            compression: ``None`` (contiguous, the fastest to read, docs/video_decoding.md) or ``'gzip'`` (chunked; saves only
                 7-13% on features at a 10-26x read cost).
             compression_opts: gzip level 0-9.
         """

@@ -400,7 +400,7 @@ THUMOS_CONFIG = 'configs/localization/thumos14/actionformer_vit-test-p16_synthet
 def stage_thumos(demo: Demo) -> None:
     """THUMOS-like localization: ActionFormer on cached clip features of the fine-tuned backbone.
 
-    As the seed does (REFERENCE 6.4: THUMOS14 features come from the K710 *fine-tuned* ViT-g), the features are
+    As the seed does (docs/thumos14.md#official-feature-extractor: THUMOS14 features come from the K710 *fine-tuned* ViT-g), the features are
     extracted with the backbone fine-tuned on the classification set, whose labels are motions.
     """
     checkpoint = demo.results['finetune']['checkpoint']

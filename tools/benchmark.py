@@ -632,7 +632,7 @@ def print_store_report(payload: dict[str, Any]) -> None:
 # =====================================================================================================================
 #: Issue targets: ours at least 3x faster end to end, with decoding under 10% of its wall time.
 EXTRACT_TARGETS = {'speedup_min': 3.0, 'ours_decode_fraction_max': 0.10}
-#: The synthetic benchmark video (REFERENCE 9): 30 fps, 320x240, a keyframe every 250 frames.
+#: The synthetic benchmark video (docs/video_decoding.md): 30 fps, 320x240, a keyframe every 250 frames.
 BENCH_VIDEO = {'fps': 30.0, 'height': 240, 'width': 320, 'gop': 250}
 
 

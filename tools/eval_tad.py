@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate temporal action detections: mAP per tIoU and their average (THUMOS14 protocol, REFERENCE 6.3).
+"""Evaluate temporal action detections: mAP per tIoU and their average (THUMOS14 protocol, docs/thumos14.md#evaluation).
 
 Usage::
 

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = merge_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)  # the config's own runner_type if it names one
     # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
-    # weights-only loading (torch >= 2.6 refuses them otherwise; REFERENCE 8, mmengine #1655).
+    # weights-only loading (torch >= 2.6 refuses them otherwise; docs/ecosystem.md, mmengine #1655).
     from tasks.engine.checkpoint import mmengine_checkpoint_globals
 
     with mmengine_checkpoint_globals():

@@ -5,7 +5,7 @@ default_scope = 'mmaction'
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
-    # Kinetics-400 val has 19,796 videos (REFERENCE 4.1): a line every 100 videos keeps the log readable.
+    # Kinetics-400 val has 19,796 videos (docs/classification.md#data): a line every 100 videos keeps the log readable.
     logger=dict(type='LoggerHook', interval=100, ignore_last=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # Only used by training configs; test-only runs never save a checkpoint.

@@ -1,5 +1,5 @@
 """Fine-tuning and test data for video classification: Kinetics-400/600/700/710, SSv2, UCF101/HMDB51 and the synthetic
-benchmark, one mmengine dataset for all of them (REFERENCE 4.1-4.3).
+benchmark, one mmengine dataset for all of them (docs/classification.md#data-4.3).
 
 **Lists** (:func:`read_cls_list`): mmaction2 video lists (``path label``) and raw-frame lists (``frame_dir
 total_frames label``), the official Kinetics csv (``label,youtube_id,time_start,time_end,split``; class names are
@@ -31,7 +31,7 @@ test loader substitutes a random video instead). Either way ``failed`` carries `
 epoch, index)`` (:func:`tasks.data.video.retry.sample_seeds`); the epoch arrives in the key from
 :class:`tasks.data.epoch_sampler.EpochIndexSampler`.
 
-**Kinetics-710 label maps** (REFERENCE 3.5): :func:`read_class_names` reads ``label_map_k{400,600,700,710}.txt``,
+**Kinetics-710 label maps** (docs/checkpoints.md#k710-heads-and-safe-loading): :func:`read_class_names` reads ``label_map_k{400,600,700,710}.txt``,
 :func:`label_map_between` builds the ``label_710to{400,600,700}.json`` index lists from two name files (new row i = K710
 row ``list[i]``), :func:`read_label_map_json` / :func:`write_label_map_json` read and write them, and
 :func:`remap_labels` moves a list's labels into another label space.

@@ -1,6 +1,6 @@
 """Classification metrics: multi-view merging, top-k accuracy, mean class accuracy and the confusion matrix.
 
-Conventions (REFERENCE 4.2):
+Conventions (docs/classification.md#test-protocols-and-metrics):
 
 * **Merging views** follows the official VideoMAE V2 ``merge()`` (softmax per view, then the mean over views, then
   argmax) and mmaction2's ``average_clips='prob'``; ``mode='score'`` is mmaction2's ``average_clips='score'`` (mean of

@@ -1,7 +1,7 @@
 """``VideoClsMetric``: video-level top-k / mean class accuracy for the mmengine Runner, with per-video outputs.
 
 The model merges the views of a video before the metric sees it (softmax per view, then the mean: the official
-``merge()`` and mmaction2's ``average_clips='prob'``, REFERENCE 4.2), so a data sample carries one ``(K,)`` score
+``merge()`` and mmaction2's ``average_clips='prob'``, docs/classification.md#test-protocols-and-metrics), so a data sample carries one ``(K,)`` score
 vector per video. The metric only ranks those scores; the arithmetic is :mod:`tasks.classification.evaluation`
 (``topk_accuracy``, ``mean_class_accuracy``, ``confusion_matrix``).
 
@@ -204,7 +204,7 @@ class VideoClsMetric(BaseMetric):
             'num_videos': len(video_ids),
             'num_classes': num_classes,
             'topk': list(self.topk),
-            'merge': 'per-video scores as given by the model (softmax per view, then the mean: REFERENCE 4.2)',
+            'merge': 'per-video scores as given by the model (softmax per view, then the mean: docs/classification.md#test-protocols-and-metrics)',
             'mean_class_accuracy': 'mean recall over the classes in ground truth or predictions (mmaction2)',
             'per_class': [{'class': c, 'name': names[c] if names else None, 'num_videos': int(count[c]),
                            'accuracy': None if np.isnan(acc[c]) else float(acc[c])} for c in range(num_classes)],

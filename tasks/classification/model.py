@@ -281,7 +281,7 @@ class VideoMAEv2Classifier(BaseModel):
             raise ValueError(f'{inputs.shape[0]} clips do not split into videos of {num_views} views')
         step = self.views_per_forward or inputs.shape[0]
         logits = torch.cat([self.backbone(inputs[i:i + step]) for i in range(0, inputs.shape[0], step)])
-        # Official merge: softmax per view, then the mean over the views of a video (REFERENCE 4.2).
+        # Official merge: softmax per view, then the mean over the views of a video (docs/classification.md#test-protocols-and-metrics).
         scores = F.softmax(logits.float(), dim=-1).view(-1, num_views, logits.shape[-1]).mean(dim=1)
         valid = samples.get('valid')
         labels, indices = samples['label'], samples.get('index')

@@ -6,7 +6,7 @@ without running it again; ``tools/linear_probe.py`` is the command line.
 **Features.** A store row is one clip; a video's feature is the **mean of its rows** (``pool='mean'``: every clip
 of the video counts equally, the feature-space analogue of averaging over test views), or its middle row
 (``pool='centre'``, a single-clip probe). Rows of pooled features (``feature_kind='pooled'``) are already
-``fc_norm(mean of tokens)`` (REFERENCE 1.4).
+``fc_norm(mean of tokens)`` (docs/backbone.md#pooling-head-and-initialisation).
 
 **Labels** come from any list :mod:`tasks.data.annotations` reads, and are matched to store ids the way the extractor
 names videos (:func:`feature_store.extract.video_id_of`: the file name up to the first '.'):

@@ -1,5 +1,5 @@
 """Clip augmentations of VideoMAE V2 fine-tuning: video RandAugment, cube random erasing, video Mixup/CutMix, and the
-train / multi-view test view builders (REFERENCE 4.1-4.3).
+train / multi-view test view builders (docs/classification.md#data-4.3).
 
 What the official fine-tuning does (OpenGVLab/VideoMAEv2 ``dataset/datasets.py`` ``_aug_frame``, its
 ``rand_augment.py`` / ``random_erasing.py``, and timm's ``Mixup`` in ``run_class_finetuning.py``), and how it is done
@@ -14,7 +14,7 @@ here:
 2. **Random resized crop** (area 0.08-1, aspect 3/4-4/3) to the crop size, one box for the clip, and a horizontal flip
    (never for SSv2, whose labels name directions) -- :func:`tasks.data.video.transforms.random_resized_crop`. The official
    ``spatial_sampling`` takes this branch whenever ``scale``/``aspect_ratio`` are given, which the fine-tuning always
-   passes, so its ``min_scale=256, max_scale=320`` short-side jitter is not used (REFERENCE 4.1 lists the jitter; the
+   passes, so its ``min_scale=256, max_scale=320`` short-side jitter is not used (docs/classification.md#data lists the jitter; the
    code path does not reach it). The crop is rounded back to uint8 and normalised on the device (the official code
    normalises before the crop; both are linear, so they differ only by that rounding).
 3. **Random erasing** (probability 0.25, ``mode='pixel'``, one box) in timm's semantics with the official ``cube``
@@ -322,7 +322,7 @@ def multi_view_test(clips: torch.Tensor, short_side: int = 224, crop_size: int =
                     num_crops: Literal[1, 3] = 3) -> torch.Tensor:
     """Test views of one video: every clip resized to ``short_side`` and cut into ``num_crops`` crops.
 
-    The official protocol (REFERENCE 4.2): short side to 224 (bilinear, aspect kept), then 3 crops of 224 along the
+    The official protocol (docs/classification.md#test-protocols-and-metrics): short side to 224 (bilinear, aspect kept), then 3 crops of 224 along the
     long side at offsets ``int(i * (L - 224) / 2)`` (start, centre, end), or one central crop.
 
     Args:

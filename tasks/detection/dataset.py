@@ -1,7 +1,7 @@
 """AVA keyframes -> (clip, boxes, multi-hot labels) samples, decoded from videos with :mod:`tasks.data.video`.
 
 Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``RandomRescale`` / ``RandomCrop`` /
-``Flip`` / ``Resize``; REFERENCE 5.1, 5.4) without mmdet, reading the annotation files with :mod:`tasks.data.annotations`:
+``Flip`` / ``Resize``; docs/ava.md#files-and-frames, docs/ava.md#data-and-schedules) without mmdet, reading the annotation files with :mod:`tasks.data.annotations`:
 
 * **Keyframes**: one sample per ``(video_id, timestamp)``. Training uses the keyframes of the annotation csv, with
   their ground-truth boxes (rows merged into one box with every action, AVA action ids 1..``num_classes``). Testing

@@ -1,7 +1,7 @@
 """AVA frame-level mAP at IoU 0.5 in plain numpy: the official ActivityNet protocol and mmaction2's variant.
 
 The official tool is activitynet/ActivityNet ``Evaluation/get_ava_performance.py`` on top of the TF object-detection
-``PascalDetectionEvaluator`` (REFERENCE 5.2). For every class of the label map it pools the detections of all
+``PascalDetectionEvaluator`` (docs/ava.md#evaluation). For every class of the label map it pools the detections of all
 keyframes, marks each one true or false positive by greedy matching inside its keyframe, and computes the PASCAL VOC
 all-point AP; the mAP is the mean over the classes that have ground truth. Detections are the official submission
 csv: ``video_id, timestamp, x1, y1, x2, y2, action_id, score`` (normalised boxes, no header).

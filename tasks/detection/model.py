@@ -1,6 +1,6 @@
 """AVA action detector for a plain VideoMAE V2 ViT on torch + torchvision only (no mmdet, no mmcv ops).
 
-Data flow (REFERENCE 5.3; ViT-B, one 16 x 256 x 341 test clip with N person boxes)::
+Data flow (docs/ava.md#roi-head; ViT-B, one 16 x 256 x 341 test clip with N person boxes)::
 
     clip (B, 3, 16, H, W), boxes in input pixels
       -> VideoMAEv2ViT.forward_featmap          (B, C, T', H/p, W/p)     = (1, 768, 8, 16, 21)
@@ -105,7 +105,7 @@ class VideoMAEv2RoIHead(nn.Module):
         dropout: dropout ratio (0.5).
         dropout_before_pool: apply dropout to the RoI features before the spatial max (mmaction2's default) instead
             of to the pooled vector.
-        temporal_pool: ``'avg'`` (REFERENCE 5.3) or ``'max'`` over T' before RoIAlign.
+        temporal_pool: ``'avg'`` (docs/ava.md#roi-head) or ``'max'`` over T' before RoIAlign.
     """
 
     def __init__(self, in_channels: int, num_classes: int, spatial_scale: float, output_size: int = 8,

@@ -1,7 +1,7 @@
 """Loading mmengine-written training checkpoints under torch's weights-only unpickler.
 
 torch >= 2.6 loads with ``weights_only=True`` by default and refuses the Python objects an mmengine training checkpoint
-pickles next to the tensors (the message hub's ``HistoryBuffer`` and numpy scalars; REFERENCE 8, mmengine #1655).
+pickles next to the tensors (the message hub's ``HistoryBuffer`` and numpy scalars; docs/ecosystem.md, mmengine #1655).
 Rather than turning the safety check off for every file (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), the context manager
 below allows exactly those classes.
 """

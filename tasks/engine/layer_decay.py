@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay for fine-tuning VideoMAE V2 ViTs (REFERENCE 1.4).
+"""Layer-wise learning-rate decay for fine-tuning VideoMAE V2 ViTs (docs/backbone.md#pooling-head-and-initialisation).
 
 Follows the official ``run_class_finetuning.py`` / ``optim_factory.py`` (OpenGVLab/VideoMAEv2) rules:
 

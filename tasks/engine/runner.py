@@ -4,7 +4,7 @@ building the Runner, and strict checkpoint loading for evaluation.
 **Strict loading for evaluation** (:func:`load_for_test`). mmengine's ``load_from`` loads non-strictly and only warns,
 so a checkpoint with the wrong key names silently tests random weights. Here every weight of the model must come
 from the file, and nothing in the file may be left over. The file is read once (mmengine training checkpoints are
-accepted under an allow-list of their pickled classes, REFERENCE 3.5 / 8), unwrapped (``state_dict`` / ``model`` /
+accepted under an allow-list of their pickled classes, docs/checkpoints.md#k710-heads-and-safe-loading, docs/ecosystem.md), unwrapped (``state_dict`` / ``model`` /
 ``module``) and tried in these layouts, in order, until one accounts for the model exactly:
 
 1. ``as saved``: the model's own names, after stripping the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile)
@@ -154,7 +154,7 @@ def load_for_test(model: nn.Module, checkpoint: str | os.PathLike) -> tuple[str,
     from tasks.engine.checkpoint import mmengine_checkpoint_globals
 
     name = str(checkpoint)
-    with mmengine_checkpoint_globals():  # mmengine training checkpoints pickle a message hub (REFERENCE 8)
+    with mmengine_checkpoint_globals():  # mmengine training checkpoints pickle a message hub (docs/ecosystem.md)
         state = read_checkpoint(checkpoint)
     failures = []
     for layout, build in _candidates(state):

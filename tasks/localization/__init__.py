@@ -1,4 +1,4 @@
-"""THUMOS14-style temporal action localisation on cached (or on-line) clip features (REFERENCE 6).
+"""THUMOS14-style temporal action localisation on cached (or on-line) clip features (docs/thumos14.md).
 
 Importing this package registers, under names unique across mmengine and mmaction2:
 

@@ -3,7 +3,7 @@
 One item per video of the chosen subset: its features (C, T) and its instances as *fractional feature rows*. The
 seconds -> rows conversion is the store's own (:meth:`feature_store.VideoFeatureMeta.seconds_to_row`, from the fps,
 stride and clip centres recorded at extraction), so no config carries a stride, fps or offset of its own: the
-bookkeeping that most often breaks THUMOS14 numbers (REFERENCE 6.5). The same metadata travels with each item to
+bookkeeping that most often breaks THUMOS14 numbers (docs/thumos14.md#time-and-feature-rows). The same metadata travels with each item to
 :meth:`tasks.localization.model.ActionFormerTAD.postprocess`, which maps predicted rows back to seconds.
 
 Checks at construction (errors name the video and both files):
@@ -46,7 +46,7 @@ def online_extract_config(online: Mapping[str, Any]):
 
     Keys: ``video_dir`` (required), ``video_ext`` ('.mp4'), ``resize`` ('squash' | 'short_side'), ``size``
     ((h, w) or one side, default 224), ``short_side``, ``normalize`` (False: the official TAD features have no mean/std,
-    REFERENCE 6.4), and any :class:`~feature_store.extract.ExtractConfig` field (``arch``, ``checkpoint``, ``seed``,
+    docs/thumos14.md#official-feature-extractor), and any :class:`~feature_store.extract.ExtractConfig` field (``arch``, ``checkpoint``, ``seed``,
     ``img_size``, ``frames``, ``clip_len``, ``frame_interval``, ``stride``, ``dtype``, ``batch_size``, ``num_workers``,
     ``device``, ``backend``).
     """

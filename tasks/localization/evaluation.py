@@ -1,4 +1,4 @@
-"""Temporal action detection mAP at several tIoU thresholds (THUMOS14 protocol, REFERENCE 6.3), in plain numpy.
+"""Temporal action detection mAP at several tIoU thresholds (THUMOS14 protocol, docs/thumos14.md#evaluation), in plain numpy.
 
 This is the ActivityNet python evaluator that ActionFormer (``libs/utils/metrics.py``) and OpenTAD
 (``opentad/evaluations/mAP.py``) both use, re-implemented from its description:
@@ -20,13 +20,13 @@ This is the ActivityNet python evaluator that ActionFormer (``libs/utils/metrics
 lack: a detection that is *not* matched at a threshold and overlaps (intersection > 0) an ``Ambiguous`` interval of
 its video is removed from the ranking instead of counting as a false positive. Matching stays the greedy,
 score-ordered one above (the kit matches ground-truth-first and uses another AP), so this is not the kit's number,
-only its Ambiguous rule; say which one you report (REFERENCE 6.3).
+only its Ambiguous rule; say which one you report (docs/thumos14.md#evaluation).
 
 Inputs are plain containers: ground truth as :class:`GroundTruth` (built from a
 :class:`tasks.data.annotations.TADAnnotations` with :meth:`GroundTruth.from_annotations`, or read with
 :func:`read_ground_truth`), predictions as the
 ActivityNet-style ``{video: [{"segment": [s, e], "label": name, "score": x}]}`` mapping that
-:func:`read_predictions` reads from ``{"results": ...}`` json files (OpenTAD's output layout; REFERENCE 6.2).
+:func:`read_predictions` reads from ``{"results": ...}`` json files (OpenTAD's output layout; docs/thumos14.md#annotation-formats).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
-"""THUMOS14 thresholds (REFERENCE 6.3)."""
+"""THUMOS14 thresholds (docs/thumos14.md#evaluation)."""
 
 DUPLICATE_TOL = 1e-3
 """Seconds within which two same-label instances count as one (ActivityNet / ActionFormer)."""
@@ -195,7 +195,7 @@ def class_names(ann: TADAnnotations, class_map: Sequence[str] | str | os.PathLik
 
 
 # Logical splits -> the subset names each format uses. THUMOS14 detectors train on the *validation* videos and are
-# tested on the *test* videos; OpenTAD renames them "training" / "validation" (REFERENCE 6.1).
+# tested on the *test* videos; OpenTAD renames them "training" / "validation" (docs/thumos14.md#classes-and-splits).
 _SPLITS = {'actionformer': {'train': 'validation', 'test': 'test'},
            'opentad': {'train': 'training', 'test': 'validation'}}
 

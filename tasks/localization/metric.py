@@ -1,5 +1,5 @@
 """mmengine metric for temporal action detection: collects the detector's outputs, writes them as ActivityNet-style
-json and evaluates them with :mod:`tasks.localization.evaluation` (mAP per tIoU and averaged, REFERENCE 6.3).
+json and evaluates them with :mod:`tasks.localization.evaluation` (mAP per tIoU and averaged, docs/thumos14.md#evaluation).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ActionFormer-style temporal action detector on clip features (REFERENCE 6.6), as an mmengine ``BaseModel``.
+"""ActionFormer-style temporal action detector on clip features (docs/thumos14.md#actionformer), as an mmengine ``BaseModel``.
 
 Data flow (THUMOS14 recipe, V2-g features; B videos padded to T rows)::
 
@@ -18,7 +18,7 @@ row ``i * 2^l``, ground truth arrives as fractional rows, and predictions leave 
 :meth:`ActionFormerTAD.postprocess` converts rows to seconds, with the store's own per-video mapping
 (:meth:`feature_store.VideoFeatureMeta.row_to_seconds`: the clip centres, stride and fps recorded at extraction), never
 with hand-set stride/fps/offset numbers. For the official windows (16 frames every 4) this is exactly ActionFormer's
-``t = (row * 4 + 0.5 * 16) / fps`` (REFERENCE 6.5).
+``t = (row * 4 + 0.5 * 16) / fps`` (docs/thumos14.md#time-and-feature-rows).
 
 **Padding.** Every masked op zeroes padded rows before it reads them and the skip max-pool treats them as -inf, so
 the outputs on real rows do not depend on how much padding follows (ActionFormer pads inference inputs to
@@ -362,7 +362,7 @@ class TADDataPreprocessor(BaseDataPreprocessor):
 # =====================================================================================================================
 @MODELS.register_module()
 class ActionFormerTAD(BaseModel):
-    """ActionFormer on pre-extracted clip features (module docstring; defaults: the THUMOS14 recipe, REFERENCE 6.6).
+    """ActionFormer on pre-extracted clip features (module docstring; defaults: the THUMOS14 recipe, docs/thumos14.md#actionformer).
 
     Args:
         in_dim: feature channels (1408 V2-g, 768 ViT-B, 384 ViT-S).

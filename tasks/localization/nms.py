@@ -1,11 +1,11 @@
-"""Gaussian Soft-NMS for 1-D segments, per class (ActionFormer's THUMOS14 post-processing, REFERENCE 6.6).
+"""Gaussian Soft-NMS for 1-D segments, per class (ActionFormer's THUMOS14 post-processing, docs/thumos14.md#actionformer).
 
 Soft-NMS (Bodla et al., 2017) does not delete the neighbours of a kept segment, it lowers their scores: repeatedly
 take the highest-scoring remaining segment, keep it, and multiply every other remaining score by
 ``exp(-IoU^2 / sigma)`` (the Gaussian variant; ``sigma`` 0.5), dropping segments whose score falls below
 ``min_score`` (0.001). ActionFormer runs it per class (``multiclass_nms``) with its compiled ``nms_1d_cpu`` op, keeps
 at most ``max_seg_num`` (200) segments per class, then the ``max_seg_num`` best over all classes. This is the same
-procedure in numpy, without a compiled extension to rebuild after every torch update (REFERENCE 6.6).
+procedure in numpy, without a compiled extension to rebuild after every torch update (docs/thumos14.md#actionformer).
 
 Segments are ``[start, end]`` in any unit (ActionFormer works in feature-grid units before converting to seconds;
 IoU does not depend on the unit).

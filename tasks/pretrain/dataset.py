@@ -1,7 +1,7 @@
 """Pre-training data: a list of videos -> per sample, ``num_sample`` augmented and masked views of one decoded clip.
 
 Reproduces OpenGVLab/VideoMAEv2 ``dataset/pretrain_datasets.py`` (``HybridVideoMAE`` and
-``DataAugmentationForVideoMAEv2``, REFERENCE 2.4-2.5) on top of the shared video layer:
+``DataAugmentationForVideoMAEv2``, docs/pretraining.md#masks-and-loss-2.5) on top of the shared video layer:
 
 * **Clip**: ``clip_len`` frames every ``frame_interval`` frames from a random window of ``clip_len * frame_interval``
   frames (16 x 4 from 64; a start uniform in ``[0, num_frames - 64]``): the official ``_sample_train_indices`` with one

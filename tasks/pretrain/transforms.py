@@ -1,7 +1,7 @@
 """Per-view augmentation of VideoMAE V2 pre-training: multi-scale crop of a decoded clip plus its two token masks.
 
 This is the glue between the shared video layer (:mod:`tasks.data.video.transforms`) and the mask generators
-(:mod:`backbone.masking`); it reproduces OpenGVLab/VideoMAEv2 ``DataAugmentationForVideoMAEv2`` (REFERENCE 2.4-2.5):
+(:mod:`backbone.masking`); it reproduces OpenGVLab/VideoMAEv2 ``DataAugmentationForVideoMAEv2`` (docs/pretraining.md#masks-and-loss-2.5):
 
 1. ``GroupMultiScaleCrop(input_size, [1, .875, .75, .66])``: one crop, the same for every frame of the clip, resized to
    ``input_size`` x ``input_size`` (:func:`tasks.data.video.transforms.multi_scale_crop`). **No flip, no colour jitter.**

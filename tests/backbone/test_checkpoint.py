@@ -1,4 +1,4 @@
-"""Checkpoint loading for every layout (REFERENCE 3), and tools/convert_checkpoint.py.
+"""Checkpoint loading for every layout (docs/checkpoints.md), and tools/convert_checkpoint.py.
 
 Every fixture file is written into ``tmp_path`` from a tiny model. The references are independent of our loader:
 exact equality with the source tensors, the outputs of mmaction2's own ``VisionTransformer`` and of transformers'
@@ -164,7 +164,7 @@ def test_pretrain_layout_takes_the_encoder(tmp_path, tiny_vit, prefix, wrapper):
 
 
 def test_pretrain_into_detection_model_starts_norm_fresh(tiny_vit):
-    """mmaction2's detection ViT has a fresh `norm` (REFERENCE 1.4): encoder.norm is dropped, not loaded into it."""
+    """mmaction2's detection ViT has a fresh `norm` (docs/backbone.md#pooling-head-and-initialisation): encoder.norm is dropped, not loaded into it."""
     state = pretrain_state(randomize_(tiny_vit(num_classes=0), seed=2))
     model = tiny_vit(num_classes=0, featmap_norm=True)
     result = load_checkpoint(model, state)

@@ -4,8 +4,8 @@ Independent references:
 
 * Hugging Face transformers' ``VideoMAEForPreTraining`` (VideoMAE V1: the decoder reconstructs every encoder-masked
   token, per-patch normalised targets) for V1 mode, predictions and loss;
-* the dual-masked forward of REFERENCE 2.4 steps 1-4 assembled by hand from the HF model's own modules;
-* hand computations: the official parameter names and shapes of REFERENCE 1.2/2.1, the loss region on a hand-built
+* the dual-masked forward of docs/pretraining.md#masks-and-loss steps 1-4 assembled by hand from the HF model's own modules;
+* hand computations: the official parameter names and shapes of docs/backbone.md#embedding-attention-and-blocks, docs/pretraining.md#encoder-and-decoder-sizes, the loss region on a hand-built
   8-token case, the target normalisation from a literal loop over pixels with ``statistics.stdev``;
 * properties: over-fitting one clip, checkpointing changes nothing, meta -> to_empty -> load reproduces the model.
 
@@ -56,7 +56,7 @@ def _masks(grid, batch: int = 2, seed: int = 0, **kwargs) -> tuple[torch.Tensor,
 
 
 # =====================================================================================================================
-# 1. Parameter names and sizes (REFERENCE 1.2, 2.1)
+# 1. Parameter names and sizes (docs/backbone.md#embedding-attention-and-blocks, docs/pretraining.md#encoder-and-decoder-sizes)
 # =====================================================================================================================
 def official_pretrain_shapes(depth: int, dim: int, hidden: int, dec_depth: int, dec_dim: int, dec_hidden: int,
                              patch: int = 16) -> dict[str, tuple[int, ...]]:
@@ -81,7 +81,7 @@ def official_pretrain_shapes(depth: int, dim: int, hidden: int, dec_depth: int, 
     return shapes
 
 
-# REFERENCE 2.1: encoder (C, L, MLP hidden), decoder (dim, heads, depth, MLP hidden), patch; output = 3*2*p^2.
+# docs/pretraining.md#encoder-and-decoder-sizes: encoder (C, L, MLP hidden), decoder (dim, heads, depth, MLP hidden), patch; output = 3*2*p^2.
 PRESETS = {
     'vit_small': ((384, 12, 1536), (192, 3, 4, 768), 16),
     'vit_base': ((768, 12, 3072), (384, 6, 4, 1536), 16),
@@ -209,7 +209,7 @@ def test_registered_in_mmaction2():
 
 
 # =====================================================================================================================
-# 3. Forward: HF parity (V1) and the dual-masked forward of REFERENCE 2.4
+# 3. Forward: HF parity (V1) and the dual-masked forward of docs/pretraining.md#masks-and-loss
 # =====================================================================================================================
 @pytest.fixture(scope='module')
 def hf_pretrainer():
@@ -257,7 +257,7 @@ def test_hf_pretraining_weights_load_strictly(paired):
 
 
 def _reference_dual_forward(hf, clip, mask, decode_mask):
-    """REFERENCE 2.4 steps 1-4 from HF's modules: encode the visible tokens, project, add the decoder position,
+    """docs/pretraining.md#masks-and-loss steps 1-4 from HF's modules: encode the visible tokens, project, add the decoder position,
     append mask tokens at every decoder-kept position, return the outputs of the appended tokens."""
     batch = clip.shape[0]
     visible = hf.videomae(clip.transpose(1, 2), bool_masked_pos=mask).last_hidden_state
@@ -304,7 +304,7 @@ def test_real_grid_sequence_lengths(patch, visible, kept):
 
 
 # =====================================================================================================================
-# 4. Targets and loss (REFERENCE 2.4)
+# 4. Targets and loss (docs/pretraining.md#masks-and-loss)
 # =====================================================================================================================
 def test_patchify_layout_and_inverse():
     video = torch.randn(2, 3, 4, 32, 48)

@@ -1,6 +1,6 @@
 """Tests of the VideoMAE V2 ViT (``backbone/videomaev2.py``) and its position tables (``backbone/pos_embed.py``).
 
-Every expected value comes from outside the code under test: the exact sizes of REFERENCE 1.1 (cross-checked by a
+Every expected value comes from outside the code under test: the exact sizes of docs/backbone.md#sizes (cross-checked by a
 hand formula), Hugging Face transformers' ``VideoMAEForVideoClassification`` and mmaction2's ``VisionTransformer`` as
 reference implementations, hand-written formulas (sinusoid, linear interpolation, attention), and properties that must
 hold (checkpointing changes nothing, init statistics, drop-path schedule).
@@ -41,9 +41,9 @@ def _randomise_(model: nn.Module, std: float = 0.1) -> nn.Module:
 
 
 # =====================================================================================================================
-# 1. Sizes (REFERENCE 1.1)
+# 1. Sizes (docs/backbone.md#sizes)
 # =====================================================================================================================
-# REFERENCE 1.1: arch -> (patch, C, L, heads, head dim, MLP hidden, exact parameters without head, tokens of 16x224^2).
+# docs/backbone.md#sizes: arch -> (patch, C, L, heads, head dim, MLP hidden, exact parameters without head, tokens of 16x224^2).
 SIZES = {
     'vit_small': (16, 384, 12, 6, 64, 1536, 21_879_936, 1568),
     'vit_base': (16, 768, 12, 12, 64, 3072, 86_227_200, 1568),
@@ -54,7 +54,7 @@ SIZES = {
 
 
 def _hand_param_count(patch: int, dim: int, depth: int, mlp_hidden: int) -> int:
-    """Parameters without head, counted by hand from the module list in REFERENCE 1.1/1.2."""
+    """Parameters without head, counted by hand from the module list in docs/backbone.md#sizes, docs/backbone.md#embedding-attention-and-blocks."""
     patch_embed = 3 * 2 * patch * patch * dim + dim                  # Conv3d weight + bias
     attn = 3 * dim * dim + 2 * dim + dim * dim + dim                 # qkv (no bias), q_bias, v_bias, proj
     mlp = dim * mlp_hidden + mlp_hidden + mlp_hidden * dim + dim     # fc1, fc2
@@ -85,7 +85,7 @@ def test_param_count_without_head(arch):
     model = _meta_model(arch)
     assert model.num_params() == expected
     assert sum(p.numel() for p in model.parameters()) == expected  # num_classes=0: no head at all
-    # The REFERENCE numbers and the hand formula agree, so neither is a typo.
+    # The published numbers and the hand formula agree, so neither is a typo.
     assert _hand_param_count(patch, dim, depth, mlp_hidden) == expected
 
 
@@ -146,7 +146,7 @@ def test_state_dict_has_no_k_bias_and_no_fixed_pos_embed(tiny_vit):
 
 
 # =====================================================================================================================
-# 2. Numerical parity with Hugging Face transformers' VideoMAE (REFERENCE 3.4)
+# 2. Numerical parity with Hugging Face transformers' VideoMAE (docs/checkpoints.md#transformers-layout)
 # =====================================================================================================================
 @pytest.fixture(scope='module')
 def hf_model():
@@ -231,7 +231,7 @@ def test_sinusoid_policy_matches_hf_built_at_runtime_size(tiny_vit, hf_model):
 
 
 # =====================================================================================================================
-# 3. Attention: SDPA vs explicit softmax vs a hand-written reference (REFERENCE 1.2)
+# 3. Attention: SDPA vs explicit softmax vs a hand-written reference (docs/backbone.md#embedding-attention-and-blocks)
 # =====================================================================================================================
 def _reference_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T * scale) v with q = x Wq + q_bias, k = x Wk (no bias), v = x Wv + v_bias, then proj."""
@@ -285,7 +285,7 @@ def test_mlp_has_dropout_only_after_fc2():
 
 
 # =====================================================================================================================
-# 4. Activation checkpointing (REFERENCE 1.4)
+# 4. Activation checkpointing (docs/backbone.md#pooling-head-and-initialisation)
 # =====================================================================================================================
 def _train_step(model: VideoMAEv2ViT, clip: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad()
@@ -336,7 +336,7 @@ def test_checkpointing_is_skipped_without_grad(tiny_vit):
 
 
 # =====================================================================================================================
-# 5. Position tables and input sizes (REFERENCE 1.3)
+# 5. Position tables and input sizes (docs/backbone.md#position-embedding)
 # =====================================================================================================================
 @pytest.mark.parametrize('pos, j', [(0, 0), (0, 1), (1, 0), (1, 1), (5, 2), (5, 3), (7, 10), (1567, 62), (1567, 63)])
 def test_sinusoid_table_entries(pos, j):
@@ -454,7 +454,7 @@ def test_official_finetune_pos_embed_64x266_vit_g():
         expected.append((1 - frac) * step1[lo] + frac * step1[hi])
     expected = torch.stack(expected).permute(0, 2, 3, 1).reshape(1, 11552, channels)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
-    # It is neither the fresh 64-frame table nor a clean resize of the native 16 x 224 px table (REFERENCE 1.3).
+    # It is neither the fresh 64-frame table nor a clean resize of the native 16 x 224 px table (docs/backbone.md#position-embedding).
     assert not torch.allclose(out, table, atol=1e-3)
     clean = resize_pos_embed(sinusoid_table(8 * 16 * 16, channels), (8, 16, 16), (32, 19, 19))
     assert not torch.allclose(out, clean, atol=1e-3)
@@ -489,7 +489,7 @@ def test_unknown_arch_lists_choices():
 
 
 # =====================================================================================================================
-# 6. Initialisation and drop-path schedule (REFERENCE 1.4)
+# 6. Initialisation and drop-path schedule (docs/backbone.md#pooling-head-and-initialisation)
 # =====================================================================================================================
 def test_init_scale_multiplies_the_head_only(tiny_vit):
     torch.manual_seed(3)
@@ -574,7 +574,7 @@ def test_featmap_is_normed_tokens_in_grid_order(tiny_vit):
         fmap = model.forward_featmap(clip)
         tokens = model.norm(model.forward_tokens(clip))
     assert fmap.shape == (2, DIM, 2, 2, 3)
-    # Token n sits at (t, h, w) with n = (t * H' + h) * W' + w: time slowest (REFERENCE 1.2).
+    # Token n sits at (t, h, w) with n = (t * H' + h) * W' + w: time slowest (docs/backbone.md#embedding-attention-and-blocks).
     for t, h, w in [(0, 0, 0), (0, 0, 2), (0, 1, 0), (1, 0, 1), (1, 1, 2)]:
         torch.testing.assert_close(fmap[:, :, t, h, w], tokens[:, (t * 2 + h) * 3 + w], atol=0, rtol=0)
     # Without featmap_norm the map holds the raw last-block tokens.

@@ -1,5 +1,5 @@
 """Fine-tuning model: losses against timm, multi-view prediction, K710 head slicing on load, checkpoint chains,
-distillation, the fine-tuning configs against REFERENCE 4.3, and an end-to-end Runner fine-tune."""
+distillation, the fine-tuning configs against docs/classification.md#fine-tuning-recipe, and an end-to-end Runner fine-tune."""
 from __future__ import annotations
 
 import json
@@ -209,9 +209,9 @@ def test_stored_teacher_logits_are_averaged_and_mixed_like_the_clips():
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# configs against REFERENCE 4.3
+# configs against docs/classification.md#fine-tuning-recipe
 # --------------------------------------------------------------------------------------------------------------------
-# (size, dataset): (official --lr, layer decay, drop path, head dropout, wd, epochs, per-GPU batch), REFERENCE 4.3.
+# (size, dataset): (official --lr, layer decay, drop path, head dropout, wd, epochs, per-GPU batch), docs/classification.md#fine-tuning-recipe.
 RECIPES = {
     ('base', 'kinetics-400'): (7e-4, 0.75, 0.1, 0.0, 0.05, 90, 16),
     ('large', 'kinetics-400'): (2e-3, 0.75, 0.2, 0.0, 0.05, 35, 6),
@@ -297,7 +297,7 @@ def test_a_small_config_builds_with_layer_decay_groups():
 
     cfg = _cfg('vit-small-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py')
     model = MODELS.build(cfg.model)
-    assert model.backbone.num_params() == 21_879_936  # REFERENCE 1.1, ViT-S without head
+    assert model.backbone.num_params() == 21_879_936  # docs/backbone.md#sizes, ViT-S without head
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     scales = {g['group_name']: g['lr_scale'] for g in wrapper.optimizer.param_groups}
     assert scales['layer_0_decay'] == pytest.approx(0.75 ** 13) and scales['layer_13_decay'] == 1.0

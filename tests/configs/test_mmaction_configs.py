@@ -2,8 +2,8 @@
 
 Three levels:
 
-* the child configs parse and hold the 16x4x1, 5 clips x 3 crops protocol of REFERENCE 4.2, and build (on the meta
-  device) exactly the REFERENCE 1.1 model sizes;
+* the child configs parse and hold the 16x4x1, 5 clips x 3 crops protocol of docs/classification.md#test-protocols-and-metrics, and build (on the meta
+  device) exactly the docs/backbone.md#sizes model sizes;
 * the unmodified test pipeline turns a generated video into 15 views at the hand-derived frame indices and crops;
 * one child config, shrunk to the tiny ``vit_test`` backbone, runs through ``mmengine.runner.Runner.test()`` on
   generated mp4 files with a checkpoint converted to the mmaction2 layout: the runner must hold exactly those weights,
@@ -34,7 +34,7 @@ CONFIGS = {
     'vit_base': CONFIG_DIR / 'vit-base-p16_videomaev2-vit-g-dist-k710-pre_16x4x1_kinetics-400.py',
     'vit_small': CONFIG_DIR / 'vit-small-p16_videomaev2-vit-g-dist-k710-pre_16x4x1_kinetics-400.py',
 }
-# REFERENCE 1.1: width C and the exact parameter count without the head.
+# docs/backbone.md#sizes: width C and the exact parameter count without the head.
 WIDTH = {'vit_base': 768, 'vit_small': 384}
 PARAMS_WITHOUT_HEAD = {'vit_base': 86_227_200, 'vit_small': 21_879_936}
 # ImageNet statistics on the 0-1 scale; the configs must state them on the 0-255 scale of decoded frames.
@@ -96,7 +96,7 @@ def test_config_settings(arch):
     sample, resize, crop = pipeline[1], pipeline[3], pipeline[4]
     assert sample == dict(type='SampleFrames', clip_len=16, frame_interval=4, num_clips=5, test_mode=True)
     assert resize.scale == (-1, 224) and crop.crop_size == 224 and pipeline[5].input_format == 'NCTHW'
-    assert sample.num_clips * 3 == 15  # ThreeCrop: 5 clips x 3 crops = the 15 views of REFERENCE 4.2
+    assert sample.num_clips * 3 == 15  # ThreeCrop: 5 clips x 3 crops = the 15 views of docs/classification.md#test-protocols-and-metrics
 
     loader = cfg.test_dataloader
     assert loader.batch_size == 1 and loader.sampler == dict(type='DefaultSampler', shuffle=False)
@@ -104,7 +104,7 @@ def test_config_settings(arch):
     assert loader.dataset.ann_file == cfg.ann_file_test and loader.dataset.data_prefix == dict(video=cfg.data_root)
     assert cfg.test_evaluator == dict(type='AccMetric') and cfg.test_cfg == dict(type='TestLoop')
 
-    # The config builds the REFERENCE 1.1 model through mmaction2's registry (meta device: no memory, no init cost).
+    # The config builds the docs/backbone.md#sizes model through mmaction2's registry (meta device: no memory, no init cost).
     from mmaction.registry import MODELS
     init_default_scope('mmaction')
     with torch.device('meta'):
@@ -138,7 +138,7 @@ def test_config_pipeline_gives_15_views(tmp_path):
 
 
 def _mean_class_accuracy(pred: list[int], labels: list[int], include_predicted: bool = True) -> float:
-    """Mean per-class recall. REFERENCE 4.2: over the classes in GT or predictions, prediction-only classes counting
+    """Mean per-class recall. docs/classification.md#test-protocols-and-metrics: over the classes in GT or predictions, prediction-only classes counting
     0 (``include_predicted``); without it, over the GT classes only."""
     classes = set(labels) | set(pred) if include_predicted else set(labels)
     recalls = []
@@ -185,7 +185,7 @@ def test_runner_tests_converted_checkpoint(tmp_path):
     ckpt = convert_state_dict(source, 'mmaction2', grid=(8, img_size // 16, img_size // 16))
     assert ckpt['cls_head.fc_cls.weight'].shape == (num_source_classes, 64)
     for key in ('cls_head.fc_cls.weight', 'cls_head.fc_cls.bias'):
-        ckpt[key] = ckpt[key][label_map]  # new row i = source row label_map[i] (REFERENCE 3.5)
+        ckpt[key] = ckpt[key][label_map]  # new row i = source row label_map[i] (docs/checkpoints.md#k710-heads-and-safe-loading)
     ckpt_path = tmp_path / 'tiny_mmaction2.pth'
     torch.save({'state_dict': ckpt, 'meta': {'label_map': label_map, 'source': 'vit_test'}}, ckpt_path)
 
@@ -231,7 +231,7 @@ def test_runner_tests_converted_checkpoint(tmp_path):
     assert set(backbone_state) == set(expected_backbone)
     not_loaded = [k for k in backbone_state if not torch.equal(backbone_state[k], expected_backbone[k])]
     assert not not_loaded, (f'load_from did not load {not_loaded}: VideoMAEv2ViT must accept the mmaction2 key names '
-                            '(patch_embed.projection, mlp.layers.0.0, mlp.layers.1, pos_embed) of REFERENCE 3.3')
+                            '(patch_embed.projection, mlp.layers.0.0, mlp.layers.1, pos_embed) of docs/checkpoints.md#mmaction2-layout')
     assert torch.equal(model.cls_head.fc_cls.weight, source['head.weight'][label_map])
     assert torch.equal(model.cls_head.fc_cls.bias, source['head.bias'][label_map])
     # Strict loading (what a careful tool should do: mmengine's load_from only warns) accepts the file as it is.

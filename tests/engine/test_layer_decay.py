@@ -1,4 +1,4 @@
-"""Layer-wise lr decay groups (REFERENCE 1.4), the mmengine constructor, scheduler behaviour, mmaction2 parity."""
+"""Layer-wise lr decay groups (docs/backbone.md#pooling-head-and-initialisation), the mmengine constructor, scheduler behaviour, mmaction2 parity."""
 from __future__ import annotations
 
 import math

@@ -84,7 +84,7 @@ def test_round_trip_every_attribute_also_with_plain_h5py(tmp_path):
         assert 'T' in f.attrs['created']  # ISO-8601
         ds = f['video_test_0000004']
         assert ds.dtype == np.float32 and ds.shape == (22, 6)  # floor((100 - 16) / 4) + 1 official windows
-        assert ds.chunks is None and ds.compression is None  # contiguous, uncompressed (REFERENCE 9)
+        assert ds.chunks is None and ds.compression is None  # contiguous, uncompressed (docs/video_decoding.md)
         np.testing.assert_array_equal(ds[()], videos[0][1])
         a = ds.attrs
         assert a['fps'] == 30.0 and a['num_frames'] == 100 and a['clip_len'] == 16 and a['frame_interval'] == 1
@@ -119,7 +119,7 @@ def test_reads_by_rows_and_seconds(tmp_path):
 @pytest.mark.parametrize('fps', [30.0, 29.97, 25.0, 12.5])
 @pytest.mark.parametrize('stride', [1, 4, 16])
 def test_official_windows_follow_the_actionformer_convention(fps, stride):
-    """Official windows (16 frames from frame 0, REFERENCE 6.4) centred at start + 8: ActionFormer's
+    """Official windows (16 frames from frame 0, docs/thumos14.md#official-feature-extractor) centred at start + 8: ActionFormer's
     t = (grid * feat_stride + 0.5 * num_frames) / fps and grid = (t * fps - 0.5 * num_frames) / feat_stride."""
     meta = official_meta('v', 400, fps=fps, stride=stride)
     assert meta.offset_frames == 8  # s + 8, not the geometric middle s + 7.5
@@ -141,7 +141,7 @@ def test_official_windows_follow_the_actionformer_convention(fps, stride):
 
 @pytest.mark.parametrize('stride', [2, 4, 16])
 def test_centred_windows_offset(stride):
-    """mmaction2 UntrimmedSampleFrames centres clips at stride//2 + k*stride (REFERENCE 7)."""
+    """mmaction2 UntrimmedSampleFrames centres clips at stride//2 + k*stride (docs/feature_caching.md)."""
     meta = VideoFeatureMeta.from_clip_sample(
         'v', sliding_window_sample(200, clip_len=16, stride=stride, mode='centred', fps=24.0), stride=stride)
     assert meta.offset_frames == stride // 2

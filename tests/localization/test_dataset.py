@@ -73,7 +73,7 @@ def test_ground_truth_rows_follow_the_store_and_round_trip(tmp_path, fps, clip_l
         ds = TADFeatureDataset(str(ann), str(store), 'test', test_mode=True)
         item = ds[0]
         rows = item['data_samples']['segments'].double().numpy()
-        # independent formulas (REFERENCE 6.5): official windows = ActionFormer's (t fps - clip_len / 2) / stride;
+        # independent formulas (docs/thumos14.md#time-and-feature-rows): official windows = ActionFormer's (t fps - clip_len / 2) / stride;
         # centred windows = OpenTAD's (t fps - offset_frames) / stride with offset stride // 2
         offset = clip_len // 2 if mode == 'official' else stride // 2
         expected = (np.array([s[:2] for s in segs]) * fps - offset) / stride

@@ -89,7 +89,7 @@ def train_and_test(root: Path, train: int, test: int, epochs: int) -> dict:
         # (runner.test() right after runner.train() would not: EMAHook.before_run rebuilds the average from the raw
         # weights at the start of every run.)
         cfg.load_from = str(root / 'work' / f'epoch_{epochs}.pth')
-        with mmengine_checkpoint_globals():  # torch >= 2.6 loads weights only (REFERENCE 8)
+        with mmengine_checkpoint_globals():  # torch >= 2.6 loads weights only (docs/ecosystem.md)
             return Runner.from_cfg(cfg).test()
     finally:
         torch.set_num_threads(threads)

@@ -4,9 +4,9 @@
 What is checked, and against what:
 
 * data: frame windows against hand-derived indices (a lossless video whose frame i has a colour that encodes i),
-  mask counts against REFERENCE 2.2-2.3, determinism per (seed, epoch, index), every list format of
+  mask counts against docs/pretraining.md#tube-mask-2.3, determinism per (seed, epoch, index), every list format of
   tasks/data/annotations, and broken videos being replaced and reported instead of stopping the epoch;
-* recipe: the five configs against the numbers of REFERENCE 2.1-2.5, weight decay per parameter against the official
+* recipe: the five configs against the numbers of docs/pretraining.md#encoder-and-decoder-sizes-2.5, weight decay per parameter against the official
   rule (1-D, bias, pos_embed, mask_token -> 0), and the lr per iteration against the official
   ``utils.cosine_scheduler`` formula;
 * training: a few iterations of the tiny config through the Runner (finite loss, curve PNG/JSON, lr scaled from the
@@ -55,7 +55,7 @@ RECIPES = {
     'vit_huge': CONFIG_DIR / 'vit-huge-p16_videomaev2-pt-300e_16x4x1_unlabeled-hybrid.py',
     'vit_giant': CONFIG_DIR / 'vit-giant-p14_videomaev2-pt-300e_16x4x1_unlabeled-hybrid.py',
 }
-# REFERENCE 2.5 (ViT-S reuses the ViT-B recipe: there is no official V2 ViT-S pre-training script).
+# docs/pretraining.md#recipe (ViT-S reuses the ViT-B recipe: there is no official V2 ViT-S pre-training script).
 # arch: (--lr, epochs, warmup epochs, clip_grad, with_cp, patch)
 RECIPE = {
     'vit_small': (1e-3, 200, 20, None, False, 16),
@@ -117,7 +117,7 @@ def tiny_dataset(ann_file=None, root=None, **kwargs) -> VideoMAEv2PretrainDatase
 # ----------------------------------------------------------------------------------------------------------------------
 def test_clip_window_and_views_match_the_recipe(videos):
     """Frames come every `frame_interval` from a window starting in [0, n - clip_len * interval]; each view has
-    the REFERENCE 2.2/2.3 mask counts; one decode serves all views (same frames, different crops and masks)."""
+    the docs/pretraining.md#tube-mask, docs/pretraining.md#running-cell-mask mask counts; one decode serves all views (same frames, different crops and masks)."""
     data = tiny_dataset(videos=[str(videos['index'])], num_sample=3, scales=(1, .875, .75, .66))
     starts = set()
     for epoch in range(12):
@@ -263,7 +263,7 @@ def test_configs_follow_the_official_recipe(arch):
     aug = PretrainAugmentation(**{k: ds[k] for k in ('clip_len', 'input_size', 'patch_size', 'scales', 'encoder_mask',
                                                      'encoder_mask_ratio', 'decoder_mask', 'decoder_mask_ratio')})
     enc, dec = aug.masks(np.random.default_rng(0))
-    # REFERENCE 2.2 / 2.4: 160 visible of 1568 and 784 decoded (p16); 208 of 2048 and 1024 (ViT-g, p14)
+    # docs/pretraining.md#tube-mask, docs/pretraining.md#masks-and-loss: 160 visible of 1568 and 784 decoded (p16); 208 of 2048 and 1024 (ViT-g, p14)
     assert (int((~enc).sum()), int((~dec).sum()), enc.size) == ((160, 784, 1568) if patch == 16 else (208, 1024, 2048))
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == ('AdamW', lr, (0.9, 0.95), 0.05)
@@ -287,7 +287,7 @@ def official_cosine_schedule(lr: float, min_lr: float, warmup_lr: float, epochs:
 @pytest.mark.parametrize('arch, gpus, effective', [('vit_base', 32, 4e-3), ('vit_giant', 64, 4.8e-3)])
 def test_lr_schedule_matches_the_official_one(arch, gpus, effective):
     """mmengine schedulers of the config, with the lr auto-scaled for the official GPU count, against the official
-    per-iteration schedule (REFERENCE 2.5 effective lr)."""
+    per-iteration schedule (docs/pretraining.md#recipe effective lr)."""
     from mmengine.optim import OptimWrapper
     from mmengine.registry import PARAM_SCHEDULERS
 

@@ -555,7 +555,7 @@ def _after_extract(ws: Workspace, s: Snippet, out: str) -> None:
         for video_id in videos:
             feats, meta = store.read(video_id)
             # official windows: starts 0, stride, ... while the 15-frame span (8 frames, every 2nd) fits; a window
-            # is centred on its frame clip_len // 2 (REFERENCE 6.4: frame 8 + 4k for 16 frames at stride 4)
+            # is centred on its frame clip_len // 2 (docs/thumos14.md#official-feature-extractor: frame 8 + 4k for 16 frames at stride 4)
             span = (meta.clip_len - 1) * meta.frame_interval + 1
             assert meta.clip_len == 8 and meta.frame_interval == 2
             assert list(meta.centre_frames) == [start + 4 * 2 for start in

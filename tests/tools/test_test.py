@@ -93,7 +93,7 @@ def test_load_for_test_layouts(tmp_path, layout):
     reference = source.state_dict()
     official = source.backbone.state_dict()
     path = tmp_path / 'ckpt.pth'
-    if layout == 'official-module-fp16':  # DeepSpeed fine-tuned files: fp16 under 'module' (REFERENCE 3.1)
+    if layout == 'official-module-fp16':  # DeepSpeed fine-tuned files: fp16 under 'module' (docs/checkpoints.md#released-files)
         reference = {k: v.half().float() for k, v in reference.items()}
         torch.save({'module': {k: v.half() for k, v in official.items()}}, path)
         expected_layout = 'official names under backbone.'

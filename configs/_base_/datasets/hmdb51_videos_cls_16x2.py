@@ -1,6 +1,6 @@
 # HMDB51 split 1 (mmaction2 video lists, `relative/path.avi label`, 51 classes): the Kinetics protocol with
 # clips of 16 frames every 2nd frame (the official HMDB51 script uses
-# --sampling_rate 2, REFERENCE 4.3), 5 x 3 test views.
+# --sampling_rate 2, docs/classification.md#fine-tuning-recipe), 5 x 3 test views.
 _base_ = ['kinetics400_videos_cls_16x4.py']
 
 data_root = 'data/hmdb51/videos'

@@ -1,4 +1,4 @@
-# Pre-training data of the VideoMAE V2 recipe (REFERENCE 2.5): 16 frames every 4th frame from a random 64-frame
+# Pre-training data of the VideoMAE V2 recipe (docs/pretraining.md#recipe): 16 frames every 4th frame from a random 64-frame
 # window, GroupMultiScaleCrop(224, scales 1/.875/.75/.66), no flip, no colour jitter, ImageNet mean/std; 4 views per
 # decoded video (repeated augmentation), each with its own tube mask (0.9) and running-cell decoder mask (0.5).
 #

@@ -1,5 +1,5 @@
 # VideoMAE V2 ViT-B/16 fine-tuned for classification with the official recipe's model settings
-# (OpenGVLab/VideoMAEv2: run_class_finetuning.py, scripts/finetune/vit_b_k400_ft.sh; REFERENCE 1.4, 4.3), for 16-frame
+# (OpenGVLab/VideoMAEv2: run_class_finetuning.py, scripts/finetune/vit_b_k400_ft.sh; docs/backbone.md#pooling-head-and-initialisation, docs/classification.md#fine-tuning-recipe), for 16-frame
 # 224x224 clips and Kinetics-400. Children change `arch`, the class count (in the backbone and the preprocessor), drop
 # path, head dropout and `with_cp`.
 
@@ -13,7 +13,7 @@ custom_imports = dict(imports=['backbone', 'tasks.classification', 'tasks.classi
 model = dict(
     type='VideoMAEv2Classifier',
     backbone=dict(
-        arch='vit_base',  # patch 16, C = 768, 12 blocks (REFERENCE 1.1)
+        arch='vit_base',  # patch 16, C = 768, 12 blocks (docs/backbone.md#sizes)
         img_size=224,
         all_frames=16,  # 16 frames / tubelet 2 x (224 / 16)^2 = 1568 tokens
         num_classes=400,  # the head: fc_norm(mean of tokens) -> dropout -> Linear(768 -> 400)

@@ -1,4 +1,4 @@
-# VideoMAE V2 dual-masked pre-training model, ViT-B/16 encoder + 4-block 384-d decoder (REFERENCE 2.1), for 16-frame
+# VideoMAE V2 dual-masked pre-training model, ViT-B/16 encoder + 4-block 384-d decoder (docs/pretraining.md#encoder-and-decoder-sizes), for 16-frame
 # 224x224 clips. Children change `arch` (the decoder size follows it) and, for ViT-H/g, `with_cp`.
 
 # `backbone` holds the model, `tasks.pretrain` registers the mmengine pieces (model wrapper, dataset, sampler,
@@ -8,7 +8,7 @@ custom_imports = dict(imports=['backbone', 'tasks.pretrain'], allow_failed_impor
 
 model = dict(
     type='VideoMAEv2PretrainModel',
-    arch='vit_base',  # encoder C = 768, 12 blocks; decoder 384-d, 6 heads (REFERENCE 2.1)
+    arch='vit_base',  # encoder C = 768, 12 blocks; decoder 384-d, 6 heads (docs/pretraining.md#encoder-and-decoder-sizes)
     img_size=224,
     all_frames=16,  # 16 frames / tubelet 2 x (224 / 16)^2 = 8 x 14 x 14 = 1568 tokens
     decoder_depth=4,  # what every official script passes (--decoder_depth 4; the class default is 8)

@@ -1,5 +1,5 @@
 # VideoMAE V2 ViT-B/16 video classifier for 16-frame 224x224 clips, built from stock mmaction2 parts around our
-# backbone. Checkpoints in mmaction2 layout (`backbone.*`, `cls_head.fc_cls.*`; REFERENCE 3.3) load into it with
+# backbone. Checkpoints in mmaction2 layout (`backbone.*`, `cls_head.fc_cls.*`; docs/checkpoints.md#mmaction2-layout) load into it with
 # `load_from`.
 
 # Importing `backbone` registers VideoMAEv2ViT in mmaction2's MODELS registry. Fail at start-up, not at build time,
@@ -10,7 +10,7 @@ model = dict(
     type='Recognizer3D',
     backbone=dict(
         type='VideoMAEv2ViT',
-        arch='vit_base',  # patch 16, C = 768, 12 blocks, 12 heads (REFERENCE 1.1)
+        arch='vit_base',  # patch 16, C = 768, 12 blocks, 12 heads (docs/backbone.md#sizes)
         img_size=224,
         all_frames=16,  # 16 frames / tubelet 2 x (224 / 16)^2 = 8 x 14 x 14 = 1568 tokens per clip
         # No head in the backbone: it returns the (B, C) feature fc_norm(mean of tokens) and cls_head classifies.
@@ -19,7 +19,7 @@ model = dict(
         type='TimeSformerHead',  # a single Linear(C -> K) on a (B, C) feature: the official `head`
         num_classes=400,
         in_channels=768,  # = the backbone width C
-        # Softmax per view, then the mean over the views of one video: the official merge (REFERENCE 4.2).
+        # Softmax per view, then the mean over the views of one video: the official merge (docs/classification.md#test-protocols-and-metrics).
         average_clips='prob'),
     data_preprocessor=dict(
         type='ActionDataPreprocessor',

@@ -1,5 +1,5 @@
 # Optimiser and schedule of the official fine-tuning (OpenGVLab/VideoMAEv2: run_class_finetuning.py,
-# scripts/finetune/vit_b_k400_ft.sh; REFERENCE 1.4, 4.3): AdamW (0.9, 0.999), eps 1e-8, wd 0.05, layer-wise lr decay,
+# scripts/finetune/vit_b_k400_ft.sh; docs/backbone.md#pooling-head-and-initialisation, docs/classification.md#fine-tuning-recipe): AdamW (0.9, 0.999), eps 1e-8, wd 0.05, layer-wise lr decay,
 # 5 warmup epochs from warmup_lr, then a per-iteration cosine to min_lr. Numbers of the ViT-B Kinetics-400 script;
 # the leaf configs restate lr, layer decay, epochs and the two scheduler ratios.
 
@@ -11,7 +11,7 @@ optim_wrapper = dict(
     # 'BF16AutocastOptimWrapper' (tasks.pretrain) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
     # AmpOptimWrapper (float16 + loss scaler; the official DeepSpeed fp16 set-up) needs a GPU.
     type='OptimWrapper',
-    # Parameter groups exactly as the official optim_factory (REFERENCE 1.4): layer id 0 for patch_embed/pos_embed,
+    # Parameter groups exactly as the official optim_factory (docs/backbone.md#pooling-head-and-initialisation): layer id 0 for patch_embed/pos_embed,
     # k + 1 for blocks.k, L + 1 for fc_norm and head; lr scale = layer_decay ** (L + 1 - id); no weight decay for
     # 1-D parameters, biases and no_weight_decay().
     constructor='VideoMAEv2LayerDecayConstructor',

@@ -1,5 +1,5 @@
 # Optimiser and schedule of the official ViT-B pre-training script (OpenGVLab/VideoMAEv2:
-# scripts/pretrain/vit_b_hybrid_pt.sh, run_mae_pretraining.py; REFERENCE 2.5): 200 epochs (x 4 repeated-augmentation
+# scripts/pretrain/vit_b_hybrid_pt.sh, run_mae_pretraining.py; docs/pretraining.md#recipe): 200 epochs (x 4 repeated-augmentation
 # views = the paper's "800 epochs"), 20 warmup epochs, AdamW, per-iteration cosine.
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=200)

@@ -1,10 +1,10 @@
 # AVA v2.2 action detection with a VideoMAE V2 ViT-B/16 (the ViT-g-distilled K710 model), trained and tested on
 # torch + torchvision alone: ViT feature map -> temporal mean -> torchvision RoIAlign (8x8, 1/16) -> spatial max ->
-# dropout 0.5 -> linear, sigmoid BCE over the AVA actions (tasks/detection; REFERENCE 5.3).
+# dropout 0.5 -> linear, sigmoid BCE over the AVA actions (tasks/detection; docs/ava.md#roi-head).
 # Recipe: mmaction2's VideoMAE ViT-B AVA config (configs/detection/videomae/vit-base-p16_videomae-k400-pre_8xb8-16x4x1-
-# 20e-adamw_ava-kinetics-rgb.py; REFERENCE 5.4): 8 GPUs x 8 clips, AdamW 1.25e-4, layer decay 0.75, 5 warmup epochs
+# 20e-adamw_ava-kinetics-rgb.py; docs/ava.md#data-and-schedules): 8 GPUs x 8 clips, AdamW 1.25e-4, layer decay 0.75, 5 warmup epochs
 # then cosine, 20 epochs. mmaction2 reports 33.6 mAP for VideoMAE V1 ViT-B (K400 fine-tuned, trained on AVA-Kinetics)
-# and VideoMAE 31.8 on AVA alone (REFERENCE 5.5); there is no published V2 ViT-B AVA number.
+# and VideoMAE 31.8 on AVA alone (docs/ava.md#reported-map); there is no published V2 ViT-B AVA number.
 #
 #   python tools/train.py configs/detection/ava/<this file> --work-dir work_dirs/ava_vit-b
 #   python tools/test.py configs/detection/ava/<this file> work_dirs/ava_vit-b/best_ava_mAP_epoch_N.pth
@@ -21,7 +21,7 @@ custom_imports = dict(imports=['tasks.detection'], allow_failed_imports=False)
 model = dict(
     type='VideoMAEv2AVADetector',
     backbone=dict(
-        arch='vit_base',  # patch 16, C = 768, 12 blocks (REFERENCE 1.1)
+        arch='vit_base',  # patch 16, C = 768, 12 blocks (docs/backbone.md#sizes)
         img_size=224,  # constructed grid; the 256-px training crops and test frames get the position table resized
         all_frames=16,
         drop_path_rate=0.2,  # mmaction2's ViT AVA configs
@@ -81,7 +81,7 @@ train_dataloader = dict(
         **clip))
 
 val_dataloader = dict(
-    batch_size=1,  # REFERENCE 5.4: test batch 1 (frames keep their aspect ratio)
+    batch_size=1,  # docs/ava.md#data-and-schedules: test batch 1 (frames keep their aspect ratio)
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),

@@ -1,10 +1,10 @@
-# ActionFormer on VideoMAE V2-g clip features, THUMOS14 (REFERENCE 6.4-6.7): the recipe of ActionFormer's
-# configs/thumos_i3d.yaml with the official V2 TAD features, 1408-d instead of I3D's 2048 (REFERENCE 6.5: nothing
+# ActionFormer on VideoMAE V2-g clip features, THUMOS14 (docs/thumos14.md#official-feature-extractor-6.7): the recipe of ActionFormer's
+# configs/thumos_i3d.yaml with the official V2 TAD features, 1408-d instead of I3D's 2048 (docs/thumos14.md#time-and-feature-rows: nothing
 # else changes). Reported: 69.6 average mAP (V2 paper / docs/TAD.md), 68.73 with the released features and the stock
 # I3D recipe (VideoMAEv2 issue #86).
 #
 #   python tools/extract_features.py data/thumos/videos --out data/thumos/features/th14_vit-g_16x4.h5 \
-#       --arch vit_giant --checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --no-normalize      # REFERENCE 6.4
+#       --arch vit_giant --checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --no-normalize      # docs/thumos14.md#official-feature-extractor
 #   python tools/train.py configs/localization/thumos14/<this file>
 #   python tools/test.py configs/localization/thumos14/<this file> work_dirs/<this name>/epoch_35.pth
 #
@@ -54,7 +54,7 @@ train_dataloader = dict(
     sampler=dict(type='EpochIndexSampler', shuffle=True),
     collate_fn=dict(type='tad_collate'),
     dataset=dict(type='TADFeatureDataset', ann_file=ann_file, feature_store=feature_store,
-                 subset='train',  # THUMOS14 *validation* videos (REFERENCE 6.1)
+                 subset='train',  # THUMOS14 *validation* videos (docs/thumos14.md#classes-and-splits)
                  max_seq_len=max_seq_len, trunc_thresh=0.5, crop_ratio=(0.9, 1.0), seed=1234567891))
 
 test_dataloader = dict(

@@ -1,5 +1,5 @@
 # VideoMAE V2 ViT-B/16 dual-masked pre-training, the official recipe (OpenGVLab/VideoMAEv2:
-# scripts/pretrain/vit_b_hybrid_pt.sh; REFERENCE 2.1-2.5): tube mask 0.9 for the encoder, running-cell mask 0.5 for
+# scripts/pretrain/vit_b_hybrid_pt.sh; docs/pretraining.md#encoder-and-decoder-sizes-2.5): tube mask 0.9 for the encoder, running-cell mask 0.5 for
 # the decoder, 4 views per video, 32 videos per GPU on 32 GPUs (effective lr 4e-3), 200 epochs (800 with the views).
 #
 #   torchrun --nproc_per_node 8 tools/train.py configs/pretrain/videomaev2/<this file> --launcher pytorch

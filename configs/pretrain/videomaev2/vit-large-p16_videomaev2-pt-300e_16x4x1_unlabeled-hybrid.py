@@ -1,4 +1,4 @@
-# VideoMAE V2 ViT-L/16 pre-training (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_l_hybrid_pt.sh; REFERENCE 2.5):
+# VideoMAE V2 ViT-L/16 pre-training (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_l_hybrid_pt.sh; docs/pretraining.md#recipe):
 # C = 1024, 24 blocks, decoder 512-d; 48 GPUs x 32 videos (effective lr 1e-3 x 1536 / 256 = 6e-3), 300 epochs
 # (1200 with the views), 30 warmup epochs.
 _base_ = [

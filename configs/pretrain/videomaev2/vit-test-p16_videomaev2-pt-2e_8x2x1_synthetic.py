@@ -39,7 +39,7 @@ train_dataloader = dict(
         # 8 frames every 2nd frame = a 16-frame window, which also fits the 16-frame videos of the `tiny` preset.
         frame_interval=2,
         input_size=96,
-        # T' = 4 slices: every position is decoder-kept in exactly 2 of them (REFERENCE 2.3), so every clip has the
+        # T' = 4 slices: every position is decoder-kept in exactly 2 of them (docs/pretraining.md#running-cell-mask), so every clip has the
         # same number of loss tokens (4 x 32 masked positions x 1/2 = 64 of 144), and the loss of a batch is the mean
         # of its clips' losses whichever way the batch is split over processes.
         encoder_mask_ratio=0.9,  # int(0.9 x 36) = 32 masked per slice: 4 x 4 = 16 visible tokens

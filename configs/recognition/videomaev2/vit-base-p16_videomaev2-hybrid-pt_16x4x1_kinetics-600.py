@@ -1,5 +1,5 @@
 # Kinetics-600 with the Kinetics-400 recipe of this size (the official K600 scripts share the K400 settings,
-# REFERENCE 4.3).
+# docs/classification.md#fine-tuning-recipe).
 _base_ = ['vit-base-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py']
 
 data_root = 'data/kinetics600/videos_train'

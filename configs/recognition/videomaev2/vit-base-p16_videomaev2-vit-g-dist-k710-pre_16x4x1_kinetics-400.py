@@ -1,6 +1,6 @@
 # Distilled VideoMAE V2 ViT-B (student of ViT-g on K710; official `distill/vit_b_k710_dl_from_giant.pth`) tested on
 # Kinetics-400 val with 16x4x1 clips, 5 clips x 3 crops. Reported top-1 / top-5: 86.6 / 97.3 (mmaction2 re-test),
-# 86.6 top-1 official (REFERENCE 4.4).
+# 86.6 top-1 official (docs/classification.md#reported-accuracies).
 _base_ = [
     '../../_base_/models/videomaev2_vit-base-p16.py',
     '../../_base_/datasets/kinetics400_videos_test_5x3.py',

@@ -1,5 +1,5 @@
 # Kinetics-700 with the Kinetics-400 recipe of this size: no official K700 fine-tuning script or accuracy exists
-# (REFERENCE 4.1).
+# (docs/classification.md#data).
 _base_ = ['vit-huge-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py']
 
 data_root = 'data/kinetics700/videos_train'

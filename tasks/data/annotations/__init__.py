@@ -1,6 +1,6 @@
 """Readers for the annotation files of every benchmark the tasks use (real and synthetic alike).
 
-Formats (REFERENCE 4.1, 5.1, 6.2):
+Formats (docs/classification.md#data, docs/ava.md#files-and-frames, docs/thumos14.md#annotation-formats):
 
 * **Video lists** (mmaction2 ``VideoDataset`` / ``RawframeDataset``): ``path label`` or
   ``frame_dir total_frames label``, whitespace-separated, one video a line.
@@ -46,7 +46,7 @@ __all__ = [
 
 PathLike = str | os.PathLike
 
-# THUMOS14 marks unclear instances with this pseudo-class; they are not a class to detect (REFERENCE 6.2, 6.3).
+# THUMOS14 marks unclear instances with this pseudo-class; they are not a class to detect (docs/thumos14.md#annotation-formats, docs/thumos14.md#evaluation).
 AMBIGUOUS = 'Ambiguous'
 
 
@@ -691,7 +691,7 @@ class TADSegment:
 
     Attributes:
         start: start in seconds.
-        end: end in seconds (may exceed the duration in real THUMOS14 files; REFERENCE 6.1).
+        end: end in seconds (may exceed the duration in real THUMOS14 files; docs/thumos14.md#classes-and-splits).
         label: class name.
         label_id: 0-based class id.
     """
@@ -714,7 +714,7 @@ class TADVideo:
         fps: frame rate (ActionFormer json), else ``None``.
         num_frames: frame count (OpenTAD ``frame``), else ``None``.
         segments: the action instances, Ambiguous ones excluded.
-        ambiguous: ``(start, end)`` of the ``Ambiguous`` instances (not a class; see REFERENCE 6.3).
+        ambiguous: ``(start, end)`` of the ``Ambiguous`` instances (not a class; see docs/thumos14.md#evaluation).
         line: line where this video's entry starts.
     """
 

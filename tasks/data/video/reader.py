@@ -8,7 +8,7 @@ Two access patterns cover every task:
   localization. Each needed frame is decoded **once**, sequentially in chunks, optionally transformed once (e.g.
   resized in torch), kept in a small buffer while a window still needs it, and windows are cut from that buffer.
   The official extractor instead calls ``get_batch`` per window, so decord re-decodes from the previous keyframe for
-  every window; decoding once is 23-31x faster with bit-identical frames (REFERENCE 9).
+  every window; decoding once is 23-31x faster with bit-identical frames (docs/video_decoding.md).
 
 Frame indices are 0-based presentation order. Out-of-range indices are clipped to ``[0, num_frames - 1]`` (so a clip
 running past the end repeats the last frame), never wrapped and never an error.
@@ -128,7 +128,7 @@ class _DecordBackend:
 
     decord's ``NextFrame`` pushes another packet whenever the decoder thread has not produced a frame yet, so during
     a long sequential read it queues packets ahead of the consumer, and the decoded frames pile up in its frame queue
-    (REFERENCE 9 measured 66 MB -> 1.3 GB on a 60-s 360p video with a slow consumer). ``seek(0)`` clears those
+    (docs/video_decoding.md measured 66 MB -> 1.3 GB on a 60-s 360p video with a slow consumer). ``seek(0)`` clears those
     queues. Doing it when a sequential read enters a new GOP costs two container seeks and no extra decoding,
     because decord's accurate seek then lands on the keyframe it was about to decode anyway. So the read-ahead is
     bounded by about one GOP (at least ``reset_min_frames`` frames between clears, so all-intra videos do not seek
@@ -408,7 +408,7 @@ class VideoReader:
             transform: applied once to each decoded chunk, uint8 (k, H, W, 3) -> a tensor whose dimension
                 ``frame_dim`` has size k (e.g. :func:`~tasks.data.video.transforms.squash_resize` with ``frame_dim=1``
                 gives the official TAD input (3, L, 224, 224) per window). Resizing here, not per window, resizes
-                each frame once (REFERENCE 9: per-window resizing cost more than decoding).
+                each frame once (docs/video_decoding.md: per-window resizing cost more than decoding).
             frame_dim: the frame dimension of the transform's output; windows are stacked along it.
             chunk_size: frames per decoder call (16-frame ``get_batch`` chunks were fastest for decord).
 

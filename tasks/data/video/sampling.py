@@ -27,7 +27,7 @@ reference protocol pads differently, the sampler docstring says what it does.
 **Centre frame.** ``ClipSample.centres[k]`` is the frame at position ``clip_len // 2`` of clip k before clipping to the
 video: ``start + (clip_len // 2) * frame_interval`` for regular clips. For the official TAD windows (16 frames from
 ``start``) it is ``start + 8``, the point ActionFormer assigns to a feature (``0.5 * num_frames`` after the start,
-REFERENCE 6.5) and OpenTAD's ``offset_frames=8``; for ``centred`` windows it is mmaction2's clip centre.
+docs/thumos14.md#time-and-feature-rows) and OpenTAD's ``offset_frames=8``; for ``centred`` windows it is mmaction2's clip centre.
 """
 from __future__ import annotations
 
