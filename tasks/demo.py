@@ -1,22 +1,9 @@
 """The main job behind ``make demo``: the whole suite on the embedded synthetic benchmark, on a CPU in minutes.
 
-Stages (each runs the same command-line tool a user would, in a subprocess, with its log in ``<work>/logs/``)::
-
-    data            tasks.data.synthetic.generate(data_root, preset)                    -> data/synthetic/
-    pretrain        tools/train.py   <tiny dual-masked pre-training config>          -> pretrain/epoch_N.pth, loss curve
-    reconstruction  tools/visualize_reconstruction.py                               -> reconstruction.png
-    features        tools/extract_features.py (pre-trained and random backbones)    -> features/*.h5
-    probe           tools/linear_probe.py  (pre-trained vs random features)
-    finetune        tools/train.py + tools/test.py  <synthetic fine-tune config>    -> multi-view top-1/top-5
-    ava             tools/train.py + tools/test.py  <synthetic AVA config>          -> frame mAP, per-class AP chart
-    thumos          tools/extract_features.py (fine-tuned backbone) + tools/train.py + tools/test.py
-                    <synthetic THUMOS config>                     -> mAP per tIoU, mAP-vs-tIoU plot, per-class AP chart
-
-**Caching.** A stage that produces something expensive (benchmark files, pre-trained weights, features, trained
-task models) records a fingerprint of what it was made from (its config file, its inputs' fingerprints, the demo
-version) in ``<work>/stages/<stage>.json``, written last and atomically. A second run re-uses every stage whose
-fingerprint still matches and only re-evaluates, so it takes a fraction of the first run's time; ``--fresh`` ignores
-the cache. A stage that fails stops the demo with the tail of its log, and leaves no fingerprint behind.
+Each stage of :data:`STAGES` runs the command-line tool a user would, in a subprocess, with its log in
+``<work>/logs/``. A stage that makes something expensive records a fingerprint of its inputs in
+``<work>/stages/<stage>.json``, written last and atomically; a second run re-uses every stage whose fingerprint still
+matches and only re-evaluates (``--fresh`` ignores the cache). A failing stage stops the demo with the tail of its log.
 """
 from __future__ import annotations
 
@@ -32,6 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tasks.data.files import write_json_atomic
+from tasks.engine.report import text_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_VERSION = '1'  # bump when a change to the demo alters what a cached stage would contain
@@ -54,7 +44,7 @@ class DemoError(RuntimeError):
 
 def _sha256_file(path: Path) -> str:
     """SHA-256 of a file: the checkpoint identity the feature store records (one implementation for both)."""
-    from feature_store.extract import checkpoint_id
+    from feature_store import checkpoint_id
 
     return checkpoint_id(path)
 
@@ -62,14 +52,6 @@ def _sha256_file(path: Path) -> str:
 def fingerprint(*parts: Any) -> str:
     """A short hash of JSON-serialisable parts (file contents are included by passing their sha256)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary name, then rename), so a killed run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=float) + '\n')
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -118,7 +100,7 @@ class Demo:
 
     def complete(self, stage: str, key: str, outputs: Sequence[Path], **extra: Any) -> dict:
         record = {'fingerprint': key, 'outputs': [str(p) for p in outputs], **extra}
-        _write_json(self.stage_record(stage), record)
+        write_json_atomic(self.stage_record(stage), record, sort_keys=True, default=float)
         return record
 
     def run_tool(self, stage: str, script: str, *args: str | os.PathLike) -> None:
@@ -133,7 +115,7 @@ class Demo:
         env = dict(os.environ)
         env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
         env.setdefault('PYTHONWARNINGS', 'ignore')
-        print(f'  $ {" ".join(_short(c) for c in cmd[1:])}', flush=True)
+        print(f'  $ {" ".join(_repo_relative(c) for c in cmd[1:])}', flush=True)
         tail: list[str] = []
         shown = -25  # last progress percentage printed
         with open(log, 'a') as f:
@@ -184,8 +166,8 @@ def _compact(line: str) -> str:
     return ' '.join([re.sub(r'\s+', ' ', match.group(1)), *(f'{k} {v}' for k, v in fields.items())])
 
 
-def _short(arg: str) -> str:
-    """Paths inside the repository as relative paths, for readable command lines."""
+def _repo_relative(arg: str) -> str:
+    """A path inside the repository as a relative path, for readable command lines; other arguments as they are."""
     try:
         return str(Path(arg).resolve().relative_to(ROOT)) if os.sep in arg else arg
     except ValueError:
@@ -232,7 +214,7 @@ def _data_fingerprint(demo: Demo) -> str:
     return _sha256_file(demo.data_root / 'manifest.json')
 
 
-def _last_checkpoint(work: Path) -> Path:
+def last_checkpoint(work: Path) -> Path:
     """The checkpoint mmengine's CheckpointHook names in ``last_checkpoint``."""
     pointer = work / 'last_checkpoint'
     if not pointer.is_file():
@@ -251,16 +233,20 @@ def stage_pretrain(demo: Demo) -> None:
         if work.exists():
             shutil.rmtree(work)  # a stale or interrupted run: start clean rather than resume someone else's
         demo.run_tool('pretrain', 'tools/train.py', PRETRAIN_CONFIG, '--work-dir', work, *cfg_flag(options))
-        checkpoint = _last_checkpoint(work)
+        checkpoint = last_checkpoint(work)
         curve = json.loads((work / 'loss_curve.json').read_text())
         record = demo.complete('pretrain', key, [checkpoint, work / 'loss_curve.png'], checkpoint=str(checkpoint),
-                               first_loss=_curve_value(curve, 0), last_loss=_curve_value(curve, -1))
+                               first_loss=loss_curve_value(curve, 0), last_loss=loss_curve_value(curve, -1))
     shutil.copyfile(work / 'loss_curve.png', demo.work_dir / 'loss_curve.png')
     demo.results['pretrain'] = {k: record[k] for k in ('checkpoint', 'first_loss', 'last_loss')}
 
 
-def _curve_value(curve: Mapping[str, list], index: int) -> float:
-    """A loss value from PretrainLossCurveHook's ``loss_curve.json`` (``{"iter": [...], "loss": [...], "lr": [...]}``)."""
+def loss_curve_value(curve: Mapping[str, list], index: int) -> float:
+    """A loss value of PretrainLossCurveHook's ``loss_curve.json`` (``{"iter": [...], "loss": [...], "lr": [...]}``).
+
+    Raises:
+        DemoError: the curve holds no loss at ``index``.
+    """
     try:
         return float(curve['loss'][index])
     except (KeyError, IndexError, TypeError) as err:
@@ -368,7 +354,7 @@ def train_and_test(demo: Demo, stage: str, config: str, options: Sequence[str], 
         if (work / 'train').exists():
             shutil.rmtree(work / 'train')
         demo.run_tool(f'{stage}_train', 'tools/train.py', config, '--work-dir', work / 'train', *cfg_flag(options))
-        checkpoint = _last_checkpoint(work / 'train')
+        checkpoint = last_checkpoint(work / 'train')
         record = demo.complete(stage, key, [checkpoint], checkpoint=str(checkpoint))
     test_dir = work / 'test'
     test_args = cfg_flag([*options, *demo.options(f'{stage}_test', *test_options)])
@@ -400,8 +386,8 @@ THUMOS_CONFIG = 'configs/localization/thumos14/actionformer_vit-test-p16_synthet
 def stage_thumos(demo: Demo) -> None:
     """THUMOS-like localization: ActionFormer on cached clip features of the fine-tuned backbone.
 
-    As the seed does (docs/thumos14.md#official-feature-extractor: THUMOS14 features come from the K710 *fine-tuned* ViT-g), the features are
-    extracted with the backbone fine-tuned on the classification set, whose labels are motions.
+    The THUMOS14 features come from a *fine-tuned* backbone (docs/thumos14.md#official-feature-extractor), so the
+    features here are extracted with the backbone fine-tuned on the classification set, whose labels are motions.
     """
     checkpoint = demo.results['finetune']['checkpoint']
     store = extract(demo, 'thumos_finetuned', demo.data_root / 'thumos' / 'videos', checkpoint)
@@ -502,10 +488,10 @@ def run(demo: Demo, stages: Sequence[str] | None = None) -> dict[str, Any]:
     summary = {'results': {**kept.get('results', {}), **demo.results},
                'seconds': {**kept.get('seconds', {}), **demo.timings}, 'reused': demo.reused,
                'stages_run': names, 'preset': demo.preset, 'demo_version': DEMO_VERSION}
-    _write_json(path, summary)
+    write_json_atomic(path, summary, sort_keys=True, default=float)
     from_earlier = [k for k in STAGES if k in summary['results'] and k not in names]
     demo.results = dict(summary['results'])  # the table shows what results.json holds
-    print(format_table(demo, from_earlier if stages is not None else ()))
+    print(results_table(demo, from_earlier if stages is not None else ()))
     return summary
 
 
@@ -513,7 +499,7 @@ def _clock(seconds: float) -> str:
     return f'{int(seconds // 60)}:{int(seconds % 60):02d}'
 
 
-def format_table(demo: Demo, from_earlier: Sequence[str] = ()) -> str:
+def results_table(demo: Demo, from_earlier: Sequence[str] = ()) -> str:
     """The closing results table: each number next to the baseline that says what it means. ``from_earlier``: the
     stages whose rows come from an earlier run (a ``--stages`` subset)."""
     r = demo.results
@@ -540,15 +526,12 @@ def format_table(demo: Demo, from_earlier: Sequence[str] = ()) -> str:
     if 'thumos' in r:
         rows.append(('THUMOS-like localization', 'average mAP (tIoU 0.3:0.7)', f"{r['thumos']['average_mAP']:.3f}",
                      f"{r['thumos']['random_average_mAP']:.3f} (random predictions)"))
-    header = ('task', 'metric', 'result', 'baseline')
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    line = '  '.join('-' * w for w in widths)
-    out = ['', line, '  '.join(h.ljust(w) for h, w in zip(header, widths)), line]
-    out += ['  '.join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    out += [line, f"total {_clock(demo.timings.get('total', 0.0))}"
-            + (f"; re-used from an earlier run: {', '.join(demo.reused)}" if demo.reused else ''),
-            *([f"rows of the stages not run now ({', '.join(from_earlier)}) are from the earlier run's results.json"]
-              if from_earlier else []),
-            f'outputs in {demo.work_dir}: results.json, loss_curve.png, reconstruction.png, '
-            'cls_confusion.png, ava_per_class_ap.png, thumos_map_vs_tiou.png, thumos_per_class_ap.png']
+    table = text_table(('task', 'metric', 'result', 'baseline'), rows).splitlines()
+    rule = table[1]
+    out = ['', rule, *table, rule, f"total {_clock(demo.timings.get('total', 0.0))}"
+           + (f"; re-used from an earlier run: {', '.join(demo.reused)}" if demo.reused else ''),
+           *([f"rows of the stages not run now ({', '.join(from_earlier)}) are from the earlier run's results.json"]
+             if from_earlier else []),
+           f'outputs in {demo.work_dir}: results.json, loss_curve.png, reconstruction.png, '
+           'cls_confusion.png, ava_per_class_ap.png, thumos_map_vs_tiou.png, thumos_per_class_ap.png']
     return '\n'.join(out)

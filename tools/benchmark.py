@@ -1,189 +1,58 @@
 #!/usr/bin/env python
-"""Speed benchmarks for the VideoMAE V2 suite, one subcommand per component.
+"""Speed benchmarks of the VideoMAE V2 suite, one subcommand per component (``-h`` after a name lists its options).
 
-Subcommands (each a thin layer over a tested library function; ``-h`` after the name lists its options):
+``backbone`` (:func:`backbone.bench.bench_backbone`): our ViT vs transformers' ``VideoMAEModel`` (SDPA), clips/s;
+``store`` (:func:`feature_store.bench.bench_store`): HDF5 feature store vs one ``.npy`` per video, reads and size;
+``extract`` (:func:`feature_store.bench_extract.bench_extract`): our extractor vs the official per-window loop;
+``pretrain`` (:func:`backbone.bench_pretrain.bench_pretrain`): dual masking vs encoder-only masking (V1).
+Tables go to stdout, progress to stderr; ``--json PATH`` writes the numbers with the machine description, the ratios
+(``speedup``; ``flop_ratio``, ``time_ratio``, ``memory_ratio`` for pretrain) and, where there are targets, ``meets``.
 
-* ``backbone``: inference throughput (clips/s) of our :class:`backbone.VideoMAEv2ViT` next to Hugging Face
-  transformers' ``VideoMAEModel`` with SDPA attention, same size, same weights, same dtype, in one run; plus the
-  FLOPs of one forward and the fraction of the machine's measured matmul peak that each model reaches.
-* ``store`` (:func:`feature_store.bench.bench_store`): read time and size on disk of one HDF5 feature store vs one
-  ``.npy`` per video, float32 and float16, every video in id order and in a random order, and random windows.
-  Target: the store no slower than npy, and smaller on disk in float16.
-* ``extract`` (:func:`feature_store.bench_extract.bench_extract`): our feature extractor vs the official per-window
-  loop, end to end on one video (by default a synthetic 60-s video generated once into ``work_dirs/bench/``).
-  Target: ours >= 3x faster, with decoding under 10% of its time.
-* ``pretrain`` (:func:`backbone.bench_pretrain.bench_pretrain`): forward FLOPs, training-step time and saved
-  activations of dual masking vs encoder-only masking (V1), next to the V2 paper's 35.48 vs 25.87 G (multiply-adds)
-  and 631M vs 328M. Targets: FLOP ratio within 3% of the paper's 1.371, step time >= 1.3x, memory >= 1.6x.
-
-Shared helpers: :func:`time_call` (timing with device synchronisation), :func:`summarize`, :func:`count_flops` (from
-:mod:`backbone.flops`), :func:`matmul_peak_gflops`, :func:`machine_info`, :func:`format_table`, :func:`write_json`, and
-the common options of :func:`common_parser` (each subcommand takes the ones that apply to it, with its own defaults).
-
-Usage (from the repository root, after ``pip install -e .`` or ``make venv``)::
-
-    python tools/benchmark.py backbone                               # vit_small, 16x224, batch 1, fp32 and bf16
     python tools/benchmark.py backbone --arch vit_base --batch 4 --dtypes bf16 --json work_dirs/bench.json
-    python tools/benchmark.py backbone --device cuda --repeats 20 --profile
-    python tools/benchmark.py store                                  # 200 videos x 256 rows x 768, 3 rounds
-    python tools/benchmark.py store --num-videos 50 --tmpdir /data/tmp --json work_dirs/store.json
-    python tools/benchmark.py extract                                # vit_small, first 8 windows of a 60-s video
     python tools/benchmark.py extract --max-windows 0 --device cuda --dtype bf16 --video my.mp4
-    python tools/benchmark.py pretrain                               # vit_base 16x224, 1 thread, 1 + 2 steps
-    python tools/benchmark.py pretrain --device cuda --dtype fp16 --steps 10 --json work_dirs/pretrain.json
-
-Tables go to stdout, progress to stderr. ``--json PATH`` writes the numbers with the machine description (including
-the load average at start and end: on a shared machine other processes are the main source of noise), the ratios
-under ``speedup`` (backbone, store, extract; above 1 = ours/the store is faster) or ``flop_ratio``, ``time_ratio``,
-``memory_ratio`` (pretrain, v1 / dual), and for store, extract and pretrain whether each target is met under
-``meets``.
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import os
-import platform
-import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import torch
-import torch.nn as nn
 
-if TYPE_CHECKING:
-    from backbone import VideoMAEv2ViT
-
-DTypeName = Literal['fp32', 'bf16', 'fp16']
-DTYPES: dict[str, torch.dtype] = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+from backbone import ARCH_PRESETS, PRETRAIN_PRESETS
+from backbone.bench import DTYPES, machine_info
+from tasks.data.files import write_json_atomic
+from tasks.engine.report import records_table
 
 _START = time.perf_counter()
 
 
-# =====================================================================================================================
-# Shared helpers (used by every subcommand)
-# =====================================================================================================================
+# --- shared by every subcommand ---------------------------------------------------------------------------------------
 def log(message: str) -> None:
     """Progress line on stderr, stamped with the seconds since start, so stdout carries only the results."""
     print(f'[{time.perf_counter() - _START:7.1f}s] {message}', file=sys.stderr, flush=True)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``torch.device`` for ``name``, with a clear error when the accelerator is not there."""
-    device = torch.device(name)
+def prepare(device_name: str) -> tuple[torch.device, dict[str, Any]]:
+    """The ``torch.device`` (a clear error when the accelerator is not there) and the machine record, with a warning
+    when the machine is already busy. Called after ``--threads`` is applied, so the record and the warning see it."""
+    device = torch.device(device_name)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit(f'--device {name}: CUDA is not available on this machine (torch {torch.__version__})')
-    return device
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued kernels; CUDA runs asynchronously, so a timer read without this measures only the launch."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn: Callable[[], Any], device: torch.device) -> float:
-    """Wall-clock seconds of one ``fn()``, synchronising the device before and after."""
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-@dataclass
-class Stats:
-    """Summary of repeated throughput measurements (items per second)."""
-
-    median: float
-    minimum: float
-    maximum: float
-
-    @property
-    def spread_pct(self) -> float:
-        """Half the min-max range as a percentage of the median (the '+-' in the table)."""
-        return 50.0 * (self.maximum - self.minimum) / self.median
-
-
-def summarize(values: Sequence[float]) -> Stats:
-    """Median and range; the median is robust to the odd repeat slowed down by another process."""
-    if not values:
-        raise ValueError('no measurements to summarise')
-    return Stats(statistics.median(values), min(values), max(values))
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """:func:`backbone.flops.count_flops` (imported here lazily, like the rest of the suite)."""
-    from backbone.flops import count_flops as count
-    return count(fn)
-
-
-def matmul_peak_gflops(dtype: torch.dtype, device: torch.device, size: int, repeats: int = 5) -> float:
-    """Measured matmul peak: GFLOP/s of the fastest of ``repeats`` (size x size) @ (size x size) products.
-
-    This is what the BLAS (MKL/oneDNN on CPU, cuBLAS on GPU) attains on this machine with the current thread count,
-    not the vendor's theoretical peak, so "fraction of peak" says how close a model gets to a large dense GEMM.
-    """
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
-    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
-    out = torch.empty(size, size, device=device, dtype=dtype)
-    with torch.inference_mode():
-        torch.mm(a, b, out=out)  # warm-up: first call picks kernels and allocates workspace
-        best = min(time_call(lambda: torch.mm(a, b, out=out), device) for _ in range(repeats))
-    return 2.0 * size ** 3 / best / 1e9
-
-
-def _cpu_model() -> str:
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as fh:
-            for line in fh:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """Where the numbers came from: CPU/GPU, core and thread counts, load, library versions."""
-    info: dict[str, Any] = {
-        'platform': platform.platform(),
-        'python': platform.python_version(),
-        'cpu': _cpu_model(),
-        'cpu_count': os.cpu_count(),
-        'torch_threads': torch.get_num_threads(),
-        'torch': torch.__version__,
-        'cpu_capability': torch.backends.cpu.get_cpu_capability(),
-        'mkldnn': torch.backends.mkldnn.is_available(),
-        'device': str(device),
-    }
-    if hasattr(os, 'getloadavg'):
-        # Other processes on the machine are the main source of noise; record how busy it was.
-        info['loadavg_1m_at_start'] = round(os.getloadavg()[0], 2)
-    if device.type == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name(device)
-        info['cuda'] = torch.version.cuda
-    try:
-        import transformers
-        info['transformers'] = transformers.__version__
-    except ImportError:
-        pass
-    return info
+        raise SystemExit(f'--device {device_name}: CUDA is not available on this machine (torch {torch.__version__})')
+    machine = machine_info(device)
+    warn_if_busy(machine)
+    return device, machine
 
 
 def warn_if_busy(machine: dict[str, Any]) -> None:
-    """Warn when other processes already occupy cores our threads need (the load average counts runnable tasks).
-
-    On an oversubscribed CPU, OpenMP threads wait for each other at every barrier, which can slow small ops by orders
-    of magnitude and makes timings meaningless; ``--threads`` below the free core count avoids that.
-    """
+    """Warn when other processes already occupy cores our threads need (the load average counts runnable tasks):
+    on an oversubscribed CPU, OpenMP threads wait for each other at every barrier and timings become meaningless."""
     load, cores, threads = machine.get('loadavg_1m_at_start'), machine['cpu_count'], machine['torch_threads']
     if load is not None and cores and load + threads > cores + 0.5:
         hint = ' (consider a smaller --threads)' if threads > 1 else ''
@@ -191,50 +60,41 @@ def warn_if_busy(machine: dict[str, Any]) -> None:
             f'the cores are oversubscribed and timings will be noisy{hint}')
 
 
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
-    """Plain-text table. ``columns`` are (header, row key, format spec); numbers are right-aligned."""
-    cells = [[format(row[key], spec) if row.get(key) is not None else '-' for _, key, spec in columns]
-             for row in rows]
-    headers = [header for header, _, _ in columns]
-    widths = [max(len(headers[i]), *(len(r[i]) for r in cells)) for i in range(len(columns))]
-    numeric = [bool(rows) and isinstance(rows[0].get(key), (int, float)) for _, key, _ in columns]
-
-    def line(values: Sequence[str]) -> str:
-        return '  '.join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
-
-    return '\n'.join([line(headers), line(['-' * w for w in widths]), *(line(r) for r in cells)])
-
-
-def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` through a temporary file and a rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(payload, indent=2) + '\n', encoding='utf-8')
-    os.replace(tmp, path)
-
-
-def save_json_if_asked(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
-    """Write ``payload`` to ``--json PATH`` when given (every subcommand ends here); returns ``payload``."""
+def finish(args: argparse.Namespace, command: str, machine: dict[str, Any], body: dict[str, Any],
+           report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The JSON payload (which command, when, on what machine, then ``body``): printed by ``report``, written to
+    ``--json PATH`` when given, and returned."""
+    if hasattr(os, 'getloadavg'):
+        machine['loadavg_1m_at_end'] = round(os.getloadavg()[0], 2)
+    payload = {'command': command, 'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
+               'machine': machine, **body}
+    report(payload)
     if args.json:
-        write_json(args.json, payload)
+        write_json_atomic(args.json, payload)
         log(f'wrote {args.json}')
     return payload
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
+def print_machine_line(machine: dict[str, Any]) -> None:
+    print(f"machine: {machine.get('gpu', machine['cpu'])}, {machine['cpu_count']} CPUs; torch {machine['torch']}; "
+          f"load avg {machine.get('loadavg_1m_at_start', '?')} -> {machine.get('loadavg_1m_at_end', '?')}")
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
-    return value
+def checked_type(convert: Callable[[str], Any], test: Callable[[Any], bool], message: str) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert(text)``, refused with ``message`` (``{}``: the text) unless ``test`` holds."""
+    def parse(text: str) -> Any:
+        value = convert(text)
+        if not test(value):
+            raise argparse.ArgumentTypeError(message.format(text))
+        return value
+    parse.__name__ = convert.__name__  # argparse names it in "invalid int value: 'x'"
+    return parse
 
+
+positive_int = checked_type(int, lambda v: v >= 1, 'must be >= 1, got {}')
+non_negative_int = checked_type(int, lambda v: v >= 0, 'must be >= 0, got {}')
+positive_float = checked_type(float, lambda v: v > 0, 'must be > 0, got {}')
+existing_file = checked_type(str, lambda v: Path(v).is_file(), 'no such file: {}')
 
 #: Options :func:`common_parser` can add; each subcommand takes the ones that mean something to it.
 COMMON_OPTIONS = ('warmup', 'repeats', 'threads', 'device', 'peak_size', 'seed', 'json')
@@ -248,13 +108,12 @@ def common_parser(include: Sequence[str] = COMMON_OPTIONS, helps: dict[str, str]
     subcommand would otherwise leak into the others.
 
     Args:
-        include: which of :data:`COMMON_OPTIONS` to add (an option that a command would ignore is left out rather
-            than silently accepted).
-        helps: help text replacing the generic one, per option name (e.g. what ``repeats`` counts).
+        include: which of :data:`COMMON_OPTIONS` to add (an option a command would ignore is left out rather than
+            silently accepted).
+        helps: help text replacing the generic one, per option name.
         **defaults: default per option name (``warmup=1``, ``threads=1`` ...).
     """
-    unknown = set(include) | set(helps or {}) | set(defaults)
-    unknown -= set(COMMON_OPTIONS)
+    unknown = (set(include) | set(helps or {}) | set(defaults)) - set(COMMON_OPTIONS)
     if unknown:
         raise ValueError(f'unknown common options {sorted(unknown)}; known: {COMMON_OPTIONS}')
     helps = {
@@ -268,58 +127,35 @@ def common_parser(include: Sequence[str] = COMMON_OPTIONS, helps: dict[str, str]
     } | (helps or {})
     defaults = {'warmup': 2, 'repeats': 5, 'threads': None, 'device': 'cpu', 'peak_size': None, 'seed': 0,
                 'json': None} | defaults
-    types = {'warmup': _non_negative_int, 'repeats': _positive_int, 'threads': _positive_int,
-             'peak_size': _positive_int, 'seed': int}
+    types = {'warmup': non_negative_int, 'repeats': positive_int, 'threads': positive_int,
+             'peak_size': positive_int, 'seed': int}
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group('measurement')
-    for name in COMMON_OPTIONS:
-        if name not in include:
-            continue
+    for name in (n for n in COMMON_OPTIONS if n in include):
         shown = '' if defaults[name] is None else ' (default: %(default)s)'
         group.add_argument('--' + name.replace('_', '-'), type=types.get(name, str), default=defaults[name],
                            metavar='PATH' if name == 'json' else None, help=helps[name].replace('%', '%%') + shown)
     return parser
 
 
-def payload_header(command: str, machine: dict[str, Any]) -> dict[str, Any]:
-    """First keys of every JSON payload: which command, when, and on what machine (load at the end added here)."""
-    if hasattr(os, 'getloadavg'):
-        machine['loadavg_1m_at_end'] = round(os.getloadavg()[0], 2)
-    return {'command': command, 'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-            'machine': machine}
+def add_clip_options(parser: argparse.ArgumentParser, presets: Sequence[str], arch: str, arch_help: str,
+                     batch_help: str) -> None:
+    """``--arch``, ``--batch``, ``--frames``, ``--img-size`` of the commands that run a model on random clips."""
+    parser.add_argument('--arch', default=arch, choices=sorted(presets), help=arch_help + ' (default: %(default)s)')
+    parser.add_argument('--batch', type=positive_int, default=1, help=batch_help + ' (default: %(default)s)')
+    parser.add_argument('--frames', type=positive_int, default=16, help='frames per clip (default: %(default)s)')
+    parser.add_argument('--img-size', type=positive_int, default=224, help='frame side in px (default: %(default)s)')
 
 
-def print_machine_line(machine: dict[str, Any]) -> None:
-    print(f"machine: {machine.get('gpu', machine['cpu'])}, {machine['cpu_count']} CPUs; torch {machine['torch']}; "
-          f"load avg {machine.get('loadavg_1m_at_start', '?')} -> {machine.get('loadavg_1m_at_end', '?')}")
-
-
-# =====================================================================================================================
-# backbone: our VideoMAEv2ViT vs transformers' VideoMAEModel (SDPA)
-# =====================================================================================================================
-#: What each implementation runs. Both stop at the last block's tokens: HF ``VideoMAEModel`` with
-#: ``use_mean_pooling=True`` has no final norm (the pooling norm ``fc_norm`` lives in the classification model), and
-#: ``VideoMAEv2ViT.forward_tokens`` is patch embed + pos embed + blocks, without pooling or ``fc_norm``.
-IMPLS = {
-    'ours': 'backbone.VideoMAEv2ViT.forward_tokens',
-    'hf_sdpa': "transformers.VideoMAEModel(attn_implementation='sdpa').last_hidden_state",
-}
-
-
+# --- backbone: our VideoMAEv2ViT vs transformers' VideoMAEModel (SDPA) ------------------------------------------------
 def add_backbone_command(subparsers: argparse._SubParsersAction) -> None:
-    from backbone.videomaev2 import ARCH_PRESETS
-
     parser = subparsers.add_parser(
         'backbone', parents=[common_parser()],
         help='clips/s of VideoMAEv2ViT vs transformers VideoMAEModel (SDPA), same weights and dtype',
         description='Inference throughput (clips/s) of our backbone (VideoMAEv2ViT.forward_tokens) and of '
                     "transformers' VideoMAEModel with SDPA attention, same size, same weights, same dtype, timed in "
                     'interleaved repeats; plus FLOPs per clip and the fraction of the measured matmul peak.')
-    parser.add_argument('--arch', default='vit_small', choices=sorted(ARCH_PRESETS),
-                        help='backbone preset (default: %(default)s)')
-    parser.add_argument('--frames', type=_positive_int, default=16, help='frames per clip (default: %(default)s)')
-    parser.add_argument('--img-size', type=_positive_int, default=224, help='frame side in px (default: %(default)s)')
-    parser.add_argument('--batch', type=_positive_int, default=1, help='clips per forward (default: %(default)s)')
+    add_clip_options(parser, ARCH_PRESETS, 'vit_small', 'backbone preset', 'clips per forward')
     parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'], choices=sorted(DTYPES),
                         help='dtypes to run; both models and inputs are cast (default: fp32 bf16)')
     parser.add_argument('--profile', action='store_true',
@@ -328,149 +164,20 @@ def add_backbone_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_backbone)
 
 
-def build_reference(ours: VideoMAEv2ViT) -> nn.Module:
-    """transformers ``VideoMAEModel`` of the same size as ``ours``, SDPA attention, loaded with ``ours``' weights.
-
-    Raises:
-        SystemExit: transformers is not installed.
-        RuntimeError: the converted state dict does not account for the HF model exactly.
-    """
-    try:
-        from transformers.models.videomae import VideoMAEConfig, VideoMAEModel
-    except ImportError as exc:  # an optional (test) dependency of the suite
-        raise SystemExit("the 'backbone' benchmark needs transformers as the reference: pip install -e '.[test]'"
-                         ) from exc
-    from backbone import convert_state_dict
-
-    config = VideoMAEConfig(
-        image_size=ours.grid_size[1] * ours.patch_size, patch_size=ours.patch_size, num_channels=3,
-        num_frames=ours.grid_size[0] * ours.tubelet_size, tubelet_size=ours.tubelet_size,
-        hidden_size=ours.embed_dim, num_hidden_layers=ours.depth, num_attention_heads=ours.num_heads,
-        intermediate_size=ours.blocks[0].mlp.fc1.out_features, hidden_act='gelu', hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, layer_norm_eps=1e-6, qkv_bias=True, use_mean_pooling=True,
-        attn_implementation='sdpa')
-    reference = VideoMAEModel(config)
-    if reference.config._attn_implementation != 'sdpa':
-        raise RuntimeError(f'transformers picked attention {reference.config._attn_implementation!r}, not sdpa')
-    state = {}
-    for key, value in convert_state_dict(ours.state_dict(), 'hf').items():
-        if key.startswith('fc_norm.'):
-            continue  # the pooling norm belongs to VideoMAEForVideoClassification, not to the encoder
-        if not key.startswith('videomae.'):
-            raise RuntimeError(f'unexpected key {key!r} in the HF conversion of our state dict')
-        state[key[len('videomae.'):]] = value
-    reference.load_state_dict(state, strict=True)  # raises with the missing/unexpected key lists
-    return reference.eval()
-
-
-def _profile_table(fn: Callable[[], Any], device: torch.device, rows: int = 12) -> str:
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
-    with profile(activities=activities) as prof:
-        fn()
-        synchronize(device)
-    sort_by = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
-    return prof.key_averages().table(sort_by=sort_by, row_limit=rows)
-
-
 def run_backbone(args: argparse.Namespace) -> dict[str, Any]:
-    """Time both models per dtype; print the table; return (and optionally write) the JSON payload."""
-    from backbone import VideoMAEv2ViT
+    """Run :func:`backbone.bench.bench_backbone`; print the table; return (and optionally write) the payload."""
+    from backbone.bench import bench_backbone
 
-    device = resolve_device(args.device)
-    machine = machine_info(device)
-    warn_if_busy(machine)
-    peak_size = args.peak_size or (8192 if device.type == 'cuda' else 2048)
-
-    torch.manual_seed(args.seed)
-    ours_master = VideoMAEv2ViT(args.arch, img_size=args.img_size, all_frames=args.frames).eval()
-    reference_master = build_reference(ours_master)
-    tokens = ours_master.pos_embed.shape[1]
-    log(f'backbone {args.arch}: {args.frames}x{args.img_size}px, batch {args.batch}, {tokens} tokens/clip, '
-        f'{ours_master.num_params() / 1e6:.1f}M params, device {device}, {torch.get_num_threads()} threads')
-
-    gen = torch.Generator().manual_seed(args.seed)
-    clip = torch.randn(args.batch, 3, args.frames, args.img_size, args.img_size, generator=gen)
-
-    rows: list[dict[str, Any]] = []
-    peaks: dict[str, float] = {}
-    speedup: dict[str, float] = {}
-    diffs: dict[str, float] = {}
-    profiles: list[str] = []
-    for name in args.dtypes:
-        dtype = DTYPES[name]
-        log(f'{name}: measuring matmul peak ({peak_size}x{peak_size})')
-        peaks[name] = matmul_peak_gflops(dtype, device, peak_size)
-        log(f'{name}: matmul peak {peaks[name]:.1f} GFLOP/s')
-
-        ours = copy.deepcopy(ours_master).to(device=device, dtype=dtype)
-        reference = copy.deepcopy(reference_master).to(device=device, dtype=dtype)
-        # Each model gets its own input layout, contiguous: ours (B, 3, T, H, W), HF (B, T, 3, H, W).
-        x_ours = clip.to(device=device, dtype=dtype)
-        x_ref = clip.permute(0, 2, 1, 3, 4).contiguous().to(device=device, dtype=dtype)
-        fns: dict[str, Callable[[], torch.Tensor]] = {
-            'ours': lambda: ours.forward_tokens(x_ours),
-            'hf_sdpa': lambda: reference(pixel_values=x_ref).last_hidden_state,
-        }
-
-        with torch.inference_mode():
-            # Sanity: same weights, same input -> same tokens (up to the dtype's rounding).
-            diffs[name] = (fns['ours']().float() - fns['hf_sdpa']().float()).abs().max().item()
-            flops = {impl: count_flops(fn) for impl, fn in fns.items()}
-            log(f'{name}: max |ours - hf| = {diffs[name]:.3g}; '
-                + ', '.join(f'{impl} {f / args.batch / 1e9:.2f} GFLOP/clip' for impl, f in flops.items()))
-            for _ in range(args.warmup):
-                for fn in fns.values():
-                    fn()
-            times: dict[str, list[float]] = {impl: [] for impl in fns}
-            for i in range(args.repeats):
-                # Interleave, alternating who goes first (A B, B A, ...): slow drifts of a shared machine and any
-                # advantage of running second (warm caches) fall on both models alike.
-                order = list(fns) if i % 2 == 0 else list(fns)[::-1]
-                for impl in order:
-                    times[impl].append(time_call(fns[impl], device))
-                log(f'{name}: repeat {i + 1}/{args.repeats}: '
-                    + ', '.join(f'{impl} {args.batch / times[impl][-1]:.3f} clips/s' for impl in fns))
-            if args.profile:
-                for impl, fn in fns.items():
-                    profiles.append(f'--- profile: {args.arch} {name} {impl} ---\n{_profile_table(fn, device)}')
-
-        # Ratio per interleaved pair, then the median: each pair ran back to back under the same machine load.
-        ratios = [t_ref / t_ours for t_ours, t_ref in zip(times['ours'], times['hf_sdpa'])]
-        speedup[name] = statistics.median(ratios)
-        for impl in fns:
-            stats = summarize([args.batch / t for t in times[impl]])
-            gflop_per_clip = flops[impl] / args.batch / 1e9
-            rows.append({
-                'arch': args.arch, 'dtype': name, 'impl': impl, 'runs': IMPLS[impl], 'batch': args.batch,
-                'clips_per_s': stats.median, 'clips_per_s_min': stats.minimum, 'clips_per_s_max': stats.maximum,
-                'spread_pct': stats.spread_pct, 'ms_per_clip': 1000.0 / stats.median,
-                'gflop_per_clip': gflop_per_clip, 'gflops': gflop_per_clip * stats.median,
-                'peak_gflops': peaks[name], 'peak_pct': 100.0 * gflop_per_clip * stats.median / peaks[name],
-                'speedup': speedup[name] if impl == 'ours' else 1.0, 'max_abs_diff': diffs[name],
-                'times_s': times[impl],
-            })
-        del ours, reference
-
-    payload = {
-        'command': 'backbone',
-        'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
-        'config': {'arch': args.arch, 'frames': args.frames, 'img_size': args.img_size, 'batch': args.batch,
-                   'tokens_per_clip': tokens, 'dtypes': list(args.dtypes), 'warmup': args.warmup,
-                   'repeats': args.repeats, 'threads': torch.get_num_threads(), 'device': str(device),
-                   'peak_size': peak_size, 'seed': args.seed, 'impls': IMPLS},
-        'machine': machine,
-        'peak_gflops': peaks,
-        'speedup': speedup,
-        'max_abs_diff': diffs,
-        'rows': rows,
-    }
-    if hasattr(os, 'getloadavg'):
-        machine['loadavg_1m_at_end'] = round(os.getloadavg()[0], 2)
-
-    print_backbone_report(payload, profiles)
-    return save_json_if_asked(args, payload)
+    device, machine = prepare(args.device)
+    try:
+        result = bench_backbone(args.arch, frames=args.frames, img_size=args.img_size, batch=args.batch,
+                                dtypes=args.dtypes, warmup=args.warmup, repeats=args.repeats, device=device,
+                                peak_size=args.peak_size, seed=args.seed, profile=args.profile, log=log)
+    except ImportError as exc:
+        raise SystemExit(str(exc)) from exc
+    for text in result.pop('profiles'):
+        print(text)
+    return finish(args, 'backbone', machine, result, print_backbone_report)
 
 
 BACKBONE_COLUMNS = [
@@ -481,10 +188,8 @@ BACKBONE_COLUMNS = [
 ]
 
 
-def print_backbone_report(payload: dict[str, Any], profiles: Sequence[str] = ()) -> None:
+def print_backbone_report(payload: dict[str, Any]) -> None:
     cfg, machine = payload['config'], payload['machine']
-    for text in profiles:
-        print(text)
     print(f"backbone benchmark: {cfg['arch']}, {cfg['frames']}x{cfg['img_size']}px ({cfg['tokens_per_clip']} tokens), "
           f"batch {cfg['batch']}, {cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up, "
           f"device {cfg['device']}, {cfg['threads']} threads")
@@ -492,19 +197,17 @@ def print_backbone_report(payload: dict[str, Any], profiles: Sequence[str] = ())
           f"transformers {machine.get('transformers', '?')}; load avg {machine.get('loadavg_1m_at_start', '?')} -> "
           f"{machine.get('loadavg_1m_at_end', '?')}")
     print('matmul peak: ' + ', '.join(f'{k} {v:.1f} GFLOP/s' for k, v in payload['peak_gflops'].items()))
-    print(format_table(payload['rows'], BACKBONE_COLUMNS))
+    print(records_table(payload['rows'], BACKBONE_COLUMNS))
     print('clips/s: median of the repeats, +-% half their range; speedup: ours/hf throughput, median over '
           'interleaved pairs; % peak: FLOP-counted GFLOP/s over the measured matmul peak')
     verdict = ', '.join(f"{k} {v:.3f}x ({'ok' if v >= 1.0 else 'BELOW target'})" for k, v in payload['speedup'].items())
     print(f'ours vs reference (target >= 1.0x): {verdict}')
 
 
-# =====================================================================================================================
-# store: one HDF5 feature store vs one .npy per video
-# =====================================================================================================================
-#: Issue targets: reading every video from the store, in id order and in a random order, is no slower than one
-#: ``.npy`` per video of the same dtype (speedup npy time / store time >= 1), and the float16 store is smaller on disk
-#: than the float32 ``.npy`` files the official extractor writes.
+# --- store: one HDF5 feature store vs one .npy per video --------------------------------------------------------------
+#: Targets: reading every video from the store, in id order and in a random order, is no slower than one ``.npy`` per
+#: video of the same dtype (npy time / store time >= 1), and the float16 store is smaller on disk than the float32
+#: ``.npy`` files the official extractor writes.
 STORE_TARGETS = {'read_speedup_min': 1.0, 'size_ratio_fp16_max': 1.0}
 #: (name in ``speedup``, key in :func:`feature_store.bench.bench_store`'s results)
 STORE_TIMES = (('read_sequential', 'read_sequential_s'), ('read_random', 'read_random_s'), ('window', 'window_ms'),
@@ -521,29 +224,28 @@ def add_store_command(subparsers: argparse._SubParsersAction) -> None:
         description='Writes random features for NUM_VIDEOS videos as one HDF5 feature store and as one .npy per '
                     'video, each in float32 and float16, then times reading every video in id order and in a random '
                     'order, and random windows of rows, on a warm page cache (feature_store.bench.bench_store).')
-    parser.add_argument('--num-videos', type=_positive_int, default=200, help='videos (default: %(default)s)')
-    parser.add_argument('--rows', type=_positive_int, default=256,
+    parser.add_argument('--num-videos', type=positive_int, default=200, help='videos (default: %(default)s)')
+    parser.add_argument('--rows', type=positive_int, default=256,
                         help='feature rows (clips) per video (default: %(default)s, a 35-s video at stride 4)')
-    parser.add_argument('--dim', type=_positive_int, default=768,
-                        help='feature width (default: %(default)s, ViT-B)')
-    parser.add_argument('--window', type=_positive_int, default=64,
+    parser.add_argument('--dim', type=positive_int, default=768, help='feature width (default: %(default)s, ViT-B)')
+    parser.add_argument('--window', type=positive_int, default=64,
                         help='rows per random window read, as a training crop (default: %(default)s)')
-    parser.add_argument('--num-windows', type=_positive_int, default=200,
+    parser.add_argument('--num-windows', type=positive_int, default=200,
                         help='random windows read per layout (default: %(default)s)')
     parser.add_argument('--tmpdir', default=None,
                         help='folder whose file system is measured; the files go to TMPDIR/bench_store and are '
                              'removed at the end (default: the system temporary folder)')
-    parser.set_defaults(func=run_store, validate=_validate_store)
+    parser.set_defaults(func=run_store, validate=validate_store)
 
 
-def _validate_store(args: argparse.Namespace) -> str | None:
+def validate_store(args: argparse.Namespace) -> str | None:
     if args.window > args.rows:
         return f'--window {args.window} is longer than a video (--rows {args.rows})'
     return None
 
 
 def store_summary(results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Ratios of :func:`feature_store.bench.bench_store` results that the issue's targets are stated in.
+    """Ratios of :func:`feature_store.bench.bench_store` results that the targets are stated in.
 
     Returns:
         ``speedup[dtype][what]``: npy time / store time for the same dtype (above 1: the store is faster);
@@ -570,8 +272,6 @@ def store_summary(results: dict[str, dict[str, float]]) -> dict[str, Any]:
 
 def run_store(args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`feature_store.bench.bench_store`; print the table; return (and optionally write) the payload."""
-    import tempfile
-
     from feature_store.bench import bench_store
 
     # numpy and h5py read on this thread only, so torch's thread count plays no part; the load is still recorded.
@@ -581,10 +281,9 @@ def run_store(args: argparse.Namespace) -> dict[str, Any]:
         f'{args.repeats} rounds')
     bench = bench_store(tmpdir, num_videos=args.num_videos, rows=args.rows, dim=args.dim, window=args.window,
                         num_windows=args.num_windows, repeats=args.repeats, seed=args.seed)
-    payload = {**payload_header('store', machine), 'config': bench['params'] | {'seed': args.seed, 'tmpdir': tmpdir},
-               **store_summary(bench['results']), 'results': bench['results']}
-    print_store_report(payload)
-    return save_json_if_asked(args, payload)
+    body = {'config': bench['params'] | {'seed': args.seed, 'tmpdir': tmpdir}, **store_summary(bench['results']),
+            'results': bench['results']}
+    return finish(args, 'store', machine, body, print_store_report)
 
 
 STORE_COLUMNS = [
@@ -610,15 +309,16 @@ def print_store_report(payload: dict[str, Any]) -> None:
                 row |= {'speedup_sequential': speedup[dt]['read_sequential'],
                         'speedup_random': speedup[dt]['read_random'], 'speedup_window': speedup[dt]['window']}
             rows.append(row)
-    print(format_table(rows, STORE_COLUMNS))
+    print(records_table(rows, STORE_COLUMNS))
     print('times: medians; sequential/random: every video read whole, in id / shuffled order (features only, as '
           'np.load); window: one random window; x: npy time / store time, above 1 = the store is faster')
-    print('store reads in id order with each video\'s metadata (FeatureStore.read): '
-          + ', '.join(f"{dt} {results[f'h5_{dt}']['read_with_meta_s']:.3f} s" for dt in ('fp32', 'fp16'))
-          + '; with plain h5py h5[id][()]: '
-          + ', '.join(f"{dt} {results[f'h5_{dt}']['read_plain_h5py_s']:.3f} s" for dt in ('fp32', 'fp16'))
-          + '; metadata alone: ' + ', '.join(f"{dt} {results[f'h5_{dt}']['meta_ms']:.3f} ms/video"
-                                             for dt in ('fp32', 'fp16')))
+
+    def per_dtype(key: str, spec: str, unit: str) -> str:
+        return ', '.join(f"{dt} {results[f'h5_{dt}'][key]:{spec}} {unit}" for dt in ('fp32', 'fp16'))
+
+    print(f"store reads in id order with each video's metadata (FeatureStore.read): "
+          f"{per_dtype('read_with_meta_s', '.3f', 's')}; with plain h5py h5[id][()]: "
+          f"{per_dtype('read_plain_h5py_s', '.3f', 's')}; metadata alone: {per_dtype('meta_ms', '.3f', 'ms/video')}")
     meets = payload['meets']
     reads = ', '.join(f"{what} {dt} {speedup[dt][what]:.2f}x ({'ok' if meets[f'{what}_{dt}'] else 'BELOW target'})"
                       for dt in ('fp32', 'fp16') for what in ('read_sequential', 'read_random'))
@@ -627,31 +327,14 @@ def print_store_report(payload: dict[str, Any]) -> None:
           f"({'ok' if meets['size_fp16'] else 'NOT smaller'})")
 
 
-# =====================================================================================================================
-# extract: our feature extractor vs the official per-window loop, end to end on one video
-# =====================================================================================================================
-#: Issue targets: ours at least 3x faster end to end, with decoding under 10% of its wall time.
+# --- extract: our feature extractor vs the official per-window loop, end to end on one video --------------------------
+#: Targets: ours at least 3x faster end to end, with decoding under 10% of its wall time.
 EXTRACT_TARGETS = {'speedup_min': 3.0, 'ours_decode_fraction_max': 0.10}
 #: The synthetic benchmark video (docs/video_decoding.md): 30 fps, 320x240, a keyframe every 250 frames.
 BENCH_VIDEO = {'fps': 30.0, 'height': 240, 'width': 320, 'gop': 250}
 
 
-def _existing_file(text: str) -> str:
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f'no such file: {text}')
-    return text
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {text}')
-    return value
-
-
 def add_extract_command(subparsers: argparse._SubParsersAction) -> None:
-    from backbone.videomaev2 import ARCH_PRESETS
-
     common = common_parser(('threads', 'device', 'seed', 'json'), helps={
         'threads': 'torch intra-op threads of the official loop; ours leaves one core to its decoding thread '
                    f'(torch default: {torch.get_num_threads()} here)',
@@ -665,24 +348,23 @@ def add_extract_command(subparsers: argparse._SubParsersAction) -> None:
                     "(feature_store.bench_extract.bench_extract).")
     parser.add_argument('--arch', default='vit_small', choices=sorted(ARCH_PRESETS),
                         help='backbone preset (default: %(default)s)')
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights for both models (default: the same random init)')
-    parser.add_argument('--video', type=_existing_file, default=None,
+    parser.add_argument('--checkpoint', default=None, help='weights for both models (default: the same random init)')
+    parser.add_argument('--video', type=existing_file, default=None,
                         help='video to extract (default: a synthetic 320x240 30-fps H.264 video of --video-seconds, '
                              'generated once into --cache-dir)')
     parser.add_argument('--cache-dir', default='work_dirs/bench',
                         help='where the generated video is kept between runs (default: %(default)s)')
-    parser.add_argument('--video-seconds', type=_positive_float, default=60.0,
+    parser.add_argument('--video-seconds', type=positive_float, default=60.0,
                         help='length of the generated video (default: %(default)s)')
-    parser.add_argument('--max-windows', type=_non_negative_int, default=8,
+    parser.add_argument('--max-windows', type=non_negative_int, default=8,
                         help='windows run through the models, from the start of the video; 0 = all (default: '
                              '%(default)s, a few minutes for vit_small at 224 px on 2 CPU cores). Decoding is also '
                              'timed over every window, without the model, unless --no-decode-only')
-    parser.add_argument('--batch-size', type=_positive_int, default=16,
+    parser.add_argument('--batch-size', type=positive_int, default=16,
                         help='windows per forward in our loop; the official loop uses 1 (default: %(default)s)')
     parser.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16'),
                         help='our compute dtype; the official loop is fp32 (default: %(default)s)')
-    parser.add_argument('--img-size', type=_positive_int, default=224,
+    parser.add_argument('--img-size', type=positive_int, default=224,
                         help='side the frames are squashed to (default: %(default)s)')
     parser.add_argument('--no-decode-only', action='store_true',
                         help='skip timing the decoding of every window without the model')
@@ -690,9 +372,8 @@ def add_extract_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def bench_video_path(cache_dir: str | os.PathLike, seconds: float = 60.0, seed: int = 0) -> Path:
-    """The synthetic benchmark video in ``cache_dir``, generated on first use (named by its settings, so a cached
-    file is only reused for the same settings; written under a temporary name first, so an interrupted encode is
-    never taken for a finished video)."""
+    """The synthetic benchmark video in ``cache_dir``, generated on first use; named by its settings, so a cached
+    file is only reused for the same settings (the video writer renames a finished file into place)."""
     from feature_store.bench_extract import make_bench_video
 
     v = BENCH_VIDEO
@@ -701,15 +382,12 @@ def bench_video_path(cache_dir: str | os.PathLike, seconds: float = 60.0, seed: 
         log(f'extract: reusing {path}')
         return path
     log(f'extract: generating a {seconds:g}-s benchmark video at {path}')
-    tmp = path.with_name(path.stem + '.tmp' + path.suffix)  # keep the suffix: it picks the container
-    make_bench_video(tmp, seconds=seconds, fps=v['fps'], height=v['height'], width=v['width'], gop=v['gop'],
-                     seed=seed)
-    os.replace(tmp, path)
-    return path
+    return Path(make_bench_video(path, seconds=seconds, fps=v['fps'], height=v['height'], width=v['width'],
+                                 gop=v['gop'], seed=seed))
 
 
 def extract_summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of :func:`feature_store.bench_extract.bench_extract` that the issue's targets are stated in.
+    """The numbers of :func:`feature_store.bench_extract.bench_extract` that the targets are stated in.
 
     Returns:
         ``speedup``: official time / ours (``end_to_end``; ``decode_only_all_windows`` when measured);
@@ -733,9 +411,7 @@ def run_extract(args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`feature_store.bench_extract.bench_extract`; print the table; return (and optionally write) it."""
     from feature_store.bench_extract import bench_extract
 
-    device = resolve_device(args.device)
-    machine = machine_info(device)
-    warn_if_busy(machine)
+    device, machine = prepare(args.device)
     video = Path(args.video) if args.video else bench_video_path(args.cache_dir, args.video_seconds, args.seed)
     windows = 'all' if args.max_windows == 0 else f'the first {args.max_windows}'
     log(f'extract: {args.arch} at {args.img_size} px on {video}, {windows} windows, device {device}, '
@@ -743,14 +419,11 @@ def run_extract(args: argparse.Namespace) -> dict[str, Any]:
     result = bench_extract(video, args.arch, checkpoint=args.checkpoint, img_size=args.img_size,
                            batch_size=args.batch_size, dtype=args.dtype, device=str(device),
                            max_windows=args.max_windows or None, decode_only=not args.no_decode_only)
-    payload = {**payload_header('extract', machine),
-               'config': {'arch': args.arch, 'checkpoint': args.checkpoint, 'video': str(video),
-                          'img_size': args.img_size, 'max_windows': args.max_windows, 'batch_size': args.batch_size,
-                          'dtype': args.dtype, 'device': str(device), 'threads': torch.get_num_threads(),
-                          'seed': args.seed},
-               **extract_summary(result), 'result': result}
-    print_extract_report(payload)
-    return save_json_if_asked(args, payload)
+    config = {'arch': args.arch, 'checkpoint': args.checkpoint, 'video': str(video), 'img_size': args.img_size,
+              'max_windows': args.max_windows, 'batch_size': args.batch_size, 'dtype': args.dtype,
+              'device': str(device), 'threads': torch.get_num_threads(), 'seed': args.seed}
+    return finish(args, 'extract', machine, {'config': config, **extract_summary(result), 'result': result},
+                  print_extract_report)
 
 
 EXTRACT_COLUMNS = [
@@ -768,7 +441,7 @@ def print_extract_report(payload: dict[str, Any]) -> None:
     print_machine_line(payload['machine'])
     rows = [{'loop': loop, **r[loop], 'decode_pct': 100 * payload['decode_fraction'][loop]}
             for loop in ('official', 'ours')]
-    print(format_table(rows, EXTRACT_COLUMNS))
+    print(records_table(rows, EXTRACT_COLUMNS))
     print('decode s: decoding + preprocessing (ours: in its decoding thread, overlapping the model); '
           f"max |official - ours| feature difference {r['max_abs_diff']:.2e}")
     if 'decode_only_all_windows' in r:
@@ -783,17 +456,13 @@ def print_extract_report(payload: dict[str, Any]) -> None:
           f"({'ok' if meets['ours_decode_fraction'] else 'ABOVE target'})")
 
 
-# =====================================================================================================================
-# pretrain: dual masking vs encoder-only masking (VideoMAE V1), V2 paper Tables 1 and 2
-# =====================================================================================================================
+# --- pretrain: dual masking vs encoder-only masking (VideoMAE V1), V2 paper Tables 1 and 2 ----------------------------
 def add_pretrain_command(subparsers: argparse._SubParsersAction) -> None:
-    from backbone.pretrain import PRETRAIN_PRESETS
-
     common = common_parser(('warmup', 'threads', 'device', 'seed', 'json'), warmup=1, threads=1, helps={
         'warmup': 'untimed training steps per mode before timing',
         'threads': 'torch intra-op threads. 1 by default: on a shared machine a parallel region waits for its '
-                   'slowest thread, and on the 2-core project machine the v1/dual time ratio was only meaningful '
-                   'with 1 thread (with 2 it drowned in contention)',
+                   'slowest thread, and on a 2-core machine the v1/dual time ratio is only meaningful with 1 thread '
+                   '(with 2 it drowns in contention)',
         'seed': 'seed for the weights, the clip and the masks'})
     parser = subparsers.add_parser(
         'pretrain', parents=[common],
@@ -802,12 +471,9 @@ def add_pretrain_command(subparsers: argparse._SubParsersAction) -> None:
                     'dual masking (running-cell decoder mask) against encoder-only masking: forward FLOPs, training '
                     'step time and the activations saved for backward, next to the V2 paper '
                     '(backbone.bench_pretrain.bench_pretrain).')
-    parser.add_argument('--arch', default='vit_base', choices=sorted(PRETRAIN_PRESETS),
-                        help="pre-training preset (default: %(default)s, the paper's comparison)")
-    parser.add_argument('--batch', type=_positive_int, default=1, help='clips per step (default: %(default)s)')
-    parser.add_argument('--frames', type=_positive_int, default=16, help='frames per clip (default: %(default)s)')
-    parser.add_argument('--img-size', type=_positive_int, default=224, help='frame side in px (default: %(default)s)')
-    parser.add_argument('--steps', type=_positive_int, default=2,
+    add_clip_options(parser, PRETRAIN_PRESETS, 'vit_base', "pre-training preset (the paper's comparison)",
+                     'clips per step')
+    parser.add_argument('--steps', type=positive_int, default=2,
                         help='timed training steps per mode, the modes alternating (default: %(default)s)')
     parser.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16', 'fp16'),
                         help='fp32, or autocast to bf16/fp16 (default: %(default)s)')
@@ -822,21 +488,17 @@ def run_pretrain(args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`backbone.bench_pretrain.bench_pretrain`; print the table; return (and optionally write) it."""
     from backbone.bench_pretrain import bench_pretrain
 
-    device = resolve_device(args.device)
-    machine = machine_info(device)  # main() has set --threads, so the record and the warning see it
-    warn_if_busy(machine)
+    device, machine = prepare(args.device)
     log(f'pretrain: {args.arch}, {args.frames}x{args.img_size}px, batch {args.batch}, {args.dtype}, '
         f'{args.warmup} + {args.steps} steps per mode, device {device}, {torch.get_num_threads()} threads')
     result = bench_pretrain(args.arch, args.batch, img_size=args.img_size, frames=args.frames, steps=args.steps,
                             warmup=args.warmup, device=device, dtype=args.dtype, fused_attn=args.fused_attn,
                             with_cp=args.with_cp, threads=args.threads, seed=args.seed, log=log)
     ratios = result['ratios']
-    payload = {**payload_header('pretrain', machine), 'config': result['config'],
-               'flop_ratio': ratios['flops_forward'], 'time_ratio': ratios['step_time'],
-               'memory_ratio': ratios['activation_memory'], 'ratios': ratios, 'meets': result['meets'],
-               'targets': result['targets'], 'paper': result['paper'], 'modes': result['modes']}
-    print_pretrain_report(payload)
-    return save_json_if_asked(args, payload)
+    body = {'config': result['config'], 'flop_ratio': ratios['flops_forward'], 'time_ratio': ratios['step_time'],
+            'memory_ratio': ratios['activation_memory'], 'ratios': ratios, 'meets': result['meets'],
+            'targets': result['targets'], 'paper': result['paper'], 'modes': result['modes']}
+    return finish(args, 'pretrain', machine, body, print_pretrain_report)
 
 
 PRETRAIN_COLUMNS = [
@@ -848,11 +510,11 @@ RATIO_COLUMNS = [
     ('v1/dual', 'what', 's'), ('ours', 'ours', '.4f'), ('paper', 'paper', '.4f'), ('target', 'target', 's'),
     ('', 'verdict', 's'),
 ]
-#: V2 paper Table 2, ViT-B on SSv2: 28.4 h (encoder-only) vs 15.9 h (dual) for the whole pre-training on 64 GPUs.
-PAPER_TIME_RATIO = 28.4 / 15.9
 
 
 def print_pretrain_report(payload: dict[str, Any]) -> None:
+    from backbone.bench_pretrain import PAPER_STEP_TIME_RATIO
+
     cfg, modes, paper = payload['config'], payload['modes'], payload['paper']
     targets, meets, ratios = payload['targets'], payload['meets'], payload['ratios']
     attention = 'SDPA' if cfg['fused_attn'] else 'explicit softmax'
@@ -867,7 +529,7 @@ def print_pretrain_report(payload: dict[str, Any]) -> None:
     columns = list(PRETRAIN_COLUMNS)
     if 'peak_allocated_mb' in modes['dual']:
         columns.append(('peak alloc. MiB', 'peak_allocated_mb', '.0f'))
-    print(format_table(rows, columns))
+    print(records_table(rows, columns))
     print('GFLOPs: torch.utils.flop_counter, a multiply-add = 2 FLOPs, so GMACs = GFLOPs / 2 is what the paper calls '
           '"FLOPs"; step: median wall time of forward + backward + AdamW; saved act.: tensors autograd keeps for '
           'backward, per clip (the paper\'s "Mems", feature-map memory, printed as "M")')
@@ -879,7 +541,7 @@ def print_pretrain_report(payload: dict[str, Any]) -> None:
         {'what': 'FLOPs fwd', 'ours': payload['flop_ratio'], 'paper': paper['flops_ratio'],
          'target': f"within {100 * targets['flops_ratio_rel_tol']:g}% of paper", 'verdict': verdict('flops_ratio')},
         {'what': 'FLOPs fwd+bwd', 'ours': ratios['flops_train']},
-        {'what': 'step time', 'ours': payload['time_ratio'], 'paper': PAPER_TIME_RATIO,
+        {'what': 'step time', 'ours': payload['time_ratio'], 'paper': PAPER_STEP_TIME_RATIO,
          'target': f">= {targets['step_time_ratio_min']:g}", 'verdict': verdict('step_time_ratio')},
         {'what': 'step CPU time', 'ours': ratios['step_cpu_time']},
         {'what': 'saved activations', 'ours': payload['memory_ratio'], 'paper': paper['mems_ratio'],
@@ -887,13 +549,11 @@ def print_pretrain_report(payload: dict[str, Any]) -> None:
     ]
     if 'peak_allocated' in ratios:
         ratio_rows.append({'what': 'peak allocated', 'ours': ratios['peak_allocated']})
-    print(format_table(ratio_rows, RATIO_COLUMNS))
+    print(records_table(ratio_rows, RATIO_COLUMNS))
     print('paper step time: whole pre-training, 28.4 h vs 15.9 h on 64 GPUs (Table 2)')
 
 
-# =====================================================================================================================
-# Entry point
-# =====================================================================================================================
+# --- entry point ------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='benchmark.py', description=__doc__.split('\n\n', 1)[0],
@@ -907,11 +567,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        import backbone  # noqa: F401  (fail early with a hint rather than deep inside a subcommand)
-    except ImportError as exc:
-        raise SystemExit('cannot import the suite packages; run from an environment with the repository installed '
-                         "(pip install -e . or make venv), or set PYTHONPATH to the repository root") from exc
     parser = build_parser()
     args = parser.parse_args(argv)
     validate = getattr(args, 'validate', None)

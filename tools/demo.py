@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--stages', nargs='+', choices=list(STAGES), default=None,
                         help='run only these stages (each needs the results of the ones before it, from the cache)')
     args = parser.parse_args(argv)
-    data_root = args.data_root or ROOT / 'data' / ('synthetic' if args.preset == 'default' else f'synthetic-{args.preset}')
+    default_root = 'synthetic' if args.preset == 'default' else f'synthetic-{args.preset}'
+    data_root = args.data_root or ROOT / 'data' / default_root
     demo = Demo(work_dir=args.work_dir.resolve(), data_root=data_root.resolve(), preset=args.preset, fresh=args.fresh)
     try:
         run(demo, args.stages)

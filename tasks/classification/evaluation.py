@@ -1,17 +1,6 @@
-"""Classification metrics: multi-view merging, top-k accuracy, mean class accuracy and the confusion matrix.
-
-Conventions (docs/classification.md#test-protocols-and-metrics):
-
-* **Merging views** follows the official VideoMAE V2 ``merge()`` (softmax per view, then the mean over views, then
-  argmax) and mmaction2's ``average_clips='prob'``; ``mode='score'`` is mmaction2's ``average_clips='score'`` (mean of
-  the raw logits). De-duplicating views by (clip, crop), which the official ``merge()`` also does, is bookkeeping
-  left to the caller: pass each view once.
-* **Top-k accuracy** is the fraction of videos whose label is among the k highest scores, averaged over videos.
-* **Mean class accuracy** is mmaction2 1.1.0's ``mean_class_accuracy``: the per-class recall averaged over the *union*
-  of ground-truth and predicted labels, so a class that is predicted but never the ground truth counts as recall 0 and
-  classes that appear in neither are ignored.
-
-All functions take numpy arrays or anything ``np.asarray`` accepts (torch CPU tensors included).
+"""Classification metrics (docs/classification.md#test-protocols-and-metrics): multi-view merging, top-k accuracy,
+mean class accuracy as mmaction2 1.1.0 computes it, and the confusion matrix. Every function takes numpy arrays or
+anything ``np.asarray`` accepts (torch CPU tensors included).
 """
 from __future__ import annotations
 
@@ -33,7 +22,10 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def merge_views(scores: np.ndarray | Sequence[Sequence[np.ndarray] | np.ndarray],
                 mode: Literal['prob', 'score'] = 'prob') -> np.ndarray:
-    """Merge the per-view logits of each video into one score vector per video.
+    """Merge the per-view logits of each video into one score vector per video (official ``merge()``).
+
+    The official ``merge()`` also de-duplicates views by (clip, crop); here that is left to the caller: pass each view
+    once.
 
     Args:
         scores: logits, either one array of shape (num_videos, num_views, K), or a sequence over videos where each item

@@ -1,29 +1,7 @@
-"""Clip augmentations of VideoMAE V2 fine-tuning: video RandAugment, cube random erasing, video Mixup/CutMix, and the
-train / multi-view test view builders (docs/classification.md#data-4.3).
-
-What the official fine-tuning does (OpenGVLab/VideoMAEv2 ``dataset/datasets.py`` ``_aug_frame``, its
-``rand_augment.py`` / ``random_erasing.py``, and timm's ``Mixup`` in ``run_class_finetuning.py``), and how it is done
-here:
-
-1. **RandAugment** ``rand-m7-n4-mstd0.5-inc1`` on the decoded frames, **the same ops with the same magnitudes for every
-   frame of a clip** (the official ``AugmentOp`` takes a list of frames and draws once per list).
-   :class:`VideoRandAugment` draws the choice of ops, the per-op gates and magnitudes once from a numpy generator and
-   applies timm's own op functions (``timm.data.auto_augment``) frame by frame, so the ops and their magnitude scales
-   are timm's. Hyper-parameters as ``create_random_augment``: ``translate_const = int(0.45 * crop)``, bicubic
-   resampling, grey fill (128).
-2. **Random resized crop** (area 0.08-1, aspect 3/4-4/3) to the crop size, one box for the clip, and a horizontal flip
-   (never for SSv2, whose labels name directions) -- :func:`tasks.data.video.transforms.random_resized_crop`. The official
-   ``spatial_sampling`` takes this branch whenever ``scale``/``aspect_ratio`` are given, which the fine-tuning always
-   passes, so its ``min_scale=256, max_scale=320`` short-side jitter is not used (docs/classification.md#data lists the jitter; the
-   code path does not reach it). The crop is rounded back to uint8 and normalised on the device (the official code
-   normalises before the crop; both are linear, so they differ only by that rounding).
-3. **Random erasing** (probability 0.25, ``mode='pixel'``, one box) in timm's semantics with the official ``cube``
-   variant: one box per clip at the same place in every frame, filled with fresh N(0, 1) noise in every frame, on the
-   *normalised* clip. The box is drawn with the clip (:func:`random_erasing_boxes`, in the data worker) and filled on
-   the device (:func:`apply_random_erasing`), so the uint8 clip travels to the GPU.
-4. **Mixup 0.8 / CutMix 1.0**, switch probability 0.5, per batch, label smoothing 0.1 (timm ``Mixup``, mode
-   ``'batch'``): :class:`VideoMixup` folds (B, C, T, H, W) to (B, C*T, H, W) so timm's CutMix box cuts H and W and is
-   the same for every frame (timm indexes ``x[:, :, y0:y1, x0:x1]``, which on a 5-D clip would cut T and H).
+"""Clip augmentations of VideoMAE V2 fine-tuning (docs/classification.md#fine-tuning-recipe): video RandAugment,
+random resized crop and flip, cube random erasing, video Mixup/CutMix, and the train / multi-view test view builders.
+RandAugment, random erasing and Mixup/CutMix follow timm's ops and draws, drawn once per clip and applied alike to
+every frame.
 """
 from __future__ import annotations
 
@@ -270,6 +248,10 @@ class ClsTrainView:
 class ClsTrainAugmentation:
     """decoded clip -> RandAugment -> random resized crop -> flip -> uint8 view + random-erasing boxes.
 
+    The crop is rounded back to uint8 and normalised later, on the device (the official code normalises before the
+    crop; both are linear, so they differ by that rounding). The erasing boxes are drawn here, in the data worker, and
+    filled with :func:`apply_random_erasing` on the normalised clip.
+
     Args:
         input_size: crop side S (224).
         rand_augment: timm RandAugment string, or None to skip it.
@@ -322,8 +304,9 @@ def multi_view_test(clips: torch.Tensor, short_side: int = 224, crop_size: int =
                     num_crops: Literal[1, 3] = 3) -> torch.Tensor:
     """Test views of one video: every clip resized to ``short_side`` and cut into ``num_crops`` crops.
 
-    The official protocol (docs/classification.md#test-protocols-and-metrics): short side to 224 (bilinear, aspect kept), then 3 crops of 224 along the
-    long side at offsets ``int(i * (L - 224) / 2)`` (start, centre, end), or one central crop.
+    The official protocol (docs/classification.md#test-protocols-and-metrics): short side to 224 (bilinear, aspect
+    kept), then 3 crops of 224 along the long side at offsets ``int(i * (L - 224) / 2)`` (start, centre, end), or one
+    central crop.
 
     Args:
         clips: uint8 (num_clips, T, H, W, 3) decoded frames of the temporal clips.

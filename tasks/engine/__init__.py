@@ -5,12 +5,10 @@ Importing this package registers, in mmengine's root registries (which mmaction2
 ``VideoMAEv2LayerDecayConstructor`` (OPTIM_WRAPPER_CONSTRUCTORS).
 """
 from .checkpoint import load_trusted_checkpoint, mmengine_checkpoint_globals
-from .layer_decay import VideoMAEv2LayerDecayConstructor, get_layer_id, param_groups_layer_decay, register_with_mmengine
+from .layer_decay import VideoMAEv2LayerDecayConstructor, get_layer_id, param_groups_layer_decay
 from .wrappers import BF16AutocastOptimWrapper, DeviceAgnosticDDP
-
-register_with_mmengine()
 
 __all__ = [
     'BF16AutocastOptimWrapper', 'DeviceAgnosticDDP', 'VideoMAEv2LayerDecayConstructor', 'get_layer_id',
-    'load_trusted_checkpoint', 'mmengine_checkpoint_globals', 'param_groups_layer_decay', 'register_with_mmengine',
+    'load_trusted_checkpoint', 'mmengine_checkpoint_globals', 'param_groups_layer_decay',
 ]

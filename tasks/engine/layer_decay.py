@@ -1,46 +1,25 @@
-"""Layer-wise learning-rate decay for fine-tuning VideoMAE V2 ViTs (docs/backbone.md#pooling-head-and-initialisation).
-
-Follows the official ``run_class_finetuning.py`` / ``optim_factory.py`` (OpenGVLab/VideoMAEv2) rules:
-
-* **Layer ids** (names relative to the ViT): ``patch_embed.*``, ``pos_embed``, ``cls_token`` and ``mask_token`` -> 0;
-  ``blocks.k.*`` -> k + 1; everything else (``fc_norm``, ``head``, and any module outside the ViT such as an mmaction2
-  ``cls_head``) -> L + 1, with L = ``get_num_layers()`` (the depth).
-* **Scale** = ``layer_decay ** (L + 1 - id)``: the head keeps the full lr, ``blocks.0`` gets decay^L and the patch
-  embedding decay^(L+1). For ViT-B (L = 12) with decay 0.75: ``blocks.0`` -> 0.75^12, ``head`` -> 1, ``patch_embed``
-  -> 0.75^13.
-* **No weight decay** for 1-D parameters (norms, biases, ``q_bias``/``v_bias``), names ending in ``.bias`` or
-  ``.scale`` (CosAttention's learnable temperature), and the names in the ViT's ``no_weight_decay()`` set (matched
-  exactly, as the official ``skip_list``) plus any extra ``no_weight_decay_list`` names.
-* Frozen parameters (``requires_grad=False``) are left out, as in the official code.
-
-**How the scale reaches the lr.** The official loop sets ``group['lr'] = schedule[it] * group['lr_scale']`` every
-iteration. Here each group is built with ``lr = base_lr * lr_scale``; mmengine's parameter schedulers then record that
-value per group as ``initial_lr`` and scale each group from its own start value, so the ratio between groups stays
-``lr_scale`` under ``LinearLR`` warm-up (start_factor = warmup_lr / lr gives the official warmup_lr * scale) and under
-``CosineAnnealingLR`` **when the floor is given as ``eta_min_ratio = min_lr / lr``** (the official floor is
-min_lr * scale). An absolute ``eta_min`` would send every group to the same floor and break the ratio at the end of
-the schedule; ``tests/engine/test_layer_decay.py`` checks both behaviours.
-
-**mmaction2's ``LearningRateDecayOptimizerConstructor``** (``paramwise_cfg=dict(num_layers=L, decay_rate=r)``, only
-for backbones whose class name contains ``VisionTransformer``) gives the same ids and scales, but it skips weight
-decay only for 1-D parameters and ``.bias`` names: it ignores ``no_weight_decay()`` (so a learnable 3-D ``pos_embed``
-is decayed there and not here) and the ``.scale`` rule.
+"""Layer-wise learning-rate decay for fine-tuning VideoMAE V2 ViTs, as the official recipe
+(docs/classification.md#fine-tuning-recipe): parameter groups with a per-layer lr scale and the official
+no-weight-decay rules, and the mmengine optimizer-wrapper constructor that builds them from a config.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import torch.nn as nn
+from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-__all__ = ['HAS_MMENGINE', 'VideoMAEv2LayerDecayConstructor', 'get_layer_id', 'param_groups_layer_decay',
-           'register_with_mmengine']
+__all__ = ['VideoMAEv2LayerDecayConstructor', 'get_layer_id', 'param_groups_layer_decay']
 
 # Parameters embedded before the first block (official ``get_num_layer_for_vit``: exact names, then a prefix).
 _EMBEDDING_NAMES = ('cls_token', 'mask_token', 'pos_embed')
 
 
 def get_layer_id(name: str, num_layers: int) -> int:
-    """Layer id of a parameter named relative to the ViT (``blocks.3.attn.qkv.weight``), in [0, num_layers + 1]."""
+    """Layer id of a parameter named relative to the ViT (``blocks.3.attn.qkv.weight``), in [0, num_layers + 1]:
+    0 for the patch embedding, ``pos_embed``, ``cls_token`` and ``mask_token``; k + 1 for ``blocks.k``; num_layers + 1
+    for everything else (``fc_norm``, ``head``)."""
     if name in _EMBEDDING_NAMES or name.startswith('patch_embed.'):
         return 0
     if name.startswith('blocks.'):
@@ -71,6 +50,10 @@ def _find_vit(model: nn.Module) -> tuple[str, nn.Module]:
 def param_groups_layer_decay(model: nn.Module, base_lr: float, weight_decay: float, layer_decay: float,
                              no_weight_decay_list: Iterable[str] = (), num_layers: int | None = None) -> list[dict]:
     """Optimizer parameter groups with layer-wise lr decay and the official no-weight-decay rules.
+
+    A parameter's lr scale is ``layer_decay ** (L + 1 - id)`` with the id of :func:`get_layer_id` (parameters outside
+    the ViT get L + 1, like its head). No weight decay for 1-D parameters, names ending in ``.bias`` or ``.scale``, the
+    ViT's ``no_weight_decay()`` names and ``no_weight_decay_list``; frozen parameters are left out.
 
     Args:
         model: a ViT with ``get_num_layers()`` / ``no_weight_decay()`` (e.g. :class:`backbone.VideoMAEv2ViT`), or a
@@ -115,19 +98,10 @@ def param_groups_layer_decay(model: nn.Module, base_lr: float, weight_decay: flo
     return list(groups.values())
 
 
-# --- mmengine optimizer-wrapper constructor (optional: the function above works without mmengine) -------------------
-try:
-    from mmengine.optim import DefaultOptimWrapperConstructor
-    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
-    HAS_MMENGINE = True
-except ImportError:  # pragma: no cover - exercised only without mmengine
-    DefaultOptimWrapperConstructor = object
-    OPTIM_WRAPPER_CONSTRUCTORS = None
-    HAS_MMENGINE = False
-
-
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class VideoMAEv2LayerDecayConstructor(DefaultOptimWrapperConstructor):
-    """mmengine optimizer-wrapper constructor applying :func:`param_groups_layer_decay`.
+    """mmengine optimizer-wrapper constructor applying :func:`param_groups_layer_decay`; registered in mmengine's root
+    registry, which mmaction2's scoped one falls back to.
 
     Config::
 
@@ -137,14 +111,13 @@ class VideoMAEv2LayerDecayConstructor(DefaultOptimWrapperConstructor):
             paramwise_cfg=dict(layer_decay_rate=0.75))  # optional: no_weight_decay_list=[...], num_layers=L
 
     The optimizer's ``lr`` and ``weight_decay`` are the base values; pair it with ``LinearLR`` warm-up and
-    ``CosineAnnealingLR(eta_min_ratio=min_lr / lr)`` to keep the official per-layer scaling (see the module docstring).
+    ``CosineAnnealingLR(eta_min_ratio=min_lr / lr)``: each group starts at ``base_lr * lr_scale`` and the schedulers
+    scale it from there, whereas an absolute ``eta_min`` would send every group to the same floor.
     """
 
     _KEYS = {'layer_decay_rate', 'no_weight_decay_list', 'num_layers'}
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: dict | None = None):
-        if not HAS_MMENGINE:  # pragma: no cover
-            raise ImportError('VideoMAEv2LayerDecayConstructor needs mmengine: pip install "mmengine>=0.7.1,<1.0"')
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         unknown = set(self.paramwise_cfg) - self._KEYS
         if 'layer_decay_rate' not in self.paramwise_cfg or unknown:
@@ -160,14 +133,3 @@ class VideoMAEv2LayerDecayConstructor(DefaultOptimWrapperConstructor):
             no_weight_decay_list=self.paramwise_cfg.get('no_weight_decay_list', ()),
             num_layers=self.paramwise_cfg.get('num_layers')))
 
-
-def register_with_mmengine() -> None:
-    """Register the constructor in mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS`` (idempotent; no-op without mmengine).
-
-    mmaction2's scoped registry falls back to the root one, so ``default_scope='mmaction'`` configs find it too.
-    """
-    if not HAS_MMENGINE:
-        return
-    name = 'VideoMAEv2LayerDecayConstructor'
-    if OPTIM_WRAPPER_CONSTRUCTORS.module_dict.get(name) is not VideoMAEv2LayerDecayConstructor:
-        OPTIM_WRAPPER_CONSTRUCTORS.register_module(name=name, module=VideoMAEv2LayerDecayConstructor)

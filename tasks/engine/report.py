@@ -1,9 +1,10 @@
 """Plain-text tables for what the tools print: one writer for results, benchmarks and the demo summary."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ['text_table']
+__all__ = ['records_table', 'text_table']
 
 
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, right: Sequence[bool] | None = None,
@@ -29,3 +30,11 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, right: S
     if rule:
         out.append(line(['-' * w for w in widths]))
     return '\n'.join(out + [line(r) for r in rows])
+
+
+def records_table(records: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """:func:`text_table` of dicts. ``columns``: (title, key, format spec) each; a missing or None value prints
+    ``-``; a column is right-aligned when the first record holds a number under its key."""
+    cells = [[format(r[key], spec) if r.get(key) is not None else '-' for _, key, spec in columns] for r in records]
+    right = [bool(records) and isinstance(records[0].get(key), (int, float)) for _, key, _ in columns]
+    return text_table([title for title, _, _ in columns], cells, right=right)

@@ -2,8 +2,9 @@
 
 Three levels:
 
-* the child configs parse and hold the 16x4x1, 5 clips x 3 crops protocol of docs/classification.md#test-protocols-and-metrics, and build (on the meta
-  device) exactly the docs/backbone.md#sizes model sizes;
+* the child configs parse and hold the 16x4x1, 5 clips x 3 crops protocol of
+  docs/classification.md#test-protocols-and-metrics, and build (on the meta device) exactly the docs/backbone.md#sizes
+  model sizes;
 * the unmodified test pipeline turns a generated video into 15 views at the hand-derived frame indices and crops;
 * one child config, shrunk to the tiny ``vit_test`` backbone, runs through ``mmengine.runner.Runner.test()`` on
   generated mp4 files with a checkpoint converted to the mmaction2 layout: the runner must hold exactly those weights,
@@ -96,7 +97,8 @@ def test_config_settings(arch):
     sample, resize, crop = pipeline[1], pipeline[3], pipeline[4]
     assert sample == dict(type='SampleFrames', clip_len=16, frame_interval=4, num_clips=5, test_mode=True)
     assert resize.scale == (-1, 224) and crop.crop_size == 224 and pipeline[5].input_format == 'NCTHW'
-    assert sample.num_clips * 3 == 15  # ThreeCrop: 5 clips x 3 crops = the 15 views of docs/classification.md#test-protocols-and-metrics
+    # ThreeCrop: 5 clips x 3 crops = the 15 views of docs/classification.md#test-protocols-and-metrics
+    assert sample.num_clips * 3 == 15
 
     loader = cfg.test_dataloader
     assert loader.batch_size == 1 and loader.sampler == dict(type='DefaultSampler', shuffle=False)
@@ -104,7 +106,8 @@ def test_config_settings(arch):
     assert loader.dataset.ann_file == cfg.ann_file_test and loader.dataset.data_prefix == dict(video=cfg.data_root)
     assert cfg.test_evaluator == dict(type='AccMetric') and cfg.test_cfg == dict(type='TestLoop')
 
-    # The config builds the docs/backbone.md#sizes model through mmaction2's registry (meta device: no memory, no init cost).
+    # The config builds the docs/backbone.md#sizes model through mmaction2's registry (meta device: no memory, no init
+    # cost).
     from mmaction.registry import MODELS
     init_default_scope('mmaction')
     with torch.device('meta'):
@@ -138,8 +141,8 @@ def test_config_pipeline_gives_15_views(tmp_path):
 
 
 def _mean_class_accuracy(pred: list[int], labels: list[int], include_predicted: bool = True) -> float:
-    """Mean per-class recall. docs/classification.md#test-protocols-and-metrics: over the classes in GT or predictions, prediction-only classes counting
-    0 (``include_predicted``); without it, over the GT classes only."""
+    """Mean per-class recall (docs/classification.md#test-protocols-and-metrics): over the classes in GT or
+    predictions, prediction-only classes counting 0 (``include_predicted``); without it, over the GT classes only."""
     classes = set(labels) | set(pred) if include_predicted else set(labels)
     recalls = []
     for cls in sorted(classes):
@@ -185,7 +188,8 @@ def test_runner_tests_converted_checkpoint(tmp_path):
     ckpt = convert_state_dict(source, 'mmaction2', grid=(8, img_size // 16, img_size // 16))
     assert ckpt['cls_head.fc_cls.weight'].shape == (num_source_classes, 64)
     for key in ('cls_head.fc_cls.weight', 'cls_head.fc_cls.bias'):
-        ckpt[key] = ckpt[key][label_map]  # new row i = source row label_map[i] (docs/checkpoints.md#k710-heads-and-safe-loading)
+        # new row i = source row label_map[i] (docs/checkpoints.md#k710-heads-and-safe-loading)
+        ckpt[key] = ckpt[key][label_map]
     ckpt_path = tmp_path / 'tiny_mmaction2.pth'
     torch.save({'state_dict': ckpt, 'meta': {'label_map': label_map, 'source': 'vit_test'}}, ckpt_path)
 
@@ -231,7 +235,8 @@ def test_runner_tests_converted_checkpoint(tmp_path):
     assert set(backbone_state) == set(expected_backbone)
     not_loaded = [k for k in backbone_state if not torch.equal(backbone_state[k], expected_backbone[k])]
     assert not not_loaded, (f'load_from did not load {not_loaded}: VideoMAEv2ViT must accept the mmaction2 key names '
-                            '(patch_embed.projection, mlp.layers.0.0, mlp.layers.1, pos_embed) of docs/checkpoints.md#mmaction2-layout')
+                            '(patch_embed.projection, mlp.layers.0.0, mlp.layers.1, pos_embed) of '
+                            'docs/checkpoints.md#mmaction2-layout')
     assert torch.equal(model.cls_head.fc_cls.weight, source['head.weight'][label_map])
     assert torch.equal(model.cls_head.fc_cls.bias, source['head.bias'][label_map])
     # Strict loading (what a careful tool should do: mmengine's load_from only warns) accepts the file as it is.

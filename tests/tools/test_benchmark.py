@@ -1,7 +1,7 @@
 """Smoke tests of ``tools/benchmark.py``: every subcommand in-process on tiny settings (``backbone``, ``extract`` and
 ``pretrain`` on the ``vit_test`` preset, ``store`` on 5 videos of 16 x 8 features), and the shared helpers. Nothing
 here asserts speed; the numbers are checked for structure, sign and internal consistency (every ratio recomputed from
-the raw times and sizes in the JSON, every target verdict from the issue's thresholds), and the FLOP count, model
+the raw times and sizes in the JSON, every target verdict from the stated thresholds), and the FLOP count, model
 parity, file sizes and token counts against independently known answers."""
 from __future__ import annotations
 
@@ -45,8 +45,13 @@ def _run(tool, argv: list[str], json_path: Path) -> tuple[dict, str]:
     finally:
         torch.set_num_threads(threads)  # --threads is process-wide; do not leak it into other tests
     assert code == 0
-    assert not json_path.with_name(json_path.name + '.tmp').exists()
+    assert _temporary_files(json_path.parent) == []
     return json.loads(json_path.read_text()), stdout.getvalue()
+
+
+def _temporary_files(folder: Path) -> list[str]:
+    """Names an interrupted atomic write would leave behind (``tasks.data.files`` writes ``.NAME.XXXX.tmp.SUFFIX``)."""
+    return [p.name for p in folder.iterdir() if '.tmp' in p.name]
 
 
 def _table(stdout: str, first_header: str) -> tuple[str, list[list[str]]]:
@@ -78,7 +83,7 @@ def backbone_run(tool, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)  # --threads is process-wide; do not leak it into other tests
     assert code == 0
-    assert not path.with_name(path.name + '.tmp').exists()
+    assert _temporary_files(path.parent) == []
     return json.loads(path.read_text()), stdout.getvalue()
 
 
@@ -139,7 +144,8 @@ def test_backbone_prints_table(backbone_run):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['backbone', '--repeats', '0'], 'must be >= 1'),
+    (['backbone', '--repeats', '0'], 'argument --repeats: must be >= 1, got 0'),
+    (['backbone', '--batch', 'two'], "argument --batch: invalid int value: 'two'"),
     (['backbone', '--dtypes', 'fp8'], "invalid choice: 'fp8'"),
     (['backbone', '--arch', 'vit_tiny'], "invalid choice: 'vit_tiny'"),
     ([], 'COMMAND'),
@@ -168,19 +174,15 @@ def test_fused_attention_flops_equal_the_explicit_product_on_this_device():
     assert fused_train == fused + 5 * fused // 2
 
 
-def test_count_flops_and_summarize(tool):
+def test_count_flops_and_summarize():
+    from backbone.bench import summarize
+    from backbone.flops import count_flops
     linear = torch.nn.Linear(8, 5)
     x = torch.randn(3, 8)
-    assert tool.count_flops(lambda: linear(x)) == 2 * 3 * 8 * 5  # one multiply-add per weight per row
-    stats = tool.summarize([4.0, 1.0, 2.0])
+    assert count_flops(lambda: linear(x)) == 2 * 3 * 8 * 5  # one multiply-add per weight per row
+    stats = summarize([4.0, 1.0, 2.0])
     assert (stats.median, stats.minimum, stats.maximum) == (2.0, 1.0, 4.0)
     assert stats.spread_pct == pytest.approx(75.0)  # half of (4 - 1), as a percentage of 2
-
-
-def test_format_table_aligns_columns(tool):
-    rows = [{'name': 'a', 'value': 1.5}, {'name': 'long', 'value': 10.25}]
-    text = tool.format_table(rows, [('name', 'name', 's'), ('value', 'value', '.2f')])
-    assert text.splitlines() == ['name  value', '----  -----', 'a      1.50', 'long  10.25']
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -250,9 +252,9 @@ def extract_run(tool, tmp_path_factory):
     """No --video: the tool generates a 1-s benchmark video (30 frames at 30 fps) into --cache-dir."""
     pytest.importorskip('decord', reason='the official loop being compared reads with decord')
     tmp = tmp_path_factory.mktemp('extract')
-    payload, stdout = _run(tool, ['extract', '--arch', 'vit_test', '--img-size', '32', '--cache-dir', str(tmp / 'cache'),
-                                  '--video-seconds', '1', '--max-windows', '3', '--batch-size', '2',
-                                  '--threads', '1'], tmp / 'extract.json')
+    payload, stdout = _run(tool, ['extract', '--arch', 'vit_test', '--img-size', '32',
+                                  '--cache-dir', str(tmp / 'cache'), '--video-seconds', '1', '--max-windows', '3',
+                                  '--batch-size', '2', '--threads', '1'], tmp / 'extract.json')
     return payload, stdout, tmp / 'cache'
 
 
