@@ -1,0 +1,53 @@
+"""Atomic file writes: every file the suite writes appears under its final name complete, or not at all.
+
+A file is written under a temporary name in the destination folder (same file system, so the rename is atomic),
+then renamed over the destination with ``os.replace``; an error or a kill before the rename leaves the destination
+as it was and the temporary file is removed (or, after SIGKILL, left under a dot-name no reader looks for).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ['atomic_path', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic']
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path`` to write to; on leaving the block without an error it is renamed
+    over ``path``, otherwise deleted. The temporary name ends in ``path``'s suffix, so writers that pick a format by
+    the extension (matplotlib, ``np.save``, FFmpeg muxers) see the right one. Missing parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns ``path``."""
+    return write_bytes_atomic(path, text.encode('utf-8'))
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any, *, indent: int | None = 2, **dumps_kwargs: Any) -> Path:
+    """Write ``payload`` as JSON (with a final newline) to ``path`` atomically; returns ``path``."""
+    return write_text_atomic(path, json.dumps(payload, indent=indent, **dumps_kwargs) + '\n')

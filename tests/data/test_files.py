@@ -1,0 +1,39 @@
+"""tasks.data.files: a destination is replaced whole or left as it was."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tasks.data.files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+
+def test_writes_create_folders_and_replace_whole(tmp_path):
+    out = tmp_path / 'a' / 'b' / 'r.json'
+    write_json_atomic(out, {'x': 1})
+    assert json.loads(out.read_text()) == {'x': 1} and out.read_text().endswith('\n')
+    write_text_atomic(out, 'second')
+    assert out.read_text() == 'second'
+    write_bytes_atomic(out, b'\x00\x01')
+    assert out.read_bytes() == b'\x00\x01'
+    assert sorted(p.name for p in out.parent.iterdir()) == ['r.json']  # no temporary left behind
+
+
+def test_error_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    out = tmp_path / 'r.txt'
+    out.write_text('old')
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            tmp.write_text('half')
+            raise RuntimeError('killed mid-write')
+    assert out.read_text() == 'old'
+    assert [p.name for p in tmp_path.iterdir()] == ['r.txt']
+
+
+def test_temporary_keeps_the_suffix_for_format_guessing_writers(tmp_path):
+    out = tmp_path / 'f.npy'
+    with atomic_path(out) as tmp:
+        assert tmp.suffix == '.npy' and tmp.parent == tmp_path and tmp.name.startswith('.')
+        np.save(tmp, np.arange(3))  # np.save adds '.npy' unless the name already ends in it
+    np.testing.assert_array_equal(np.load(out), [0, 1, 2])
