@@ -1,24 +1,12 @@
-"""End-to-end speed of our feature extractor next to the official VideoMAE V2 TAD extractor loop, on one video.
+"""Speed of our feature extractor next to the official VideoMAE V2 TAD extractor loop, on one video
+(``tools/benchmark.py extract``).
 
-:func:`bench_extract` (for ``tools/benchmark.py extract``) runs, on the same video with the same weights:
-
-* **official**: a faithful re-creation of OpenGVLab/VideoMAEv2 ``extract_tad_feature.py`` (docs/thumos14.md#official-feature-extractor): decord
-  ``VideoReader(num_threads=1)``, one ``get_batch`` of 16 frames per window (so every window re-decodes from the
-  previous keyframe), ``/255`` and ``F.interpolate`` per window, batch 1, fp32 without autocast, explicit-softmax
-  attention;
-* **ours**: :func:`feature_store.extract.iter_clip_batches` (every frame decoded and resized once, windows cut from a
-  buffer) in a background thread that decodes ahead, and batched :func:`~feature_store.extract.forward_clips` with
-  fused attention, as ``tools/extract_features.py`` runs a video.
-
-For each it reports the wall time, the time spent decoding + preprocessing (``decode_s``; ours measures it inside the
-decoding thread, where it overlaps the model, so ``decode_s + model_s`` can exceed the wall time) and its fraction of
-the wall time, the time in the model, and the clips/s; ``speedup`` is official / ours. ``max_abs_diff`` compares the
-two feature arrays (fp32: ~1e-6; they are the same computation).
-
-A 60-s video through ViT-S at 224 px takes a long time on a small CPU, so ``max_windows`` runs only the first windows
-through the model; ``decode_only`` then also times decoding + preprocessing of *every* window of the video, without
-the model, for both loops (on a GPU, where the model takes milliseconds per clip, that is what bounds the official
-loop, docs/video_decoding.md). :func:`make_bench_video` writes the synthetic benchmark video.
+:func:`bench_extract` runs both with the same weights: the official loop (docs/thumos14.md#official-feature-extractor:
+one decord ``get_batch`` of 16 frames per window, so every window re-decodes from the previous keyframe, ``/255``
+and ``F.interpolate`` per window, batch 1, fp32, explicit attention) and ours
+(:func:`~feature_store.extract.iter_clip_batches` decoding every frame once in a background thread, batched
+fused-attention forwards), as ``tools/extract_features.py`` runs a video. :func:`make_bench_video` writes the
+synthetic benchmark video.
 """
 from __future__ import annotations
 
@@ -34,9 +22,8 @@ import torch.nn.functional as F
 
 from tasks.data.video import VideoReader, write_video
 
-from .extract import (
-    ComputeDType, Preprocess, _num_cpus, _threaded, build_model, forward_clips, iter_clip_batches, sample_windows,
-)
+from .extract import ComputeDType, Preprocess, build_model, forward_clips, iter_clip_batches, sample_windows
+from .extract.decode import num_cpus, threaded
 
 __all__ = ['bench_extract', 'make_bench_video']
 
@@ -117,7 +104,7 @@ def _ours(model: torch.nn.Module | None, path: str, clip_len: int, stride: int, 
 
         rows = []
         model_s = 0.0
-        for _, clips in _threaded(timed(), depth=2):
+        for _, clips in threaded(timed(), depth=2):
             if model is not None:
                 t = time.perf_counter()
                 rows.append(forward_clips(model, clips, dtype).cpu().numpy())  # .cpu() waits for the GPU
@@ -135,7 +122,7 @@ def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, che
 
     Args:
         video_path: the video (e.g. :func:`make_bench_video`, 60 s).
-        arch: backbone preset (``vit_small`` for the issue's benchmark; ``vit_test`` for a smoke run).
+        arch: backbone preset (``vit_small`` by default; ``vit_test`` for a smoke run).
         checkpoint: weights for both models; ``None``: the same random init (seed 0) for both.
         img_size: squash size (224 officially).
         clip_len: frames per window.
@@ -143,13 +130,16 @@ def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, che
         batch_size: windows per forward in our loop (the official loop uses 1).
         dtype: our compute dtype (the official loop is always fp32).
         device: where the models run.
-        max_windows: run only the first windows through the models (both loops).
-        decode_only: also time decoding + preprocessing of every window without the model, for both loops.
+        max_windows: run only the first windows through the models (both loops; a big model on a small CPU).
+        decode_only: also time decoding + preprocessing of every window without the model, for both loops (what
+            bounds the official loop on a GPU).
 
     Returns:
         A JSON-serialisable dict: video and settings, ``official`` and ``ours`` (``total_s``, ``decode_s``,
-        ``model_s``, ``decode_fraction``, ``clips_per_s``), ``speedup``, ``max_abs_diff`` and, with
-        ``decode_only``, ``decode_only_all_windows`` (``official_s``, ``ours_s``, ``speedup``).
+        ``model_s``, ``decode_fraction``, ``clips_per_s``), ``speedup`` (official / ours), ``max_abs_diff`` between
+        the two feature arrays and, with ``decode_only``, ``decode_only_all_windows`` (``official_s``, ``ours_s``,
+        ``speedup``). Our ``decode_s`` is measured in the decoding thread, where it overlaps the model, so
+        ``decode_s + model_s`` can exceed ``total_s``.
     """
     path = str(video_path)
     dev = torch.device(device)
@@ -169,7 +159,7 @@ def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, che
     _sync(dev)
 
     threads = torch.get_num_threads()
-    ours_threads = min(threads, max(1, _num_cpus() - 1)) if dev.type == 'cpu' else threads
+    ours_threads = min(threads, max(1, num_cpus() - 1)) if dev.type == 'cpu' else threads
     result: dict[str, Any] = {
         'video': path, 'num_frames': meta.num_frames, 'fps': meta.fps, 'height': meta.height, 'width': meta.width,
         'arch': arch, 'checkpoint': checkpoint, 'img_size': img_size, 'clip_len': clip_len, 'stride': stride,

@@ -1,11 +1,12 @@
-"""Command-line entry points of the feature store (the thin scripts in ``tools/`` call these)."""
+"""Command line of ``tools/merge_features.py`` (the extraction's is :mod:`feature_store.extract.cli`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
 
-from .store import FeatureStore, FeatureStoreError, merge_stores
+from .errors import FeatureStoreError
+from .store import FeatureStore, merge_stores
 
 __all__ = ['merge_main']
 
@@ -14,9 +15,11 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
     """``merge_features.py OUT SHARD...``: merge shard stores into OUT (written atomically; OUT may be a shard)."""
     parser = argparse.ArgumentParser(
         prog='merge_features.py',
-        description='Merge feature-store shards (e.g. one per GPU) into one store. The shards must agree on model, '
-                    'checkpoint, feature kind, preprocessing, dtype and clip_len/frame_interval/stride; a video in '
-                    'several shards must be identical in all of them. OUT is written to OUT.tmp and renamed.')
+        description='Merge feature-store shards (e.g. one per GPU) into one store. The shards must have the '
+                    'provenance that extraction requires to append: model, checkpoint, feature kind, preprocessing, '
+                    'storage dtype, model input size and frames, patch size, window sampler, clip_len, '
+                    'frame_interval, stride and compute dtype; a video in several shards must be identical in all '
+                    'of them. OUT is written under a temporary name and renamed. Exit status: 0 merged, 1 refused.')
     parser.add_argument('out', help='merged store to write')
     parser.add_argument('shards', nargs='+', help='stores to merge')
     args = parser.parse_args(argv)

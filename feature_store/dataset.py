@@ -1,9 +1,8 @@
 """Torch dataset over a feature store: one item per video, ``(features (T, C) float32, meta dict)``.
 
-HDF5 handles must not cross a ``fork``: a handle opened in the parent and used by several DataLoader workers shares
-one file position and library state and returns garbage or crashes. The file is therefore opened lazily, on the
-first item read in each process (docs/video_decoding.md: two workers that each open the file after the fork read 1.3-2.2x
-faster than one), and reopened if the dataset finds itself in a different process than the one that opened it.
+HDF5 handles must not cross a ``fork`` (a handle shared by DataLoader workers returns garbage or crashes), so the
+file is opened lazily, on the first item read in each process, and reopened in a process other than the one that
+opened it (docs/video_decoding.md).
 """
 from __future__ import annotations
 
@@ -59,6 +58,12 @@ class FeatureDataset(Dataset):
             self._store = FeatureStore.open(self.path)
             self._pid = os.getpid()
         return self._store
+
+    @property
+    def handle_pid(self) -> int | None:
+        """Id of the process that opened the HDF5 handle the dataset holds (None: none yet). A forked worker
+        inherits the parent's until it reads an item, which then opens its own."""
+        return self._pid
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -1,4 +1,5 @@
-"""Conversion to and from the one-``.npy``-per-video layout of VideoMAE V2, ActionFormer and OpenTAD (docs/feature_caching.md).
+"""Conversion to and from the one-``.npy``-per-video layout of VideoMAE V2, ActionFormer and OpenTAD
+(docs/feature_caching.md).
 
 ``export_npy`` writes ``<folder>/<video_id>.npy`` (float32 [T, C]; an id with '/' becomes a sub-folder, which is
 what ``os.path.join(feat_folder, video_id + '.npy')`` in those loaders expects) and a sidecar
@@ -21,24 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from .store import SCHEMA_VERSION, FeatureStore, FeatureStoreError, StoreInfo, VideoFeatureMeta, build_store
+from tasks.data.files import atomic_path, write_json_atomic
+
+from .errors import FeatureStoreError
+from .info import SCHEMA_VERSION, StoreInfo, describe_differences
+from .meta import VideoFeatureMeta
+from .store import FeatureStore, build_store
 
 __all__ = ['SIDECAR_NAME', 'export_npy', 'import_npy']
 
 SIDECAR_NAME = 'features_meta.json'
 _SIDECAR_FORMAT = 'videomaev2-suite features_meta'
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def export_npy(store_path: str | os.PathLike, folder: str | os.PathLike) -> Path:
@@ -54,20 +48,22 @@ def export_npy(store_path: str | os.PathLike, folder: str | os.PathLike) -> Path
         info = store.info
         for video_id in store.ids():
             features, meta = store.read(video_id, dtype=np.float32)
-            _atomic_save_npy(folder / f'{video_id}.npy', features)
+            with atomic_path(folder / f'{video_id}.npy') as tmp:
+                np.save(tmp, features)
             videos[video_id] = meta.to_dict()
-    sidecar = folder / SIDECAR_NAME
-    tmp = sidecar.with_name(f'.{SIDECAR_NAME}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps({'format': _SIDECAR_FORMAT, 'schema_version': SCHEMA_VERSION,
-                               'info': info.to_dict(), 'videos': videos}, indent=1) + '\n')
-    os.replace(tmp, sidecar)
-    return sidecar
+    return write_json_atomic(folder / SIDECAR_NAME, {'format': _SIDECAR_FORMAT, 'schema_version': SCHEMA_VERSION,
+                                                     'info': info.to_dict(), 'videos': videos}, indent=1)
 
 
 def _npy_files(folder: Path) -> dict[str, Path]:
-    """Video id (path relative to ``folder`` without ``.npy``, '/'-separated) -> file."""
-    return {p.relative_to(folder).with_suffix('').as_posix(): p
-            for p in sorted(folder.rglob('*.npy'))}
+    """Video id (path relative to ``folder`` without ``.npy``, '/'-separated) -> file. Hidden files are skipped:
+    they are the temporary files of an interrupted export."""
+    found = {}
+    for p in sorted(folder.rglob('*.npy')):
+        relative = p.relative_to(folder)
+        if not any(part.startswith('.') for part in relative.parts):
+            found[relative.with_suffix('').as_posix()] = p
+    return found
 
 
 def _per_video(value: float | Mapping[str, float] | None, video_id: str, name: str) -> Any:
@@ -76,6 +72,39 @@ def _per_video(value: float | Mapping[str, float] | None, video_id: str, name: s
             raise ValueError(f'{name} has no entry for video {video_id!r}')
         return value[video_id]
     return value
+
+
+def _sidecar_metadata(folder: Path, files: Mapping[str, Path], info: StoreInfo | None
+                      ) -> tuple[StoreInfo, dict[str, VideoFeatureMeta]]:
+    """Info and per-video metadata from ``features_meta.json``; an ``info`` given must have the same provenance."""
+    sidecar = folder / SIDECAR_NAME
+    try:
+        doc = json.loads(sidecar.read_text())
+        if doc.get('format') != _SIDECAR_FORMAT:
+            raise ValueError(f"'format' is {doc.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
+        side_info = StoreInfo.from_dict(doc['info'])
+        metas = {vid: VideoFeatureMeta.from_dict(m) for vid, m in doc['videos'].items()}
+    except (ValueError, KeyError, TypeError) as e:
+        raise FeatureStoreError(f'{sidecar}: not a valid features_meta.json: {e}') from e
+    differences = side_info.differences(info) if info is not None else []
+    if differences:
+        raise FeatureStoreError(f'the info argument describes other features than {sidecar}: '
+                                f'{describe_differences(differences, SIDECAR_NAME, "argument")}')
+    unlisted, absent = sorted(set(files) - set(metas)), sorted(set(metas) - set(files))
+    if unlisted or absent:
+        raise FeatureStoreError(f'{folder}: npy files and {SIDECAR_NAME} disagree: no metadata for '
+                                f'{unlisted[:5]}, no .npy for {absent[:5]}')
+    return info if info is not None else side_info, metas
+
+
+def _grid_metadata(video_id: str, rows: int, fps: float | Mapping[str, float], num_frames: int | Mapping[str, int],
+                   clip_len: int, frame_interval: int, stride: int, offset: int) -> VideoFeatureMeta:
+    """Metadata of a bare ``.npy`` of ``rows`` rows on the regular grid ``offset + row * stride``."""
+    v_fps = float(_per_video(fps, video_id, 'fps'))
+    v_frames = int(_per_video(num_frames, video_id, 'num_frames'))
+    return VideoFeatureMeta(video_id=video_id, fps=v_fps, num_frames=v_frames, duration=v_frames / v_fps,
+                            clip_len=clip_len, frame_interval=frame_interval, stride=stride,
+                            centre_frames=offset + np.arange(rows) * stride)
 
 
 def import_npy(folder: str | os.PathLike, out_path: str | os.PathLike, info: StoreInfo | None = None, *,
@@ -101,50 +130,25 @@ def import_npy(folder: str | os.PathLike, out_path: str | os.PathLike, info: Sto
         stride: frames between rows (without a sidecar).
         frame_interval: step between frames of a clip (without a sidecar; 1 for the official TAD features).
         offset_frames: centre frame of row 0 (without a sidecar); default ``(clip_len // 2) * frame_interval``,
-            i.e. 8 for official 16-frame windows from frame 0, ActionFormer's convention (docs/thumos14.md#time-and-feature-rows).
+            i.e. 8 for official 16-frame windows from frame 0, ActionFormer's convention
+            (docs/thumos14.md#time-and-feature-rows).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f'npy folder {folder} does not exist')
     files = _npy_files(folder)
-    sidecar = folder / SIDECAR_NAME
-    if sidecar.exists():
-        try:
-            doc = json.loads(sidecar.read_text())
-            if doc.get('format') != _SIDECAR_FORMAT:
-                raise ValueError(f"'format' is {doc.get('format')!r}, expected {_SIDECAR_FORMAT!r}")
-            side_info = StoreInfo.from_dict(doc['info'])
-            metas = {vid: VideoFeatureMeta.from_dict(m) for vid, m in doc['videos'].items()}
-        except (ValueError, KeyError, TypeError) as e:
-            raise FeatureStoreError(f'{sidecar}: not a valid features_meta.json: {e}') from e
-        if info is not None:
-            diff = side_info.compatible_with(info)
-            if diff:
-                raise FeatureStoreError(f'info argument differs from {sidecar} in {diff}')
-        else:
-            info = side_info
-        unlisted = sorted(set(files) - set(metas))
-        absent = sorted(set(metas) - set(files))
-        if unlisted or absent:
-            raise FeatureStoreError(f'{folder}: npy files and {SIDECAR_NAME} disagree: no metadata for '
-                                    f'{unlisted[:5]}, no .npy for {absent[:5]}')
+    if (folder / SIDECAR_NAME).exists():
+        info, metas = _sidecar_metadata(folder, files, info)
     else:
         missing = [name for name, value in (('info', info), ('fps', fps), ('num_frames', num_frames),
                                             ('clip_len', clip_len), ('stride', stride)) if value is None]
         if missing:
             raise ValueError(f'{folder} has no {SIDECAR_NAME}, so the features carry no metadata: pass '
                              f'{", ".join(m + "=" for m in missing)} (fps and num_frames per video or for all)')
-        assert clip_len is not None and stride is not None
         offset = (clip_len // 2) * frame_interval if offset_frames is None else offset_frames
-        metas = {}
-        for video_id, path in files.items():
-            rows = np.load(path, mmap_mode='r').shape[0]
-            v_fps = float(_per_video(fps, video_id, 'fps'))
-            v_frames = int(_per_video(num_frames, video_id, 'num_frames'))
-            metas[video_id] = VideoFeatureMeta(
-                video_id=video_id, fps=v_fps, num_frames=v_frames, duration=v_frames / v_fps, clip_len=clip_len,
-                frame_interval=frame_interval, stride=stride, centre_frames=offset + np.arange(rows) * stride)
-    assert info is not None
+        metas = {video_id: _grid_metadata(video_id, np.load(path, mmap_mode='r').shape[0], fps, num_frames, clip_len,
+                                          frame_interval, stride, offset)
+                 for video_id, path in files.items()}
     if not files:
         raise FeatureStoreError(f'{folder} holds no .npy files')
 

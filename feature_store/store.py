@@ -1,33 +1,14 @@
-"""HDF5 feature store: one file, one ``[num_clips, C]`` dataset per video, with the provenance inside the file.
+"""The HDF5 feature store: one file, one ``[num_clips, C]`` dataset per video with its metadata as attributes and
+the provenance as file attributes (layout: ``feature_store/README.md``; plain h5py reads it, ``h5[video_id][()]``).
 
-The layout is documented in ``feature_store/README.md`` and can be read with plain h5py (``h5[video_id][()]``), which
-is what ActionFormer's ActivityNet loader and TSP-style readers do (docs/feature_caching.md). What we add over those files is the
-provenance none of them store: per-video fps, frame count, clip length, stride and the centre frame of every row
-(dataset attributes), and model, checkpoint hash, preprocessing, dtype and the full extraction config (file
-attributes), so that features can be mapped back to seconds and mixed-up extractions are refused (docs/thumos14.md#time-and-feature-rows).
-
-**Time convention.** Row ``i`` of a video is the clip whose centre frame is ``centre_frames[i]``; its time is
-``centre_frames[i] / fps`` seconds. For the official TAD windows (16 frames starting at ``s``) the centre frame is
-``s + 8`` (``ClipSample.centres``, ``start + clip_len // 2``), not the geometric middle ``s + 7.5``: this is the
-point ActionFormer assigns to a feature, ``t = (grid * feat_stride + 0.5 * num_frames) / fps`` (docs/thumos14.md#time-and-feature-rows), and
-OpenTAD's ``offset_frames=8``.
-
-**Integrity.** A dataset exists under a video id only when its data and attributes are fully written
-(:meth:`FeatureStore.add` writes under ``__incomplete__/`` and renames). Whole files are made by :func:`build_store`,
-which writes ``<out>.tmp`` and renames it over ``<out>`` with ``os.replace``, so a process killed at any moment
-leaves either the old file or the new one. Extractors write one small part file per finished video
-(:func:`write_part`) and turn them into a store with :func:`build_store`.
+:class:`FeatureStore` opens, reads and appends; a dataset exists under a video id only when complete (written under
+``__incomplete__/`` and renamed). :func:`build_store` writes whole files atomically (a SIGKILL leaves the old file or
+the new one) and :func:`merge_stores` merges shards; both refuse stores whose provenance differs
+(:meth:`StoreInfo.differences`).
 
 Example::
 
-    info = StoreInfo(arch='vit_giant_patch14_224', checkpoint_sha256=sha, feature_kind='pooled',
-                     preprocessing={'resize': 'squash', 'size': 224, 'normalize': None, 'frame_dtype': 'uint8'},
-                     dtype='float32', config=cfg)
-    sample = sliding_window_sample(n, clip_len=16, stride=4, fps=fps)
-    write_part('work/parts', 'video_test_0000004', feats, VideoFeatureMeta.from_clip_sample(
-        'video_test_0000004', sample, stride=4))
     build_store('feats.h5', info, read_parts('work/parts'), base='feats.h5')
-
     with FeatureStore.open('feats.h5') as store:
         feats, meta = store.read('video_test_0000004')       # (T, C), VideoFeatureMeta
         t = meta.row_to_seconds(np.arange(len(feats)))        # centre time of every row
@@ -35,333 +16,31 @@ Example::
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
-import math
+import contextlib
 import os
+import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 
-if TYPE_CHECKING:
-    from tasks.data.video.sampling import ClipSample
+from tasks.data.files import atomic_path
 
-__all__ = [
-    'SCHEMA_VERSION', 'FeatureStoreError', 'UnknownVideoError', 'VideoFeatureMeta', 'StoreInfo', 'FeatureStore',
-    'build_store', 'write_part', 'read_parts', 'part_ids', 'part_path', 'merge_stores',
-]
+from .errors import FeatureStoreError, UnknownVideoError
+from .info import SCHEMA_VERSION, StoreInfo, describe_differences
+from .meta import META_ATTRS, VideoFeatureMeta
 
-SCHEMA_VERSION = 1
-"""Version of the file layout written by this module; readers refuse files with a newer version."""
+__all__ = ['INCOMPLETE_GROUP', 'FeatureStore', 'check_video_id', 'build_store', 'merge_stores']
 
-StoreDType = Literal['float32', 'float16']
 Compression = Literal['gzip'] | None
 
 INCOMPLETE_GROUP = '__incomplete__'
 """Group holding datasets that are being written; never a video id, removed when empty."""
 
-_CONFIG_KEYS_THAT_MATTER = ('clip_len', 'frame_interval', 'stride')
-_META_ATTRS = ('fps', 'num_frames', 'duration', 'clip_len', 'frame_interval', 'stride', 'centre_frames')
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
-
-
-class FeatureStoreError(Exception):
-    """A feature store (or part file) is missing, unreadable, inconsistent or incompatible; the message names it."""
-
-
-class UnknownVideoError(FeatureStoreError, KeyError):
-    """A video id is not in a store. Also a ``KeyError``, so ``except KeyError`` works as for a dict."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
-
-
-def _package_version() -> str:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            return version('videomaev2-suite')
-        except PackageNotFoundError:
-            pass
-        import tomllib  # source checkout without `pip install -e .`: read pyproject.toml
-        pyproject = Path(__file__).resolve().parents[1] / 'pyproject.toml'
-        return f"{tomllib.loads(pyproject.read_text())['project']['version']}+source"
-    except Exception:  # version lookup is provenance only; never fail a write over it
-        return 'unknown'
-
-
-# =====================================================================================================================
-# Metadata
-# =====================================================================================================================
-@dataclass(eq=False)
-class VideoFeatureMeta:
-    """How the rows of one video's features were made, and the mapping between rows and seconds.
-
-    Attributes:
-        video_id: key of the video in the store.
-        fps: frame rate of the decoded video (native; the official extractor does not resample).
-        num_frames: frames in the video.
-        duration: video length in seconds (``num_frames / fps`` unless the container says otherwise).
-        clip_len: frames per clip.
-        frame_interval: step between the frames of a clip; 0 when it varies (segment sampling).
-        stride: frames between consecutive clips (4 for THUMOS14, docs/thumos14.md#official-feature-extractor).
-        centre_frames: (num_clips,) int64 centre frame of every row (``ClipSample.centres``), increasing.
-    """
-
-    video_id: str
-    fps: float
-    num_frames: int
-    duration: float
-    clip_len: int
-    frame_interval: int
-    stride: int
-    centre_frames: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.video_id = str(self.video_id)
-        self.fps = float(self.fps)
-        self.num_frames = int(self.num_frames)
-        self.duration = float(self.duration)
-        self.clip_len = int(self.clip_len)
-        self.frame_interval = int(self.frame_interval)
-        self.stride = int(self.stride)
-        centres = np.asarray(self.centre_frames)
-        if centres.ndim != 1 or centres.size == 0:
-            raise ValueError(f'{self.video_id}: centre_frames must be a non-empty 1-D array, got shape {centres.shape}')
-        if not np.issubdtype(centres.dtype, np.integer):
-            if not np.all(centres == np.round(centres)):
-                raise ValueError(f'{self.video_id}: centre_frames must be integer frame indices')
-        self.centre_frames = centres.astype(np.int64)
-        problems = []
-        if not (math.isfinite(self.fps) and self.fps > 0):
-            problems.append(f'fps must be positive, got {self.fps}')
-        if self.num_frames < 1:
-            problems.append(f'num_frames must be >= 1, got {self.num_frames}')
-        if not (math.isfinite(self.duration) and self.duration > 0):
-            problems.append(f'duration must be positive, got {self.duration}')
-        if self.clip_len < 1:
-            problems.append(f'clip_len must be >= 1, got {self.clip_len}')
-        if self.frame_interval < 0:
-            problems.append(f'frame_interval must be >= 0 (0: varies), got {self.frame_interval}')
-        if self.stride < 1:
-            problems.append(f'stride must be >= 1, got {self.stride}')
-        if np.any(np.diff(self.centre_frames) <= 0):
-            problems.append('centre_frames must be strictly increasing')
-        if problems:
-            raise ValueError(f'{self.video_id}: ' + '; '.join(problems))
-
-    # ---------------------------------------------------------------------------------------------------------------
-    @classmethod
-    def from_clip_sample(cls, video_id: str, sample: ClipSample, stride: int) -> VideoFeatureMeta:
-        """Metadata of features computed from ``sample`` (one row per clip, in order).
-
-        Args:
-            video_id: key of the video.
-            sample: the clips (``tasks.data.video.sampling``); must carry ``fps``.
-            stride: frames between consecutive clips, as given to the sampler (also needed for one-clip videos,
-                where it cannot be read off the centres).
-        """
-        if not sample.fps:
-            raise ValueError(f'{video_id}: the ClipSample has no fps (pass fps= to the sampler); the store needs it '
-                             'to map rows to seconds')
-        steps = np.unique(np.diff(sample.centres))
-        if steps.size == 1 and int(steps[0]) != stride:
-            raise ValueError(f'{video_id}: stride={stride} but the clip centres are {int(steps[0])} frames apart '
-                             f'(sampler {sample.sampler!r})')
-        return cls(video_id=video_id, fps=sample.fps, num_frames=sample.num_frames,
-                   duration=sample.num_frames / sample.fps, clip_len=sample.clip_len,
-                   frame_interval=sample.frame_interval or 0, stride=stride, centre_frames=sample.centres)
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.centre_frames.shape[0])
-
-    @property
-    def offset_frames(self) -> int:
-        """Centre frame of the first row (8 for official 16-frame windows from frame 0)."""
-        return int(self.centre_frames[0])
-
-    @property
-    def centre_seconds(self) -> np.ndarray:
-        """(num_rows,) centre time of every row in seconds."""
-        return self.centre_frames / self.fps
-
-    def _is_regular(self) -> bool:
-        return bool(np.all(np.diff(self.centre_frames) == self.stride))
-
-    def row_to_frame(self, rows: np.ndarray | float) -> np.ndarray:
-        """Centre frame (float) of (fractional) rows: linear between neighbouring rows, and ``stride`` frames per
-        row before the first and after the last row (e.g. for segment boundaries that extend past the grid)."""
-        r = np.asarray(rows, dtype=np.float64)
-        if self._is_regular():  # the usual case, in closed form: offset + r * stride
-            return self.offset_frames + r * self.stride
-        c = self.centre_frames.astype(np.float64)
-        last = self.num_rows - 1
-        inside = np.interp(r, np.arange(self.num_rows, dtype=np.float64), c)
-        return np.where(r < 0, c[0] + r * self.stride, np.where(r > last, c[-1] + (r - last) * self.stride, inside))
-
-    def frame_to_row(self, frames: np.ndarray | float) -> np.ndarray:
-        """Inverse of :meth:`row_to_frame` (float rows)."""
-        f = np.asarray(frames, dtype=np.float64)
-        if self._is_regular():
-            return (f - self.offset_frames) / self.stride
-        c = self.centre_frames.astype(np.float64)
-        last = self.num_rows - 1
-        inside = np.interp(f, c, np.arange(self.num_rows, dtype=np.float64))
-        return np.where(f < c[0], (f - c[0]) / self.stride,
-                        np.where(f > c[-1], last + (f - c[-1]) / self.stride, inside))
-
-    def row_to_seconds(self, rows: np.ndarray | float, clip: bool = False) -> np.ndarray:
-        """Centre time in seconds of (fractional) rows, ``row_to_frame(rows) / fps``.
-
-        For official windows (offset 8, stride 4) this is ActionFormer's ``(grid * 4 + 0.5 * 16) / fps``.
-
-        Args:
-            rows: row indices, may be fractional or outside ``[0, num_rows - 1]``.
-            clip: clamp the result to ``[0, duration]``, as ActionFormer does for predicted segments.
-        """
-        t = self.row_to_frame(rows) / self.fps
-        return np.clip(t, 0.0, self.duration) if clip else t
-
-    def seconds_to_row(self, t: np.ndarray | float) -> np.ndarray:
-        """(Fractional) row whose centre is at time ``t`` seconds; inverse of :meth:`row_to_seconds`."""
-        return self.frame_to_row(np.asarray(t, dtype=np.float64) * self.fps)
-
-    # ---------------------------------------------------------------------------------------------------------------
-    def to_attrs(self) -> dict[str, Any]:
-        """HDF5 dataset attributes (README: "Per-video attributes")."""
-        return {'fps': np.float64(self.fps), 'num_frames': np.int64(self.num_frames),
-                'duration': np.float64(self.duration), 'clip_len': np.int64(self.clip_len),
-                'frame_interval': np.int64(self.frame_interval), 'stride': np.int64(self.stride),
-                'centre_frames': self.centre_frames, 'offset_frames': np.int64(self.offset_frames)}
-
-    @classmethod
-    def from_attrs(cls, video_id: str, attrs: Mapping[str, Any], where: str = '') -> VideoFeatureMeta:
-        missing = [n for n in _META_ATTRS if n not in attrs]
-        if missing:
-            raise FeatureStoreError(f'{where}: dataset {video_id!r} lacks attributes {missing}')
-        return cls(video_id=video_id, **{n: attrs[n] for n in _META_ATTRS})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (lists for arrays), as written in the npy sidecar."""
-        d = asdict(self)
-        d['centre_frames'] = self.centre_frames.tolist()
-        d['offset_frames'] = self.offset_frames
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> VideoFeatureMeta:
-        names = ('video_id', 'fps', 'num_frames', 'duration', 'clip_len', 'frame_interval', 'stride', 'centre_frames')
-        missing = [n for n in names if n not in d]
-        if missing:
-            raise ValueError(f'video metadata lacks {missing}')
-        return cls(**{n: d[n] for n in names})
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, VideoFeatureMeta):
-            return NotImplemented
-        return (self.to_attrs().keys() == other.to_attrs().keys() and self.video_id == other.video_id
-                and all(np.array_equal(a, other.to_attrs()[k]) for k, a in self.to_attrs().items()))
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f'{prefix}.{k}' if prefix else str(k)
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
-
-
-@dataclass
-class StoreInfo:
-    """File-level provenance of a store (README: "File attributes").
-
-    Attributes:
-        arch: backbone preset, e.g. ``'vit_giant_patch14_224'``.
-        checkpoint_sha256: hex SHA-256 of the checkpoint file the features came from.
-        feature_kind: what a row is, e.g. ``'pooled'`` (``forward_features``, mean-pooled tokens).
-        preprocessing: resize mode and size, normalisation (or ``None``), frame dtype, ... (JSON-serialisable).
-        dtype: storage dtype, ``'float32'`` or ``'float16'`` (docs/video_decoding.md: float16 halves the size).
-        config: the full extraction config (JSON-serialisable).
-        schema_version: layout version (:data:`SCHEMA_VERSION`).
-        package_version: version of this suite that wrote the file.
-        created: ISO-8601 UTC time the file was written (set on write; ignored by :meth:`compatible_with`).
-    """
-
-    arch: str
-    checkpoint_sha256: str
-    feature_kind: str
-    preprocessing: dict
-    dtype: StoreDType
-    config: dict
-    schema_version: int = SCHEMA_VERSION
-    package_version: str = field(default_factory=_package_version)
-    created: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ('float32', 'float16'):
-            raise ValueError(f"dtype must be 'float32' or 'float16', got {self.dtype!r}")
-        for name in ('preprocessing', 'config'):
-            try:
-                json.dumps(getattr(self, name))
-            except TypeError as e:
-                raise ValueError(f'StoreInfo.{name} must be JSON-serialisable: {e}') from None
-
-    def compatible_with(self, other: StoreInfo) -> list[str]:
-        """Fields that differ in a way that makes features not interchangeable (empty if compatible).
-
-        Compared: ``arch``, ``checkpoint_sha256``, ``feature_kind``, ``preprocessing``, ``dtype``, and every config
-        entry named ``clip_len``, ``frame_interval`` or ``stride`` at any depth (reported as ``config.<dotted
-        path>``). Other config entries (paths, shard lists, batch size), versions and times may differ.
-        """
-        diff = [name for name in ('arch', 'checkpoint_sha256', 'feature_kind', 'preprocessing', 'dtype')
-                if getattr(self, name) != getattr(other, name)]
-        mine, theirs = _flatten(self.config), _flatten(other.config)
-        for key in sorted(set(mine) | set(theirs)):
-            if key.rsplit('.', 1)[-1] in _CONFIG_KEYS_THAT_MATTER and mine.get(key, '<missing>') != theirs.get(
-                    key, '<missing>'):
-                diff.append(f'config.{key}')
-        return diff
-
-    def to_attrs(self) -> dict[str, Any]:
-        return {'schema_version': np.int64(self.schema_version), 'arch': self.arch,
-                'checkpoint_sha256': self.checkpoint_sha256, 'feature_kind': self.feature_kind,
-                'preprocessing': json.dumps(self.preprocessing, sort_keys=True), 'dtype': self.dtype,
-                'package_version': self.package_version, 'config': json.dumps(self.config, sort_keys=True),
-                'created': self.created or datetime.now(timezone.utc).isoformat(timespec='seconds')}
-
-    @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> StoreInfo:
-        names = ('arch', 'checkpoint_sha256', 'feature_kind', 'preprocessing', 'dtype', 'config', 'package_version')
-        missing = [n for n in names if n not in attrs]
-        if missing:
-            raise FeatureStoreError(f'{where}: file attributes {missing} are missing (not a feature store written by '
-                                    'this suite, or a damaged one)')
-        values = {n: _as_str(attrs[n]) for n in names}
-        try:
-            values['preprocessing'] = json.loads(values['preprocessing'])
-            values['config'] = json.loads(values['config'])
-        except json.JSONDecodeError as e:
-            raise FeatureStoreError(f'{where}: file attribute preprocessing/config is not valid JSON: {e}') from None
-        return cls(**values, schema_version=int(attrs['schema_version']),
-                   created=_as_str(attrs['created']) if 'created' in attrs else None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> StoreInfo:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def _read_meta_attrs(ds: h5py.Dataset) -> dict[str, Any]:
@@ -370,7 +49,7 @@ def _read_meta_attrs(ds: h5py.Dataset) -> dict[str, Any]:
     than reading a (256, 768) float32 dataset, mostly spent building each attribute's numpy dtype and shape; this
     takes about half of that. Missing attributes are left out (the caller names them)."""
     out: dict[str, Any] = {}
-    for name in _META_ATTRS:
+    for name in META_ATTRS:
         try:
             attr = h5py.h5a.open(ds.id, name.encode())
         except KeyError:
@@ -393,13 +72,6 @@ def _read_meta_attrs(ds: h5py.Dataset) -> dict[str, Any]:
     return out
 
 
-def _as_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-# =====================================================================================================================
-# The store
-# =====================================================================================================================
 def check_video_id(video_id: str) -> str:
     """Validate a video id: non-empty, '/'-separated parts that are neither empty, '.' nor '..' (HDF5 would
     silently normalise them), and not under the reserved ``__incomplete__`` group."""
@@ -474,8 +146,8 @@ class FeatureStore:
             path: file to create.
             info: provenance; ``created`` is set to now if empty.
             overwrite: replace an existing file (otherwise an existing file is an error).
-            compression: ``None`` (contiguous, the fastest to read, docs/video_decoding.md) or ``'gzip'`` (chunked; saves only
-                7-13% on features at a 10-26x read cost).
+            compression: ``None`` (contiguous, the fastest to read) or ``'gzip'`` (chunked; saves only 7-13% on
+                features at a 10-26x read cost, docs/video_decoding.md).
             compression_opts: gzip level 0-9.
         """
         path = Path(path)
@@ -673,9 +345,6 @@ class FeatureStore:
         return a.astype(self.info.dtype, copy=False)
 
 
-# =====================================================================================================================
-# Whole-file writes, part files, merging
-# =====================================================================================================================
 def _fsync_path(path: Path, directory: bool = False) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | (getattr(os, 'O_DIRECTORY', 0) if directory else 0))
@@ -689,21 +358,32 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+
+
+def _remove_killed_builds(out: Path) -> None:
+    """Delete the temporary files that killed builds of ``out`` left beside it (``atomic_path`` names them
+    ``.<stem>.<random>.tmp<suffix>``): each can be as large as the store."""
+    pattern = re.compile(re.escape(f'.{out.stem}.') + r'[^.]+' + re.escape(f'.tmp{out.suffix}'))
+    if out.parent.is_dir():
+        for path in out.parent.iterdir():
+            if pattern.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+
+
 def build_store(out_path: str | os.PathLike, info: StoreInfo,
                 parts: Iterable[tuple[str, np.ndarray, VideoFeatureMeta]],
                 base: str | os.PathLike | None = None, *,
                 compression: Compression = None, compression_opts: int | None = None) -> Path:
     """Write a complete store to ``out_path`` atomically: the parts plus the videos of ``base``.
 
-    The new file is written to ``<out_path>.tmp`` (a stale one from a killed run is overwritten), fsynced and
-    renamed over ``out_path`` with ``os.replace``. A finished file is never modified in place, so a crash or SIGKILL
+    The new file is written under a temporary name beside ``out_path`` (temporaries of killed builds are deleted
+    first), fsynced and renamed over ``out_path``. A finished file is never modified in place, so a crash or SIGKILL
     at any moment leaves the old ``out_path`` (or none) or the complete new one; an exception (also one raised by
-    the ``parts`` iterator) removes the ``.tmp`` file and leaves ``out_path`` untouched.
+    the ``parts`` iterator) removes the temporary file and leaves ``out_path`` untouched.
 
-    ``base`` may be ``out_path`` itself (resuming an extraction). Its info must be compatible with ``info``
-    (:meth:`StoreInfo.compatible_with`); the new file carries ``info``. A part whose id is also in ``base``
-    replaces it (a re-extraction). The parts are written first and the remaining base videos after them, which
-    gives the same result as copying the base first and never leaves dead space in the file.
+    ``base`` may be ``out_path`` itself (resuming an extraction); its provenance must equal ``info``'s
+    (:meth:`StoreInfo.differences`), and the new file carries ``info``. A part whose id is also in ``base`` replaces
+    it (a re-extraction). The parts are written first and the remaining base videos after them.
 
     Args:
         out_path: the store to write.
@@ -717,114 +397,42 @@ def build_store(out_path: str | os.PathLike, info: StoreInfo,
         ``out_path`` as a Path.
     """
     out_path = Path(out_path)
-    tmp = out_path.with_name(out_path.name + '.tmp')
-    base_store = FeatureStore.open(base) if base is not None else None
-    try:
-        if base_store is not None:
-            diff = base_store.info.compatible_with(info)
-            if diff:
-                raise FeatureStoreError(f'base store {base} is incompatible with the new info: differing {diff}')
-        written: set[str] = set()
-        try:
-            with FeatureStore.create(tmp, info, overwrite=True, compression=compression,
-                                     compression_opts=compression_opts) as out:
-                for video_id, features, meta in parts:
-                    if video_id in written:
-                        raise FeatureStoreError(f'build_store({out_path}): video {video_id!r} is given twice')
-                    out.add(video_id, features, meta)
-                    written.add(video_id)
-                if base_store is not None:
-                    for video_id in base_store.ids():
-                        if video_id not in written:
-                            data, meta = base_store.read(video_id)
-                            out.add(video_id, data, meta)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    finally:
-        if base_store is not None:
-            base_store.close()
-    _fsync_path(tmp)
-    os.replace(tmp, out_path)
+    _remove_killed_builds(out_path)
+    with atomic_path(out_path) as tmp:
+        with (FeatureStore.open(base) if base is not None else contextlib.nullcontext()) as base_store, \
+                FeatureStore.create(tmp, info, overwrite=True, compression=compression,
+                                    compression_opts=compression_opts) as out:
+            if base_store is not None:
+                differences = base_store.info.differences(info)
+                if differences:
+                    raise FeatureStoreError(f'base store {base} holds features made differently: '
+                                            f'{describe_differences(differences, "base", "new")}')
+            written = _add_all(out, parts, out_path)
+            for video_id in base_store.ids() if base_store is not None else ():
+                if video_id not in written:
+                    out.add(video_id, *base_store.read(video_id))
+        _fsync_path(tmp)
     _fsync_path(out_path.parent, directory=True)
     return out_path
 
 
-_PART_SUFFIX = '.npz'
-
-
-def part_path(folder: str | os.PathLike, video_id: str) -> Path:
-    """Part file of a video: the id percent-encoded (``/`` -> ``%2F``, a leading ``.`` -> ``%2E``) + ``.npz``; ids
-    whose encoding is over 200 characters are cut and made unique with a hash. The id itself is stored inside."""
-    check_video_id(video_id)
-    name = quote(video_id, safe='')
-    if name.startswith('.'):
-        name = '%2E' + name[1:]
-    if len(name) > 200:
-        name = f'{name[:150]}~{hashlib.sha1(video_id.encode()).hexdigest()[:16]}'
-    return Path(folder) / (name + _PART_SUFFIX)
-
-
-def write_part(folder: str | os.PathLike, video_id: str, features: np.ndarray, meta: VideoFeatureMeta) -> Path:
-    """Save one finished video to ``folder`` as a small ``.npz`` (temp name, then ``os.replace``), so a part file
-    either is complete or does not exist. Overwrites an earlier part of the same video."""
-    if meta.video_id != video_id:
-        raise ValueError(f'write_part({video_id!r}): meta is for video {meta.video_id!r}')
-    a = np.asarray(features)
-    if a.ndim != 2 or a.shape[0] != meta.num_rows:
-        raise ValueError(f'{video_id}: features shape {a.shape} does not match {meta.num_rows} centre_frames')
-    path = part_path(folder, video_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try:
-        with open(tmp, 'wb') as f:
-            np.savez(f, features=a, video_id=np.array(video_id), meta=np.array(json.dumps(meta.to_dict())))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _part_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f'part folder {folder} does not exist')
-    return sorted(p for p in folder.iterdir() if p.name.endswith(_PART_SUFFIX) and not p.name.startswith('.'))
-
-
-def _load_part(path: Path, with_features: bool = True) -> tuple[str, np.ndarray | None, VideoFeatureMeta]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            video_id = str(z['video_id'])
-            meta = VideoFeatureMeta.from_dict(json.loads(str(z['meta'])))
-            features = z['features'] if with_features else None
-    except Exception as e:
-        raise FeatureStoreError(f'part file {path} is unreadable: {e}') from e
-    return video_id, features, meta
-
-
-def part_ids(folder: str | os.PathLike) -> list[str]:
-    """Ids of the videos with a part file in ``folder`` (features are not loaded)."""
-    return sorted(_load_part(p, with_features=False)[0] for p in _part_files(Path(folder)))
-
-
-def read_parts(folder: str | os.PathLike) -> Iterator[tuple[str, np.ndarray, VideoFeatureMeta]]:
-    """Yield ``(video_id, features, meta)`` from the part files in ``folder`` one at a time (sorted by file name;
-    temp files of unfinished writes are ignored). Feed it to :func:`build_store`."""
-    for path in _part_files(Path(folder)):
-        video_id, features, meta = _load_part(path)
-        assert features is not None
-        yield video_id, features, meta
+def _add_all(out: FeatureStore, parts: Iterable[tuple[str, np.ndarray, VideoFeatureMeta]], name: Path) -> set[str]:
+    written: set[str] = set()
+    for video_id, features, meta in parts:
+        if video_id in written:
+            raise FeatureStoreError(f'build_store({name}): video {video_id!r} is given twice')
+        out.add(video_id, features, meta)
+        written.add(video_id)
+    return written
 
 
 def merge_stores(shards: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Merge shard stores (e.g. one per GPU) into ``out`` with :func:`build_store`.
 
-    Every shard's info must be compatible with the first one's (the error names the shard and the differing
-    fields); the output carries the first shard's info. A video in several shards must have identical features and
-    metadata there (it is then written once), otherwise the merge is refused.
+    Every shard's provenance must equal the first one's (:meth:`StoreInfo.differences`; the error names the shard
+    and the differing fields with both values); the output carries the first shard's info. A video in several
+    shards must have identical features and metadata there (it is then written once), otherwise the merge is
+    refused.
     """
     if not shards:
         raise ValueError('merge_stores needs at least one shard')
@@ -833,9 +441,10 @@ def merge_stores(shards: Sequence[str | os.PathLike], out: str | os.PathLike) ->
         info = first.info
     for shard in shards[1:]:
         with FeatureStore.open(shard) as s:
-            diff = info.compatible_with(s.info)
-        if diff:
-            raise FeatureStoreError(f'shard {shard} is incompatible with {shards[0]}: differing {", ".join(diff)}')
+            differences = info.differences(s.info)
+        if differences:
+            raise FeatureStoreError(f'shard {shard} is incompatible with {shards[0]}: differing '
+                                    f'{describe_differences(differences, shards[0].name, shard.name)}')
 
     def parts() -> Iterator[tuple[str, np.ndarray, VideoFeatureMeta]]:
         seen: dict[str, Path] = {}
@@ -854,15 +463,3 @@ def merge_stores(shards: Sequence[str | os.PathLike], out: str | os.PathLike) ->
                     yield video_id, data, meta
 
     return build_store(out, info, parts())
-
-
-def __getattr__(name: str) -> Any:
-    # The torch dataset and the npy converters live in their own modules (torch is not needed to read a store);
-    # they are reachable from here too so that every public name of the package is importable from this module.
-    if name in ('FeatureDataset', 'collate_features'):
-        from . import dataset
-        return getattr(dataset, name)
-    if name in ('export_npy', 'import_npy'):
-        from . import npy
-        return getattr(npy, name)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

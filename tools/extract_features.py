@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Extract VideoMAE V2 clip features of untrimmed videos into one HDF5 feature store.
 
-A thin command line over :mod:`feature_store.extract` (see its docstring for the resumable, crash-safe and distributed
-behaviour). Examples::
+A thin command line over :mod:`feature_store.extract` (:mod:`feature_store.extract.run` describes the resumable,
+crash-safe and distributed behaviour). Examples::
 
-    # official THUMOS14 features (docs/thumos14.md#official-feature-extractor): ViT-g, 16-frame windows every 4 frames, squash 224x224, no mean/std
+    # official THUMOS14 features (docs/thumos14.md#official-feature-extractor): ViT-g, 16-frame windows every 4
+    # frames, squash 224x224, no mean/std
     python tools/extract_features.py thumos14/videos --out work_dirs/th14_vit_g_16_4.h5 --arch vit_giant \\
         --checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --resize 224x224 --no-normalize --stride 4
     # the same on 8 GPUs: ranks take every 8th video, rank 0 merges the shards

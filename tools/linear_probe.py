@@ -22,8 +22,9 @@ import time
 from collections.abc import Sequence
 
 from feature_store import FeatureStoreError
+from tasks.classification.probe import LinearProbeConfig, ProbeError, probe_stores
 from tasks.data.annotations import AnnotationError
-from tasks.classification.probe import LinearProbeConfig, ProbeError, probe_stores, write_json
+from tasks.data.files import write_json_atomic
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name, acc in (('linear probe', result.linear), (f'k-NN (k={args.k}, {args.vote})', result.knn)):
         print(f'{name:<24} ' + '  '.join(f'{key} {value:.4f}' for key, value in acc.items()))
     if args.out:
-        write_json(result, args.out)
+        write_json_atomic(args.out, result.to_dict())
         print(f'results written to {args.out}')
     return result.to_dict()
 

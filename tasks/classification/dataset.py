@@ -31,10 +31,11 @@ test loader substitutes a random video instead). Either way ``failed`` carries `
 epoch, index)`` (:func:`tasks.data.video.retry.sample_seeds`); the epoch arrives in the key from
 :class:`tasks.data.epoch_sampler.EpochIndexSampler`.
 
-**Kinetics-710 label maps** (docs/checkpoints.md#k710-heads-and-safe-loading): :func:`read_class_names` reads ``label_map_k{400,600,700,710}.txt``,
-:func:`label_map_between` builds the ``label_710to{400,600,700}.json`` index lists from two name files (new row i = K710
-row ``list[i]``), :func:`read_label_map_json` / :func:`write_label_map_json` read and write them, and
-:func:`remap_labels` moves a list's labels into another label space.
+**Kinetics-710 label maps** (docs/checkpoints.md#k710-heads-and-safe-loading): :func:`read_class_names` reads
+``label_map_k{400,600,700,710}.txt``, :func:`label_map_between` builds the ``label_710to{400,600,700}.json`` index
+lists from two name files (new row i = K710 row ``list[i]``), :func:`read_label_map_json` /
+:func:`write_label_map_json` read and write them, and :func:`remap_labels` moves a list's labels into another label
+space.
 """
 from __future__ import annotations
 
@@ -52,9 +53,11 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS
 
 from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
-from tasks.pretrain.dataset import _read_rawframes
+from tasks.data.video.rawframes import read_rawframes
 from tasks.data.video import VideoDecodeError, dense_sample, segment_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
+from tasks.data.files import write_json_atomic
+from tasks.data.video.ids import video_id_of
 from tasks.data.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import ClsTrainAugmentation, multi_view_test
@@ -75,7 +78,7 @@ class ClsRecord:
         path: video file, or frame folder for raw frames.
         label: 0-based class index.
         video_id: the name reported with predictions: file name up to its first '.' (the feature store's key,
-            :func:`feature_store.extract.video_id_of`), the SSv2 id, or the Kinetics clip name.
+            :func:`tasks.data.video.ids.video_id_of`), the SSv2 id, or the Kinetics clip name.
         total_frames: frame count of a raw-frame folder; ``None`` for video files.
         source: ``<list file>, line <n>`` (or entry n), for messages about this video.
     """
@@ -172,8 +175,8 @@ def read_label_map_json(path: str | os.PathLike, num_source: int | None = None) 
 
 
 def write_label_map_json(path: str | os.PathLike, indices: Sequence[int]) -> None:
-    """Write a label map in the official layout (a one-line JSON list)."""
-    Path(path).write_text(json.dumps([int(i) for i in indices]) + '\n', encoding='utf-8')
+    """Write a label map in the official layout (a one-line JSON list), atomically."""
+    write_json_atomic(path, [int(i) for i in indices], indent=None)
 
 
 def remap_labels(records: Sequence[ClsRecord], label_map: Sequence[int]) -> list[ClsRecord]:
@@ -196,10 +199,6 @@ def remap_labels(records: Sequence[ClsRecord], label_map: Sequence[int]) -> list
 # ---------------------------------------------------------------------------------------------------------------------
 def _join(prefix: str | os.PathLike | None, name: str) -> str:
     return os.path.join(prefix, name) if prefix is not None else name
-
-
-def _video_id(path: str) -> str:
-    return Path(path).name.split('.')[0]
 
 
 def class_name_list(class_names: str | os.PathLike | Sequence[str] | None) -> list[str] | None:
@@ -235,7 +234,7 @@ def read_cls_list(ann_file: str | os.PathLike, ann_format: AnnFormat = 'video', 
     """
     if ann_format in ('video', 'rawframes'):
         entries = read_video_list(ann_file, format=ann_format, root=data_prefix, num_classes=num_classes)
-        records = [ClsRecord(e.path, e.label, _video_id(e.path), e.total_frames, f'{ann_file}, line {e.line}')
+        records = [ClsRecord(e.path, e.label, video_id_of(e.path), e.total_frames, f'{ann_file}, line {e.line}')
                    for e in entries]
     elif ann_format == 'ssv2':
         labels = label_file if label_file is not None else Path(ann_file).with_name('labels.json')
@@ -427,7 +426,7 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         """
         if record.total_frames is not None:
             indices = self._indices(record.total_frames, None, generator)
-            frames = _read_rawframes(record.path, indices.reshape(-1), self.filename_tmpl, self.start_index)
+            frames = read_rawframes(record.path, indices.reshape(-1), self.filename_tmpl, self.start_index)
         else:
             with open_video(record.path, self.backend, self.video_cache) as reader:
                 indices = self._indices(reader.num_frames, reader.fps, generator)

@@ -1,12 +1,9 @@
 """``VideoClsMetric``: video-level top-k / mean class accuracy for the mmengine Runner, with per-video outputs.
 
-The model merges the views of a video before the metric sees it (softmax per view, then the mean: the official
-``merge()`` and mmaction2's ``average_clips='prob'``, docs/classification.md#test-protocols-and-metrics), so a data sample carries one ``(K,)`` score
-vector per video. The metric only ranks those scores; the arithmetic is :mod:`tasks.classification.evaluation`
-(``topk_accuracy``, ``mean_class_accuracy``, ``confusion_matrix``).
-
-Metric names follow mmaction2's ``AccMetric`` (``acc/top1``, ``acc/top5``, ``acc/mean1``), so a config can swap one
-metric for the other without touching ``save_best``; put both in one evaluator only with distinct ``prefix`` values.
+A data sample carries one ``(K,)`` score vector per video, its views already merged by the model (softmax per view,
+then the mean, docs/classification.md#test-protocols-and-metrics); the arithmetic is
+:mod:`tasks.classification.evaluation`. Metric names follow mmaction2's ``AccMetric`` (``acc/top1``, ``acc/top5``,
+``acc/mean1``), so a config can swap one for the other without touching ``save_best``.
 
 Data samples may be plain dicts or mmaction2 ``ActionDataSample``s, in either mmaction2 spelling:
 
@@ -18,18 +15,14 @@ label         ``gt_labels['item']``: (1,)                ``gt_label``: int, 0-d 
 video id      ``video_id`` or ``filename`` meta key      ``video_id``
 ============  ========================================  ==============================================
 
-Without a video id (stock mmaction2 ``PackActionInputs`` keeps neither ``video_id`` nor ``filename``), a video is
-named by its position in the dataset: mmengine gathers the results of all ranks back into dataset order (its
-``collect_results``), so position ``i`` is line ``i`` of the annotation file. Add ``meta_keys=('img_shape',
-'filename')`` to ``PackActionInputs`` to get file-name ids instead.
+A ``filename`` gives the id :func:`tasks.data.video.ids.video_id_of`; without either, a video is named by its
+position in the dataset (mmengine gathers the ranks' results back into dataset order, so position ``i`` is line ``i``
+of the annotation file).
 
-With ``out_dir`` (``tools/test.py`` fills in the work directory), rank 0 also writes:
-
-* ``cls_scores.npz`` (default) with ``video_ids`` (N,) str, ``scores`` (N, K) float32 (the merged per-video
-  probabilities), ``labels`` (N,) int64, ``preds`` (N,) int64 and ``confusion`` (K, K) int64 (row = ground truth,
-  column = prediction); or ``cls_scores.jsonl``, one ``{"video_id", "label", "pred", "scores"}`` line per video;
-* ``cls_results.json``: the metrics, counts, and per class the number of videos and the accuracy (recall);
-* ``cls_confusion.png``: the row-normalised confusion matrix and a bar chart of per-class accuracy.
+With ``out_dir``, rank 0 also writes (atomically) ``cls_scores.npz`` (``video_ids`` (N,) str, ``scores`` (N, K)
+float32, ``labels`` (N,), ``preds`` (N,), ``confusion`` (K, K) int64, row = ground truth) or ``cls_scores.jsonl``
+(one ``{"video_id", "label", "pred", "scores"}`` line per video), ``cls_results.json`` (metrics, counts, per-class
+accuracy) and ``cls_confusion.png``.
 """
 from __future__ import annotations
 
@@ -45,7 +38,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.registry import METRICS
 
-from feature_store.extract import video_id_of
+from tasks.data.files import atomic_path, write_json_atomic, write_text_atomic
+from tasks.data.video.ids import video_id_of
 
 from .evaluation import confusion_matrix, mean_class_accuracy, topk_accuracy
 
@@ -191,38 +185,32 @@ class VideoClsMetric(BaseMetric):
         names = self._class_names(num_classes)
 
         if self.score_format == 'npz':
-            _atomic(out / 'cls_scores.npz', lambda p: np.savez(
-                p, video_ids=np.array(video_ids, dtype=str), scores=scores.astype(np.float32), labels=labels,
-                preds=preds, confusion=matrix), suffix='.npz')
+            with atomic_path(out / 'cls_scores.npz') as tmp:
+                np.savez(tmp, video_ids=np.array(video_ids, dtype=str), scores=scores.astype(np.float32),
+                         labels=labels, preds=preds, confusion=matrix)
         else:
             lines = [json.dumps({'video_id': v, 'label': int(y), 'pred': int(p), 'scores': s.tolist()})
                      for v, y, p, s in zip(video_ids, labels, preds, scores.astype(np.float32))]
-            _atomic(out / 'cls_scores.jsonl', lambda p: Path(p).write_text('\n'.join(lines) + '\n'))
+            write_text_atomic(out / 'cls_scores.jsonl', '\n'.join(lines) + '\n')
 
         summary = {
             'metrics': {f'{self.prefix}/{k}': float(v) for k, v in metrics.items()},
             'num_videos': len(video_ids),
             'num_classes': num_classes,
             'topk': list(self.topk),
-            'merge': 'per-video scores as given by the model (softmax per view, then the mean: docs/classification.md#test-protocols-and-metrics)',
+            'merge': 'per-video scores as given by the model (softmax per view, then the mean: '
+                     'docs/classification.md#test-protocols-and-metrics)',
             'mean_class_accuracy': 'mean recall over the classes in ground truth or predictions (mmaction2)',
             'per_class': [{'class': c, 'name': names[c] if names else None, 'num_videos': int(count[c]),
                            'accuracy': None if np.isnan(acc[c]) else float(acc[c])} for c in range(num_classes)],
             'scores_file': f'cls_scores.{self.score_format}',
             'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         }
-        _atomic(out / 'cls_results.json', lambda p: Path(p).write_text(json.dumps(summary, indent=2) + '\n'))
+        write_json_atomic(out / 'cls_results.json', summary)
         if self.plot:
             plot_confusion(matrix, out / 'cls_confusion.png', names=names,
                            title=f'top-1 {metrics["top1"]:.3f}, mean class acc. {metrics["mean1"]:.3f}, '
                                  f'{len(video_ids)} videos')
-
-
-def _atomic(path: Path, write, suffix: str = '') -> None:
-    """Write through ``write(tmp)`` and rename, so a crash never leaves a half-written result that looks complete."""
-    tmp = path.with_name(f'.{path.name}.tmp{suffix}')
-    write(str(tmp))
-    os.replace(tmp, path)
 
 
 def plot_confusion(matrix: np.ndarray, path: str | os.PathLike, names: Sequence[str] | None = None,
@@ -269,5 +257,6 @@ def plot_confusion(matrix: np.ndarray, path: str | os.PathLike, names: Sequence[
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=80, bbox_inches='tight')
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, bbox_inches='tight')
     plt.close(fig)

@@ -9,7 +9,7 @@ of the video counts equally, the feature-space analogue of averaging over test v
 ``fc_norm(mean of tokens)`` (docs/backbone.md#pooling-head-and-initialisation).
 
 **Labels** come from any list :mod:`tasks.data.annotations` reads, and are matched to store ids the way the extractor
-names videos (:func:`feature_store.extract.video_id_of`: the file name up to the first '.'):
+names videos (:func:`tasks.data.video.ids.video_id_of`: the file name up to the first '.'):
 
 * mmaction2 video list ``path label`` -> ``video_id_of(path)``; raw-frame list ``frame_dir total_frames label`` ->
   ``video_id_of(frame_dir)``;
@@ -48,7 +48,6 @@ read off the same scores.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,16 +60,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from feature_store import FeatureStore, StoreInfo
-from feature_store.extract import video_id_of
+from feature_store import FeatureStore, StoreInfo, describe_differences
 from tasks.data.annotations import (AnnotationError, read_kinetics_csv, read_ssv2_labels, read_ssv2_split,
-                               read_video_list)
+                                    read_video_list)
+from tasks.data.video.ids import video_id_of
 
+from .dataset import read_class_names
 from .evaluation import topk_accuracy
 
-__all__ = ['LabelEntry', 'LinearProbe', 'ProbeError', 'ProbeResult', 'read_labels', 'read_label_map', 'pooled_features',
-           'match_labels', 'predict', 'safe_lr', 'write_json',
-           'LinearProbeConfig', 'train_linear_probe', 'knn_scores', 'probe_stores']
+__all__ = ['LabelEntry', 'LinearProbe', 'ProbeError', 'ProbeResult', 'read_labels', 'pooled_features', 'match_labels',
+           'predict', 'safe_lr', 'LinearProbeConfig', 'train_linear_probe', 'knn_scores', 'probe_stores']
 
 Pool = Literal['mean', 'centre']
 Vote = Literal['weighted', 'majority']
@@ -96,20 +95,6 @@ class LabelEntry:
     ids: tuple[str, ...]
     label: int
     where: str
-
-
-def read_label_map(path: str | os.PathLike) -> list[str]:
-    """Class names, one a line in id order (mmaction2 ``label_map_k400.txt``); blank lines are skipped."""
-    try:
-        names = [line.strip() for line in Path(path).read_text(encoding='utf-8').splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise AnnotationError(path, 'file not found') from None
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise AnnotationError(path, f'class {dup!r} is listed twice')
-    if not names:
-        raise AnnotationError(path, 'no class names')
-    return names
 
 
 def _detect_format(path: Path) -> str:
@@ -166,7 +151,7 @@ def read_labels(path: str | os.PathLike, label_map: str | os.PathLike | Sequence
     if label_map is None:
         names = sorted({r.label for r in rows if r.label is not None})
     elif isinstance(label_map, (str, os.PathLike)):
-        names = read_label_map(label_map)
+        names = read_class_names(label_map)
     elif isinstance(label_map, Mapping):
         names = [n for n, _ in sorted(label_map.items(), key=lambda item: item[1])]
     else:
@@ -430,10 +415,11 @@ def _small_problem_threads(num_values: int, device: str | torch.device) -> Itera
 
 
 def _check_compatible(train: StoreInfo, val: StoreInfo, train_path: Path, val_path: Path) -> None:
-    diff = train.compatible_with(val)
-    if diff:
-        raise ProbeError(f'{train_path} and {val_path} hold features of different extractions ({", ".join(diff)}); '
-                         'a probe trained on one cannot be tested on the other')
+    differences = train.differences(val)
+    if differences:
+        raise ProbeError(f'{train_path} and {val_path} hold features of different extractions '
+                         f'({describe_differences(differences, train_path.name, val_path.name)}); a probe trained on '
+                         'one cannot be tested on the other')
 
 
 def probe_stores(train_store: str | os.PathLike, val_store: str | os.PathLike, train_labels: str | os.PathLike,
@@ -499,11 +485,3 @@ def probe_stores(train_store: str | os.PathLike, val_store: str | os.PathLike, t
     }
     return ProbeResult(linear=linear_acc, knn=knn, summary=summary)
 
-
-def write_json(result: ProbeResult, path: str | os.PathLike) -> None:
-    """Write the result json (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(json.dumps(result.to_dict(), indent=2) + '\n')
-    os.replace(tmp, path)

@@ -13,6 +13,8 @@ from tasks.classification.dataset import (VideoMAEv2ClsDataset, label_map_betwee
                                           read_label_map_json, remap_labels, videomaev2_cls_collate,
                                           write_label_map_json)
 from tasks.data.video import VideoReader, dense_sample, segment_sample, write_video
+from tasks.data.video.ids import video_id_of
+from tasks.data.video.retry import sample_seeds
 from tasks.data.video.transforms import short_side_resize, three_crop, to_cthw
 
 H, W, T = 32, 48, 24
@@ -63,6 +65,15 @@ def test_ssv2_split_and_unlabelled_split(tmp_path):
     (tmp_path / 'test.json').write_text(json.dumps([{'id': '9'}]))
     with pytest.raises(AnnotationError, match='entry 0 .video 9. has no template'):
         read_cls_list(tmp_path / 'test.json', 'ssv2', label_file=tmp_path / 'labels.json')
+
+
+def test_video_ids_are_the_feature_store_keys(tmp_path):
+    """The name up to the first '.', as the extractor keys its store, for video and raw-frame lists alike."""
+    (tmp_path / 'v.txt').write_text('videos/abc.mp4 0\nsub/clip.part1.mkv 1\n')
+    (tmp_path / 'f.txt').write_text('frames/xyz 12 2\n')
+    records = read_cls_list(tmp_path / 'v.txt') + read_cls_list(tmp_path / 'f.txt', 'rawframes')
+    assert [r.video_id for r in records] == ['abc', 'clip', 'xyz']
+    assert [video_id_of(r.path) for r in records] == ['abc', 'clip', 'xyz']
 
 
 def test_video_list_label_range(tmp_path):
@@ -132,12 +143,13 @@ def test_train_sample_views_frames_and_determinism(videos):
     assert sample['inputs'].shape == (3, 3, 4, 32, 32) and sample['inputs'].dtype == torch.uint8
     assert sample['label'] == 1 and sample['index'] == 1 and sample['video_id'] == 'v1' and sample['valid']
     assert sample['erase_boxes'].shape == (3, 1, 4) and (sample['erase_boxes'][:, 0, 2] > 0).all()
-    # flat frames survive crop and resize: the frame indices are those of the official 4 x 2 dense sampler
+    # flat frames survive crop and resize: the frame indices are those the official 4 x 2 dense sampler draws from
+    # the sample's own generator, seeded by (seed, epoch 2, index 1)
     frames = sample['inputs'][0, 0, :, 0, 0].long()
-    indices = (frames - 1) // 8
     assert ((frames - 1) % 8 == 0).all()
-    span = 4 * 2
-    assert indices[0] >= 0 and indices[-1] < T and indices[-1] - indices[0] <= span
+    expected = dense_sample(T, clip_len=4, frame_interval=2, test_mode=False, protocol='official', fps=25.0,
+                            generator=sample_seeds(ds.seed, 2, 1)[0]).indices[0]
+    assert ((frames - 1) // 8).tolist() == expected.tolist()
     again = ds[(2, 1)]
     assert torch.equal(sample['inputs'], again['inputs'])
     assert not torch.equal(sample['inputs'], ds[(3, 1)]['inputs'])  # another epoch, another window / crop

@@ -104,7 +104,7 @@ def test_outputs(tmp_path):
 
     samples = [new_style(i) for i in range(5)]
     samples[4].pop('video_id')
-    samples[4]['filename'] = 'videos/e.long.mp4'  # id = name up to the first '.', as feature_store.extract names it
+    samples[4]['filename'] = 'videos/e.long.mp4'  # id = name up to the first '.' (tasks.data.video.ids.video_id_of)
     samples[2].pop('video_id')  # no id at all: its position, 2
     metric = VideoClsMetric(out_dir=tmp_path)
     metric.dataset_meta = {'classes': ['c0', 'c1', 'c2', 'c3', 'c4', 'c5']}
@@ -128,7 +128,8 @@ def test_outputs(tmp_path):
     assert results['per_class'][3]['name'] == 'c3'
 
     with Image.open(tmp_path / 'cls_confusion.png') as image:
-        assert image.format == 'PNG' and min(image.size) > 100
+        image.load()  # the whole file decodes
+        assert (image.format, image.mode) == ('PNG', 'RGBA') and image.width > image.height  # two panels side by side
     assert not list(tmp_path.glob('.*tmp*'))  # temporary files renamed away
 
     jsonl = tmp_path / 'jsonl'
@@ -146,7 +147,11 @@ def test_plot_many_classes(tmp_path):
     matrix = rng.integers(0, 5, (120, 120))
     matrix[7] = 0
     plot_confusion(matrix, tmp_path / 'big.png', names=[f'class {i}' for i in range(120)])
-    assert (tmp_path / 'big.png').stat().st_size > 1000
+    from PIL import Image
+    with Image.open(tmp_path / 'big.png') as image:
+        image.load()  # the whole file decodes
+        assert (image.format, image.mode) == ('PNG', 'RGBA') and image.width > image.height
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['big.png']  # no temporary file left
 
 
 @pytest.mark.parametrize('sample, error, match', [

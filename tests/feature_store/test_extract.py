@@ -1,4 +1,4 @@
-"""Feature extraction (feature_store/extract.py, tools/extract_features.py).
+"""Feature extraction (feature_store/extract/, tools/extract_features.py).
 
 Fixtures are three generated H.264 videos of 40/52/60 frames at 64x48 and the tiny ``vit_test`` model (random init
 from a seed, or a saved checkpoint) on 32x32 input. What is checked against what:
@@ -109,7 +109,9 @@ def _stores_equal(a: Path, b: Path, exact: bool = True) -> None:
 
 
 def _leftovers(out: Path) -> list[str]:
-    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name) and p.name != out.name)
+    """Files of a run beside ``out``: shards, part folders, failure lists and hidden temporary files."""
+    return sorted(p.name for p in out.parent.iterdir()
+                  if (p.name.startswith(out.name) and p.name != out.name) or p.name.startswith(f'.{out.stem}.'))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -315,19 +317,20 @@ def test_patch_size_from_the_option_or_the_config(videos, tmp_path, capsys):
 _DRIVER = '''
 """Run the extraction CLI, stopping itself (SIGSTOP) at a chosen point so that the test can SIGKILL it there."""
 import os, signal, sys
-import feature_store.extract as E
-import feature_store.store as S
+import feature_store.extract.run as run
+from feature_store import FeatureStore
+from feature_store.extract import main
 
 point = sys.argv[1]
 if point == 'after-first-part':
-    write_part = E.write_part
+    write_part = run.write_part
     def stop_after_write(*args, **kwargs):
         path = write_part(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGSTOP)
         return path
-    E.write_part = stop_after_write
+    run.write_part = stop_after_write
 elif point == 'inside-build-store':
-    add = S.FeatureStore.add
+    add = FeatureStore.add
     calls = []
     def stop_in_add(self, *args, **kwargs):
         add(self, *args, **kwargs)
@@ -335,8 +338,8 @@ elif point == 'inside-build-store':
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGSTOP)
-    S.FeatureStore.add = stop_in_add
-sys.exit(E.main(sys.argv[2:]))
+    FeatureStore.add = stop_in_add
+sys.exit(main(sys.argv[2:]))
 '''
 
 
@@ -385,12 +388,13 @@ def test_sigkill_inside_build_store_keeps_old_store(videos, reference, tmp_path)
     first.write_text(f'{videos / "vid_b.mp4"}\n')
     assert main([str(first), '--out', str(out), *TINY]) == 0
     before = out.read_bytes()
-    # append the other two videos; the process dies while build_store writes out.h5.tmp
+    # append the other two videos; the process dies while build_store writes its hidden temporary file
     _run_and_kill(tmp_path, 'inside-build-store', [str(videos), '--out', str(out), *TINY])
     assert out.read_bytes() == before  # the finished file was never touched
     with FeatureStore.open(out) as store:
         assert store.ids() == ['vid_b']
-    assert _leftovers(out) == ['out.h5.rank0.parts', 'out.h5.tmp']
+    temporary, parts = _leftovers(out)
+    assert parts == 'out.h5.rank0.parts' and temporary.startswith('.out.') and temporary.endswith('.tmp.h5')
     assert main([str(videos), '--out', str(out), *TINY]) == 0
     _stores_equal(out, reference)
     assert _leftovers(out) == []
@@ -402,16 +406,20 @@ def test_rerun_skips_complete_videos_and_refuses_other_settings(videos, referenc
     before = out.read_bytes()
     assert main([str(videos), '--out', str(out), *TINY]) == 0
     assert 'out.h5: 0 videos extracted (0 clips' in capsys.readouterr().err
-    for extra, fields in [(['--seed', '1'], ['checkpoint_sha256', "'random-init:0' (stored) vs 'random-init:1'"]),
-                          (['--stride', '3'], ['config.sampling.stride: 2 (stored) vs 3 (this run)']),
-                          (['--no-normalize'], ['preprocessing']),
-                          (['--img-size', '64'], ['config.model.img_size']),
-                          (['--dtype', 'bf16'], ['config.compute_dtype'])]:
+    # each option changes exactly one provenance field, named with both values (StoreInfo.differences, the rule
+    # merge_stores, build_store and import_npy apply too)
+    for extra, difference in [
+            (['--seed', '1'], "checkpoint_sha256: 'random-init:0' (stored) vs 'random-init:1' (this run)"),
+            (['--stride', '3'], 'config.sampling.stride: 2 (stored) vs 3 (this run)'),
+            (['--no-normalize'], "preprocessing: {'align_corners': False,"),
+            (['--img-size', '64'], 'config.model.img_size: [32, 32] (stored) vs [64, 64] (this run)'),
+            (['--frames', '8'], 'config.model.frames: 4 (stored) vs 8 (this run)'),
+            (['--patch-size', '8'], 'config.model.patch_size: <missing> (stored) vs 8 (this run)'),
+            (['--dtype', 'bf16'], "config.compute_dtype: 'fp32' (stored) vs 'bf16' (this run)")]:
         assert main([str(videos), '--out', str(out), *TINY, *extra]) == 2
         err = capsys.readouterr().err
-        assert 'made with different settings' in err and '--overwrite' in err
-        for field in fields:
-            assert field in err, (extra, err)
+        assert err.startswith(f'extract_features: error: {out} was made with different settings, refusing to append')
+        assert difference in err and err.count(' (stored) vs ') == 1 and '--overwrite' in err, (extra, err)
     assert out.read_bytes() == before
     assert main([str(videos), '--out', str(out), *TINY, '--seed', '1', '--overwrite']) == 0
     with FeatureStore.open(out) as new, FeatureStore.open(reference) as old:

@@ -1,0 +1,176 @@
+"""Command line of the extraction (``tools/extract_features.py``): options -> :class:`ExtractConfig` ->
+:func:`extract_to_store`. Exit status: 0 done, 2 bad arguments or an incompatible store, 3 some videos could not be
+decoded."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import FeatureStoreError
+from .inputs import ExtractError
+from .preprocess import Preprocess
+from .provenance import ExtractConfig
+from .run import extract_to_store
+
+__all__ = ['PROG', 'build_parser', 'config_from_args', 'main']
+
+PROG = 'extract_features'
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r'\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*', text)
+    if not m:
+        raise ValueError(f'expected HxW (e.g. 224x224) or a single side, got {text!r}')
+    h = int(m.group(1))
+    w = int(m.group(2)) if m.group(2) else h
+    if h < 1 or w < 1:
+        raise ValueError(f'sizes must be positive, got {text!r}')
+    return h, w
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f'must be >= 1, got {value}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def typed(fn: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+        def parse(text: str) -> Any:
+            try:
+                return fn(text)
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        parse.__name__ = name
+        return parse
+
+    size, positive = typed(_size, 'size'), typed(_positive, 'positive int')
+    parser = argparse.ArgumentParser(
+        prog=PROG, description='Extract VideoMAE V2 clip features of untrimmed videos into one HDF5 feature store '
+                               '(resumable; run under torchrun for several processes/GPUs). Exit status: 0 done, '
+                               '2 bad arguments or incompatible store, 3 some videos could not be decoded (every '
+                               'rank returns 3; torchrun itself then reports a failure with status 1).')
+    parser.add_argument('input', metavar='INPUT', help='folder of videos, or a text file of video paths (one per '
+                                                       'line, relative to the file\'s folder)')
+    parser.add_argument('--out', required=True, metavar='OUT.h5', help='feature store to create or append to')
+    model = parser.add_argument_group('model')
+    model.add_argument('--arch', help='backbone preset: vit_small, vit_base, vit_large, vit_huge, vit_giant, vit_test '
+                                      '(default vit_giant, or the config\'s)')
+    model.add_argument('--checkpoint', help='weights, any VideoMAE layout (official, mmaction2, HF); without it the '
+                                            'model is randomly initialised from --seed')
+    model.add_argument('--config', help='mmengine/mmaction2 config: arch, img_size, all_frames from model.backbone and '
+                                        'the checkpoint from load_from (explicit options win)')
+    model.add_argument('--seed', type=int, default=0, help='random-init seed without a checkpoint (default 0)')
+    model.add_argument('--img-size', type=size, help='frame size HxW the model is built for (default: the input '
+                                                     'size)')
+    model.add_argument('--frames', type=positive, help='clip length the model is built for (default: --clip-len)')
+    model.add_argument('--patch-size', type=positive, help="spatial patch size, where it is not the preset's (e.g. "
+                                                          "8 for the tiny 8-px configs; default: the preset's, "
+                                                          "or the config's)")
+    model.add_argument('--explicit-attn', action='store_true',
+                       help='the official explicit softmax attention instead of fused SDPA')
+    win = parser.add_argument_group(
+        'windows (defaults: the official THUMOS14 extractor, docs/thumos14.md#official-feature-extractor)')
+    win.add_argument('--clip-len', type=positive, default=16, help='frames per window (16)')
+    win.add_argument('--frame-interval', type=positive, default=1, help='step between frames of a window (1)')
+    win.add_argument('--stride', type=positive, default=4, help='frames between window starts (4)')
+    pre = parser.add_argument_group('preprocessing')
+    pre.add_argument('--resize', type=size, help='squash every frame to HxW (height x width), aspect ratio lost: '
+                                                 'the official TAD preprocessing (default 224x224)')
+    pre.add_argument('--short-side', type=positive, metavar='N', help='instead: short side to N px, then --crop')
+    pre.add_argument('--crop', choices=('center',), default='center', help='crop after --short-side: an N x N '
+                                                                          'central crop')
+    pre.add_argument('--no-normalize', action='store_true', help='no ImageNet mean/std (the official TAD features '
+                                                                 'are made without)')
+    run = parser.add_argument_group('execution')
+    run.add_argument('--dtype', choices=('fp32', 'bf16'), default='fp32', help='compute dtype (stored as float32)')
+    run.add_argument('--batch-size', type=positive, default=16, help='windows per forward (16)')
+    run.add_argument('--num-workers', type=int, default=2, help='decoding processes; 0: a background thread (2)')
+    run.add_argument('--device', help='cpu, cuda, cuda:N (default: cuda if available; one GPU per torchrun rank)')
+    run.add_argument('--backend', choices=('decord', 'pyav'), default='decord', help='video decoder (decord)')
+    run.add_argument('--overwrite', action='store_true',
+                     help='replace OUT.h5 instead of appending to it, and discard leftovers of interrupted runs made '
+                          'with other settings (part files and shards made with these settings are still reused)')
+    run.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def _config_model(path: str) -> dict[str, Any]:
+    """arch / img_size / all_frames / patch_size / checkpoint from an mmengine config (``model.backbone`` and
+    ``load_from``)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(path)
+    model = cfg.get('model', {})
+    backbone = model.get('backbone', model)
+    if backbone.get('type') not in (None, 'VideoMAEv2ViT', 'mmaction.VideoMAEv2ViT'):
+        raise ValueError(f'{path}: model.backbone.type is {backbone.get("type")!r}, not VideoMAEv2ViT')
+    found: dict[str, Any] = {}
+    if 'arch' in backbone:
+        found['arch'] = backbone['arch']
+    if 'img_size' in backbone:
+        img = backbone['img_size']
+        found['img_size'] = (int(img), int(img)) if isinstance(img, int) else tuple(int(v) for v in img)
+    if 'all_frames' in backbone:
+        found['frames'] = int(backbone['all_frames'])
+    if backbone.get('patch_size') is not None:
+        found['patch_size'] = int(backbone['patch_size'])
+    ckpt = cfg.get('load_from') or backbone.get('pretrained')
+    if ckpt:
+        # mmengine reads load_from relative to the working directory; a path next to the config is accepted too
+        beside = Path(path).parent / ckpt
+        found['checkpoint'] = str(beside if not Path(ckpt).exists() and beside.exists() else ckpt)
+    return found
+
+
+def config_from_args(args: argparse.Namespace) -> ExtractConfig:
+    """:class:`ExtractConfig` from parsed command-line arguments (``ValueError`` names the bad option)."""
+    from_cfg = _config_model(args.config) if args.config else {}
+    if args.resize is not None and args.short_side is not None:
+        raise ValueError('--resize (squash) and --short-side (resize + crop) exclude each other')
+    if args.short_side is not None:
+        pre = Preprocess('short_side', (args.short_side, args.short_side), args.short_side,
+                         normalize=not args.no_normalize)
+    else:
+        pre = Preprocess('squash', args.resize or (224, 224), normalize=not args.no_normalize)
+    checkpoint = args.checkpoint or from_cfg.get('checkpoint')
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        origin = '--checkpoint' if args.checkpoint else f'load_from of {args.config}'
+        raise ValueError(f'{origin}: {checkpoint}: no such file')
+    return ExtractConfig(
+        arch=args.arch or from_cfg.get('arch', 'vit_giant'), checkpoint=checkpoint, seed=args.seed,
+        img_size=args.img_size or from_cfg.get('img_size'), frames=args.frames or from_cfg.get('frames'),
+        clip_len=args.clip_len, frame_interval=args.frame_interval, stride=args.stride, preprocess=pre,
+        dtype=args.dtype, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+        backend=args.backend, fused_attn=not args.explicit_attn,
+        patch_size=args.patch_size or from_cfg.get('patch_size'))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``tools/extract_features.py``; returns the exit status (0, 2 or 3)."""
+    from backbone import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        result = extract_to_store(args.input, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    except (ExtractError, FeatureStoreError, CheckpointError, ValueError, KeyError, OSError) as e:
+        message = ' '.join(str(e).split())  # one line, whatever the exception text holds
+        print(f'{PROG}: error: {message}', file=sys.stderr)
+        return 2
+    if int(os.environ.get('RANK', '0')) == 0:
+        rate = result.num_clips / result.seconds if result.seconds > 0 else 0.0
+        print(f'{result.out}: {len(result.extracted)} videos extracted ({result.num_clips} clips, {rate:.1f} clips/s), '
+              f'{len(result.skipped)} already complete, {len(result.failed)} failed', file=sys.stderr)
+        if result.failed:
+            print(f'{PROG}: {len(result.failed)} videos could not be decoded, listed in '
+                  f'{result.out.name}.failures.json:', file=sys.stderr)
+            for f in result.failed:
+                print(f'  {f["video_id"]} ({f["path"]}): {f["reason"]}', file=sys.stderr)
+    return 3 if result.failed else 0

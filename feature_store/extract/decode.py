@@ -1,0 +1,119 @@
+"""Decoding ahead of the model: per-video batches of preprocessed windows from ``num_workers`` DataLoader processes
+(:func:`clip_batches`) or one background thread (:func:`threaded`), so that decoding overlaps the forward passes."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tasks.data.video import VideoDecodeError, VideoReader
+
+from ..meta import VideoFeatureMeta
+from .clips import iter_clip_batches, sample_windows
+from .provenance import ExtractConfig
+
+__all__ = ['num_cpus', 'threaded', 'clip_batches']
+
+
+def num_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _ClipBatches(torch.utils.data.IterableDataset):
+    """Per-video batches of preprocessed windows; worker w of W takes videos w, w + W, ... of ``videos``.
+
+    Items (dicts, so they cross process boundaries as-is): ``{'video', 'clips', 'last', 'meta'}`` for a batch
+    (``meta`` with the last one), or ``{'video', 'error'}`` when a video fails (possibly after some batches).
+    """
+
+    def __init__(self, videos: Sequence[tuple[int, str, Path]], cfg: ExtractConfig):
+        self.videos = list(videos)
+        self.cfg = cfg
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        mine = self.videos if info is None else self.videos[info.id::info.num_workers]
+        cfg = self.cfg
+        for index, vid, path in mine:
+            try:
+                with VideoReader(path, cfg.backend, num_threads=1) as reader:
+                    sample = sample_windows(reader, cfg.clip_len, cfg.frame_interval, cfg.stride)
+                    meta = VideoFeatureMeta.from_clip_sample(vid, sample, stride=cfg.stride)
+                    done = 0
+                    for _, clips in iter_clip_batches(reader, sample, cfg.preprocess, cfg.batch_size,
+                                                      chunk_size=cfg.chunk_size):
+                        done += len(clips)
+                        last = done == sample.num_clips
+                        yield {'video': index, 'clips': clips, 'last': last, 'meta': meta if last else None}
+            except VideoDecodeError as e:
+                yield {'video': index, 'error': e.reason}
+
+
+def _identity(item: Any) -> Any:
+    return item
+
+
+def _worker_init(_: int) -> None:
+    # Preprocessing in a worker is single-threaded: W workers x N intra-op threads would oversubscribe the CPU that
+    # the model (in the main process) needs.
+    torch.set_num_threads(1)
+
+
+def threaded(items: Iterable[Any], depth: int) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead. The model's torch kernels release the
+    GIL, so decoding overlaps the forward passes without extra processes."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(end)
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name='clip-decoder', daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def clip_batches(videos: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, pin_memory: bool) -> Iterator[dict]:
+    """Batches of ``(index, video_id, path)`` videos, in ``cfg.num_workers`` processes (0: a background thread):
+    ``{'video': index, 'clips', 'last', 'meta'}`` per batch (``meta`` with the last), ``{'video', 'error'}`` when a
+    video cannot be decoded."""
+    dataset = _ClipBatches(videos, cfg)
+    if cfg.num_workers == 0:
+        return threaded(dataset, depth=2)
+    workers = min(cfg.num_workers, len(videos))
+    return iter(torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=workers, collate_fn=_identity, worker_init_fn=_worker_init,
+        pin_memory=pin_memory, prefetch_factor=2, persistent_workers=False))
+
+

@@ -1,0 +1,111 @@
+"""What decides the features of a run (:class:`ExtractConfig`) and the store provenance it writes
+(:func:`make_store_info`); a store is appended to only when that provenance equals the stored one
+(:meth:`feature_store.StoreInfo.differences`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from tasks.data.video.reader import Backend
+
+from ..info import StoreInfo
+from .clips import ComputeDType, build_model
+from .preprocess import Preprocess
+
+__all__ = ['ExtractConfig', 'make_store_info']
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that decides the features, plus how the run is executed.
+
+    Attributes:
+        arch: backbone preset (``vit_small`` ... ``vit_giant``, ``vit_test``).
+        checkpoint: weights file (any layout :func:`backbone.load_checkpoint` reads); ``None``: random init.
+        seed: random-init seed when there is no checkpoint.
+        img_size: (h, w) the model is constructed for (fixes its position table); default: the input size.
+        frames: clip length the model is constructed for; default: ``clip_len``.
+        clip_len: frames per window (16, docs/thumos14.md#official-feature-extractor).
+        frame_interval: step between the frames of a window (1: consecutive frames, as the official extractor).
+        stride: frames between window starts (4 for THUMOS14, 16 for FineAction).
+        preprocess: frame transform.
+        dtype: compute dtype; features are stored as float32 either way.
+        batch_size: windows per forward.
+        num_workers: decoding processes (0: one background thread).
+        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available (one GPU per rank).
+        backend: video decoder (decord and PyAV give identical frames, docs/video_decoding.md).
+        fused_attn: ``scaled_dot_product_attention`` (True) or the official explicit softmax.
+        chunk_size: frames per decoder call.
+        patch_size: spatial patch size when it differs from the preset's (None: the preset's).
+    """
+
+    arch: str = 'vit_giant'
+    checkpoint: str | None = None
+    seed: int = 0
+    img_size: tuple[int, int] | None = None
+    frames: int | None = None
+    clip_len: int = 16
+    frame_interval: int = 1
+    stride: int = 4
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    dtype: ComputeDType = 'fp32'
+    batch_size: int = 16
+    num_workers: int = 2
+    device: str | None = None
+    backend: Backend = 'decord'
+    fused_attn: bool = True
+    chunk_size: int = 16
+    patch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ('clip_len', 'frame_interval', 'stride', 'batch_size', 'chunk_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.num_workers < 0:
+            raise ValueError(f'num_workers must be >= 0, got {self.num_workers}')
+        if self.dtype not in ('fp32', 'bf16'):
+            raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+
+    @property
+    def model_img_size(self) -> tuple[int, int]:
+        return tuple(self.img_size) if self.img_size is not None else tuple(self.preprocess.size)
+
+    @property
+    def model_frames(self) -> int:
+        return self.frames if self.frames is not None else self.clip_len
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.arch, checkpoint=self.checkpoint, img_size=self.model_img_size,
+                           frames=self.model_frames, seed=self.seed, fused_attn=self.fused_attn,
+                           patch_size=self.patch_size)
+
+
+def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.device | str = 'cpu') -> StoreInfo:
+    """Provenance of a store written with ``cfg``. Only settings go into it (no output path, process count or
+    worker count), so a resumed, a distributed and a plain run of the same settings write the same attributes."""
+    decoder_version = 'unknown'
+    try:
+        from importlib.metadata import version
+        decoder_version = version('decord' if cfg.backend == 'decord' else 'av')
+    except Exception:  # provenance only
+        pass
+    config = {
+        'model': {'arch': cfg.arch, 'img_size': list(cfg.model_img_size), 'frames': cfg.model_frames,
+                  'checkpoint': str(cfg.checkpoint) if cfg.checkpoint is not None else None,
+                  'init_seed': None if cfg.checkpoint is not None else cfg.seed, 'fused_attn': cfg.fused_attn,
+                  'output': 'forward_features: fc_norm(mean of tokens)',
+                  # only when given: an absent key means the preset's, and absent equals absent in the rule
+                  **({'patch_size': cfg.patch_size} if cfg.patch_size is not None else {})},
+        'sampling': {'sampler': 'sliding/official', 'clip_len': cfg.clip_len, 'frame_interval': cfg.frame_interval,
+                     'stride': cfg.stride},
+        'compute_dtype': cfg.dtype,
+        'batch_size': cfg.batch_size,
+        'device_type': torch.device(device).type,
+        'decoder': {'backend': cfg.backend, 'version': decoder_version},
+        'torch_version': torch.__version__,
+    }
+    return StoreInfo(arch=cfg.arch, checkpoint_sha256=checkpoint_sha, feature_kind='pooled',
+                     preprocessing=cfg.preprocess.describe(), dtype='float32', config=config)
+

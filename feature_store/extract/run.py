@@ -1,0 +1,411 @@
+"""The extraction run (:func:`extract_to_store`): many videos into one store, resumable, crash-safe and distributed.
+
+* every finished video becomes a part file (:func:`feature_store.write_part`) in ``OUT.rank{r}.parts/``, next to an
+  ``info.json`` with the run's provenance;
+* ``OUT`` is only ever written by :func:`feature_store.build_store` (atomically) from the existing ``OUT`` plus the
+  parts, after which the parts are deleted; under ``torchrun`` every rank folds its parts into its own shard
+  ``OUT.rank{r}`` and rank 0 merges the shards (:func:`feature_store.merge_stores`);
+* a rerun first collects the ids already in ``OUT``, in shards and in part files whose provenance equals this run's
+  (:meth:`feature_store.StoreInfo.differences`) and extracts only the others, so a process killed at any moment
+  leaves complete files only and the rerun ends with the same file as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from tasks.data.files import write_json_atomic
+
+from ..errors import FeatureStoreError
+from ..info import StoreInfo, checkpoint_id, describe_differences
+from ..parts import part_ids, read_parts, write_part
+from ..store import FeatureStore, build_store, merge_stores
+from .clips import forward_clips
+from .decode import clip_batches, num_cpus
+from .inputs import ExtractError, list_videos
+from .provenance import ExtractConfig, make_store_info
+
+__all__ = ['ExtractResult', 'extract_to_store']
+
+#: How long ranks that finish early wait at a barrier for the slowest one (a share can take hours on a big model).
+_DIST_TIMEOUT = timedelta(hours=24)
+
+_PARTS_INFO = 'info.json'
+
+
+@dataclass
+class ExtractResult:
+    """What a run did (on rank 0: for all ranks).
+
+    Attributes:
+        out: the store.
+        extracted: ids extracted by this run.
+        skipped: ids already complete (in the store, a shard or a part file) and not extracted again.
+        failed: ``{'video_id', 'path', 'reason'}`` for every video that could not be decoded.
+        num_clips: windows run through the model.
+        seconds: wall time of the extraction loop.
+    """
+
+    out: Path
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    num_clips: int = 0
+    seconds: float = 0.0
+
+
+class _Dist:
+    """Rank, world size and collectives; a no-op stand-in in a single process."""
+
+    def __init__(self, device: torch.device) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.world = int(os.environ.get('WORLD_SIZE', '1'))
+        self.rank = int(os.environ.get('RANK', '0'))
+        self.owns_group = False
+        if self.world > 1 and not dist.is_initialized():
+            # NCCL needs one GPU per rank; CPU runs (and CPU tests) use gloo.
+            dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=_DIST_TIMEOUT)
+            self.owns_group = True
+        if self.world > 1:
+            self.world, self.rank = dist.get_world_size(), dist.get_rank()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self.dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        """``obj`` of rank 0 on every rank."""
+        if self.world == 1:
+            return obj
+        box = [obj]
+        self.dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out
+
+    def close(self) -> None:
+        if self.owns_group:
+            self.dist.destroy_process_group()
+
+
+def _resolve_device(name: str | None, local_rank: int) -> torch.device:
+    if name is None:
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = torch.device(name)
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ExtractError(f'--device {name}: CUDA is not available')
+        if device.index is None:  # one GPU per rank under torchrun
+            device = torch.device('cuda', local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def _shard_path(out: Path, rank: int) -> Path:
+    return out.with_name(f'{out.name}.rank{rank}')
+
+
+def _parts_dir(out: Path, rank: int) -> Path:
+    return out.with_name(f'{out.name}.rank{rank}.parts')
+
+
+def _ranked(out: Path, suffix: str) -> dict[int, Path]:
+    """Existing ``OUT.rank<k><suffix>`` paths by k (shards with suffix '', part folders with '.parts')."""
+    pattern = re.compile(re.escape(out.name) + r'\.rank(\d+)' + re.escape(suffix) + '$')
+    found = {}
+    if out.parent.is_dir():
+        for p in out.parent.iterdir():
+            m = pattern.match(p.name)
+            if m:
+                found[int(m.group(1))] = p
+    return dict(sorted(found.items()))
+
+
+def _parts_info(folder: Path) -> StoreInfo | None:
+    path = folder / _PARTS_INFO
+    if not path.exists():
+        return None
+    try:
+        return StoreInfo.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ExtractError(f'{path} is unreadable ({e}); delete {folder} to discard its part files') from None
+
+
+def _mismatch(stored: StoreInfo | None, info: StoreInfo) -> str:
+    """How leftovers made with ``stored`` provenance differ from this run's; '' when they can be reused."""
+    if stored is None:
+        return 'no info.json'
+    return describe_differences(stored.differences(info), 'stored', 'this run')
+
+
+def _prepare(out: Path, info: StoreInfo, overwrite: bool) -> tuple[bool, list[str]]:
+    """Rank 0, before any work: check what earlier runs left and collect the ids that are already complete.
+
+    Returns ``(use_base, done)``: whether ``out`` is kept (appended to), and the complete ids in ``out`` (if kept),
+    shards and part folders. Leftovers whose provenance differs are deleted with ``overwrite``, else refused.
+    Part folders of ranks this run does not have (an earlier run with more processes) are folded into their shards
+    by rank 0 at the end (:func:`_merge`); their ids count as complete here.
+    """
+    done: set[str] = set()
+    use_base = out.exists() and not overwrite
+    if use_base:
+        with FeatureStore.open(out) as store:
+            what = _mismatch(store.info, info)
+            if what:
+                raise ExtractError(f'{out} was made with different settings, refusing to append ({what}); pass '
+                                   '--overwrite to replace it, or write to another file')
+            done.update(store.ids())
+    for shard in _ranked(out, '').values():
+        with FeatureStore.open(shard) as store:
+            what, ids = _mismatch(store.info, info), store.ids()
+        if not what:
+            done.update(ids)
+        elif overwrite:
+            shard.unlink()
+        else:
+            raise ExtractError(f'{shard} (left by an interrupted run) was made with different settings ({what}); '
+                               'pass --overwrite to discard it')
+    for folder in _ranked(out, '.parts').values():
+        stored, ids = _parts_info(folder), part_ids(folder)
+        if stored is None and not ids:
+            continue  # created, then killed before anything was written
+        what = _mismatch(stored, info)
+        if not what:
+            done.update(ids)
+        elif overwrite:
+            shutil.rmtree(folder)
+        else:
+            raise ExtractError(f'{folder} (part files of an interrupted run) was made with different settings '
+                               f'({what}); pass --overwrite to discard it')
+    return use_base, sorted(done)
+
+
+def _open_parts(folder: Path, info: StoreInfo) -> None:
+    """Create a part folder holding ``info.json`` (the provenance its parts are checked against on resume)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / _PARTS_INFO).exists():
+        write_json_atomic(folder / _PARTS_INFO, info.to_dict(), indent=1, sort_keys=True)
+
+
+def _fold_parts(folder: Path, target: Path, info: StoreInfo, base: Path | None) -> None:
+    """``target`` = ``base`` + the parts in ``folder`` (atomically), then delete the parts. Without parts, a target
+    that is its own base is left as it is (a rerun with nothing to do does not rewrite the store)."""
+    has_parts = folder.exists() and bool(part_ids(folder))
+    if has_parts or base != target:
+        build_store(target, info, read_parts(folder) if has_parts else iter(()), base=base)
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+class _Progress:
+    """Videos done, clips/s and ETA on stderr (tqdm), on rank 0 only."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit='video', file=sys.stderr, disable=not enabled, dynamic_ncols=True,
+                        smoothing=0.1, desc='extract')
+        self.clips = 0
+        self.start = time.perf_counter()
+
+    def add_clips(self, n: int) -> None:
+        self.clips += n
+        rate = self.clips / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f'{rate:.1f} clips/s', refresh=False)
+
+    def video_done(self) -> None:
+        self.bar.update(1)
+
+    def write(self, message: str) -> None:
+        self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, parts: Path,
+                   progress: _Progress) -> tuple[list[str], list[dict[str, str]], int]:
+    """Run the model over ``todo``, writing one part file per finished video. Returns (done ids, failures, clips)."""
+    device = next(model.parameters()).device
+    pending: dict[int, list[torch.Tensor]] = {}
+    done: list[str] = []
+    failures: list[dict[str, str]] = []
+    clips_total = 0
+    by_index = {index: (vid, path) for index, vid, path in todo}
+    if not todo:
+        return done, failures, 0
+    for item in clip_batches(todo, cfg, pin_memory=device.type == 'cuda'):
+        index = item['video']
+        vid, path = by_index[index]
+        if 'error' in item:
+            pending.pop(index, None)
+            failures.append({'video_id': vid, 'path': str(path), 'reason': item['error']})
+            progress.write(f'extract_features: skipping {vid} ({path}): {item["error"]}')
+            progress.video_done()
+            continue
+        feats = forward_clips(model, item['clips'], cfg.dtype)
+        pending.setdefault(index, []).append(feats.cpu())
+        clips_total += len(feats)
+        progress.add_clips(len(feats))
+        if item['last']:
+            rows = torch.cat(pending.pop(index)).numpy()
+            write_part(parts, vid, rows, item['meta'])
+            done.append(vid)
+            progress.video_done()
+    return done, failures, clips_total
+
+
+
+def extract_to_store(source: str | os.PathLike | Sequence[tuple[str, Path]], out: str | os.PathLike,
+                     cfg: ExtractConfig, *, overwrite: bool = False, progress: bool = True) -> ExtractResult:
+    """Extract the features of every video of ``source`` into the store ``out`` (resumable, crash-safe, and
+    distributed under ``torchrun``: see the module docstring).
+
+    Args:
+        source: a folder of videos, a text file of paths, or ``(video_id, path)`` pairs.
+        out: the HDF5 store to write or append to.
+        cfg: model, windows, preprocessing and execution settings.
+        overwrite: replace ``out`` (and discard leftovers of interrupted runs with other settings) instead of
+            appending to it.
+        progress: show the progress bar (rank 0).
+
+    Returns:
+        :class:`ExtractResult`; videos that could not be decoded are in ``failed`` (and ``OUT.failures.json``), the
+        others are extracted.
+
+    Raises:
+        ExtractError: ``out`` (or a leftover shard/part folder) was made with different settings, or a bad input.
+    """
+    out = Path(out)
+    device = _resolve_device(cfg.device, int(os.environ.get('LOCAL_RANK', '0')))
+    dist = _Dist(device)
+    try:
+        return _run(source, out, cfg, overwrite, progress, dist, device)
+    finally:
+        dist.close()
+
+
+def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg: ExtractConfig, overwrite: bool,
+         progress: bool, dist: _Dist, device: torch.device) -> ExtractResult:
+    videos = list_videos(source) if isinstance(source, (str, os.PathLike)) else sorted(
+        (str(v), Path(p)) for v, p in source)
+    info = make_store_info(cfg, checkpoint_id(cfg.checkpoint, cfg.seed), device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # 1. rank 0 checks the leftovers of earlier runs and collects the complete ids; everyone gets the verdict.
+    use_base, done = _agree_on_leftovers(out, info, overwrite, dist)
+    parts = _parts_dir(out, dist.rank)
+    _open_parts(parts, info)
+    # 2. this rank's share (sorted index modulo world size), minus what is complete.
+    todo = [(i, vid, path) for i, (vid, path) in enumerate(videos) if i % dist.world == dist.rank and vid not in done]
+    extracted, failures, clips, seconds = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0)
+    # 3. parts -> shard (or straight into OUT in a single process), then rank 0 merges.
+    if dist.world == 1:
+        _fold_parts(parts, out, info, base=out if use_base else None)
+    else:
+        shard = _shard_path(out, dist.rank)
+        _fold_parts(parts, shard, info, base=shard if shard.exists() else None)
+    gathered = dist.gather((extracted, failures, clips))
+    dist.barrier()  # every shard is complete
+    _merge_on_rank0(out, info, dist, use_base)
+
+    result = ExtractResult(out=out, seconds=seconds)
+    for ext, fail, n in gathered:
+        result.extracted += ext
+        result.failed += fail
+        result.num_clips += n
+    result.extracted.sort()
+    result.failed.sort(key=lambda f: f['video_id'])
+    result.skipped = sorted(vid for vid, _ in videos if vid in done)
+    if dist.rank == 0:
+        failures_path = out.with_name(out.name + '.failures.json')
+        if result.failed:
+            write_json_atomic(failures_path, result.failed, indent=1, sort_keys=True)
+        else:
+            failures_path.unlink(missing_ok=True)
+    return result
+
+
+def _agree_on_leftovers(out: Path, info: StoreInfo, overwrite: bool, dist: _Dist) -> tuple[bool, set[str]]:
+    """:func:`_prepare` on rank 0, its verdict (or its error) on every rank."""
+    verdict: tuple[str | None, bool, list[str]] = (None, False, [])
+    if dist.rank == 0:
+        try:
+            use_base, done = _prepare(out, info, overwrite)
+            verdict = (None, use_base, done)
+        except (ExtractError, FeatureStoreError) as e:
+            verdict = (str(e), False, [])
+    error, use_base, done = dist.broadcast(verdict)
+    if error is not None:
+        raise ExtractError(error)
+    return use_base, set(done)
+
+
+def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, device: torch.device, parts: Path,
+                  progress: bool) -> tuple[list[str], list[dict[str, str]], int, float]:
+    """Build the model and run it over ``todo`` (:func:`_extract_share`); also returns the seconds it took."""
+    model = cfg.build_model().to(device)
+    bar = _Progress(len(todo), enabled=progress)
+    threads = torch.get_num_threads()
+    if device.type == 'cpu':
+        # The decoders (worker processes or the decoding thread) need cores too. With every core also running a
+        # model thread, the model's OpenMP threads wait on each other while a decoder holds a core: measured 5-10x
+        # slower forwards on a 2-core machine. So the model gets the cores the decoders leave (only ever lowered:
+        # torchrun already sets one thread per process).
+        torch.set_num_threads(min(threads, max(1, num_cpus() - max(cfg.num_workers, 1))))
+    start = time.perf_counter()
+    try:
+        extracted, failures, clips = _extract_share(model, todo, cfg, parts, bar)
+    finally:
+        bar.close()
+        torch.set_num_threads(threads)
+    return extracted, failures, clips, time.perf_counter() - start
+
+
+def _merge_on_rank0(out: Path, info: StoreInfo, dist: _Dist, use_base: bool) -> None:
+    """Rank 0 merges (:func:`_merge`); a failure is raised on every rank."""
+    merge_error = None
+    if dist.rank == 0:
+        try:
+            _merge(out, info, dist.world, use_base)
+        except (FeatureStoreError, OSError) as e:
+            merge_error = f'merging the shards into {out} failed: {e}'
+    merge_error = dist.broadcast(merge_error)
+    if merge_error is not None:
+        raise ExtractError(merge_error)
+
+
+def _merge(out: Path, info: StoreInfo, world: int, use_base: bool) -> None:
+    """Rank 0: fold stale part folders into their shards, merge all shards (and ``out``) into ``out``, delete them."""
+    for rank, folder in _ranked(out, '.parts').items():  # left by an earlier run with more processes
+        shard = _shard_path(out, rank)
+        _fold_parts(folder, shard, info, base=shard if shard.exists() else None)
+    shards = list(_ranked(out, '').values())
+    if not shards:
+        return
+    # This run's shards first: merge_stores writes the first input's provenance, which is this run's.
+    sources = shards if world > 1 else [out, *shards]
+    if world > 1 and use_base and out.exists():
+        sources.append(out)
+    merge_stores(sources, out)
+    for shard in shards:
+        shard.unlink()

@@ -1,0 +1,194 @@
+"""Per-video metadata of a store (:class:`VideoFeatureMeta`): how the rows were made, and rows <-> seconds.
+
+Row ``i`` is the clip whose centre frame is ``centre_frames[i]``, at ``centre_frames[i] / fps`` seconds; for the
+official TAD windows that is ``start + 8`` (docs/thumos14.md#time-and-feature-rows).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import FeatureStoreError
+
+if TYPE_CHECKING:
+    from tasks.data.video.sampling import ClipSample
+
+__all__ = ['META_ATTRS', 'VideoFeatureMeta']
+
+META_ATTRS = ('fps', 'num_frames', 'duration', 'clip_len', 'frame_interval', 'stride', 'centre_frames')
+"""The per-video dataset attributes a reader needs (``offset_frames`` is written too, derived)."""
+
+
+@dataclass(eq=False)
+class VideoFeatureMeta:
+    """How the rows of one video's features were made, and the mapping between rows and seconds.
+
+    Attributes:
+        video_id: key of the video in the store.
+        fps: frame rate of the decoded video (native; the official extractor does not resample).
+        num_frames: frames in the video.
+        duration: video length in seconds (``num_frames / fps`` unless the container says otherwise).
+        clip_len: frames per clip.
+        frame_interval: step between the frames of a clip; 0 when it varies (segment sampling).
+        stride: frames between consecutive clips (4 for THUMOS14, docs/thumos14.md#official-feature-extractor).
+        centre_frames: (num_clips,) int64 centre frame of every row (``ClipSample.centres``), increasing.
+    """
+
+    video_id: str
+    fps: float
+    num_frames: int
+    duration: float
+    clip_len: int
+    frame_interval: int
+    stride: int
+    centre_frames: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.video_id = str(self.video_id)
+        self.fps = float(self.fps)
+        self.num_frames = int(self.num_frames)
+        self.duration = float(self.duration)
+        self.clip_len = int(self.clip_len)
+        self.frame_interval = int(self.frame_interval)
+        self.stride = int(self.stride)
+        centres = np.asarray(self.centre_frames)
+        if centres.ndim != 1 or centres.size == 0:
+            raise ValueError(f'{self.video_id}: centre_frames must be a non-empty 1-D array, got shape {centres.shape}')
+        if not np.issubdtype(centres.dtype, np.integer):
+            if not np.all(centres == np.round(centres)):
+                raise ValueError(f'{self.video_id}: centre_frames must be integer frame indices')
+        self.centre_frames = centres.astype(np.int64)
+        problems = []
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            problems.append(f'fps must be positive, got {self.fps}')
+        if self.num_frames < 1:
+            problems.append(f'num_frames must be >= 1, got {self.num_frames}')
+        if not (math.isfinite(self.duration) and self.duration > 0):
+            problems.append(f'duration must be positive, got {self.duration}')
+        if self.clip_len < 1:
+            problems.append(f'clip_len must be >= 1, got {self.clip_len}')
+        if self.frame_interval < 0:
+            problems.append(f'frame_interval must be >= 0 (0: varies), got {self.frame_interval}')
+        if self.stride < 1:
+            problems.append(f'stride must be >= 1, got {self.stride}')
+        if np.any(np.diff(self.centre_frames) <= 0):
+            problems.append('centre_frames must be strictly increasing')
+        if problems:
+            raise ValueError(f'{self.video_id}: ' + '; '.join(problems))
+
+    # ---------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_clip_sample(cls, video_id: str, sample: ClipSample, stride: int) -> VideoFeatureMeta:
+        """Metadata of features computed from ``sample`` (one row per clip, in order).
+
+        Args:
+            video_id: key of the video.
+            sample: the clips (``tasks.data.video.sampling``); must carry ``fps``.
+            stride: frames between consecutive clips, as given to the sampler (also needed for one-clip videos,
+                where it cannot be read off the centres).
+        """
+        if not sample.fps:
+            raise ValueError(f'{video_id}: the ClipSample has no fps (pass fps= to the sampler); the store needs it '
+                             'to map rows to seconds')
+        steps = np.unique(np.diff(sample.centres))
+        if steps.size == 1 and int(steps[0]) != stride:
+            raise ValueError(f'{video_id}: stride={stride} but the clip centres are {int(steps[0])} frames apart '
+                             f'(sampler {sample.sampler!r})')
+        return cls(video_id=video_id, fps=sample.fps, num_frames=sample.num_frames,
+                   duration=sample.num_frames / sample.fps, clip_len=sample.clip_len,
+                   frame_interval=sample.frame_interval or 0, stride=stride, centre_frames=sample.centres)
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.centre_frames.shape[0])
+
+    @property
+    def offset_frames(self) -> int:
+        """Centre frame of the first row (8 for official 16-frame windows from frame 0)."""
+        return int(self.centre_frames[0])
+
+    @property
+    def centre_seconds(self) -> np.ndarray:
+        """(num_rows,) centre time of every row in seconds."""
+        return self.centre_frames / self.fps
+
+    def _is_regular(self) -> bool:
+        return bool(np.all(np.diff(self.centre_frames) == self.stride))
+
+    def row_to_frame(self, rows: np.ndarray | float) -> np.ndarray:
+        """Centre frame (float) of (fractional) rows: linear between neighbouring rows, and ``stride`` frames per
+        row before the first and after the last row (e.g. for segment boundaries that extend past the grid)."""
+        r = np.asarray(rows, dtype=np.float64)
+        if self._is_regular():  # the usual case, in closed form: offset + r * stride
+            return self.offset_frames + r * self.stride
+        c = self.centre_frames.astype(np.float64)
+        last = self.num_rows - 1
+        inside = np.interp(r, np.arange(self.num_rows, dtype=np.float64), c)
+        return np.where(r < 0, c[0] + r * self.stride, np.where(r > last, c[-1] + (r - last) * self.stride, inside))
+
+    def frame_to_row(self, frames: np.ndarray | float) -> np.ndarray:
+        """Inverse of :meth:`row_to_frame` (float rows)."""
+        f = np.asarray(frames, dtype=np.float64)
+        if self._is_regular():
+            return (f - self.offset_frames) / self.stride
+        c = self.centre_frames.astype(np.float64)
+        last = self.num_rows - 1
+        inside = np.interp(f, c, np.arange(self.num_rows, dtype=np.float64))
+        return np.where(f < c[0], (f - c[0]) / self.stride,
+                        np.where(f > c[-1], last + (f - c[-1]) / self.stride, inside))
+
+    def row_to_seconds(self, rows: np.ndarray | float, clip: bool = False) -> np.ndarray:
+        """Centre time in seconds of (fractional) rows, ``row_to_frame(rows) / fps``.
+
+        For official windows (offset 8, stride 4) this is ActionFormer's ``(grid * 4 + 0.5 * 16) / fps``.
+
+        Args:
+            rows: row indices, may be fractional or outside ``[0, num_rows - 1]``.
+            clip: clamp the result to ``[0, duration]``, as ActionFormer does for predicted segments.
+        """
+        t = self.row_to_frame(rows) / self.fps
+        return np.clip(t, 0.0, self.duration) if clip else t
+
+    def seconds_to_row(self, t: np.ndarray | float) -> np.ndarray:
+        """(Fractional) row whose centre is at time ``t`` seconds; inverse of :meth:`row_to_seconds`."""
+        return self.frame_to_row(np.asarray(t, dtype=np.float64) * self.fps)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    def to_attrs(self) -> dict[str, Any]:
+        """HDF5 dataset attributes (README: "Per-video attributes")."""
+        return {'fps': np.float64(self.fps), 'num_frames': np.int64(self.num_frames),
+                'duration': np.float64(self.duration), 'clip_len': np.int64(self.clip_len),
+                'frame_interval': np.int64(self.frame_interval), 'stride': np.int64(self.stride),
+                'centre_frames': self.centre_frames, 'offset_frames': np.int64(self.offset_frames)}
+
+    @classmethod
+    def from_attrs(cls, video_id: str, attrs: Mapping[str, Any], where: str = '') -> VideoFeatureMeta:
+        missing = [n for n in META_ATTRS if n not in attrs]
+        if missing:
+            raise FeatureStoreError(f'{where}: dataset {video_id!r} lacks attributes {missing}')
+        return cls(video_id=video_id, **{n: attrs[n] for n in META_ATTRS})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (lists for arrays), as written in the npy sidecar."""
+        d = asdict(self)
+        d['centre_frames'] = self.centre_frames.tolist()
+        d['offset_frames'] = self.offset_frames
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VideoFeatureMeta:
+        names = ('video_id', *META_ATTRS)
+        missing = [n for n in names if n not in d]
+        if missing:
+            raise ValueError(f'video metadata lacks {missing}')
+        return cls(**{n: d[n] for n in names})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VideoFeatureMeta):
+            return NotImplemented
+        return (self.to_attrs().keys() == other.to_attrs().keys() and self.video_id == other.video_id
+                and all(np.array_equal(a, other.to_attrs()[k]) for k, a in self.to_attrs().items()))
