@@ -28,8 +28,8 @@ DEMO_VERSION = '1'  # bump when a change to the demo alters what a cached stage 
 
 # 2 epochs of the 480 training videos (240 iterations, ~1 min on 2 cores), so that the job fits in 10 minutes. This
 # run learns little more than the benchmark's colours; runs of up to 9600 iterations did not make the probe it feeds
-# beat random features either, and the reconstructions show layout only after thousands of iterations (README,
-# Known limits; configs/pretrain/videomaev2/vit-test-p8_videomaev2-pt-80e_8x2x1_synthetic.py).
+# beat random features either, and the reconstructions show layout only after thousands of iterations
+# (docs/experiments.md#probing-pre-trained-features, docs/experiments.md#tiny-pre-training-with-8-px-patches).
 PRETRAIN_CONFIG = 'configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-2e_8x2x1_synthetic.py'
 
 # Log lines worth showing on the terminal while a tool runs: training progress (mmengine logs carry the ETA),

@@ -1,5 +1,6 @@
 """Fine-tuning and test data for video classification: Kinetics-400/600/700/710, SSv2, UCF101/HMDB51 and the synthetic
-benchmark, one mmengine dataset for all of them (docs/classification.md#data-4.3).
+benchmark, one mmengine dataset for all of them (docs/classification.md#data,
+docs/classification.md#test-protocols-and-metrics).
 
 **Lists** (:func:`read_cls_list`): mmaction2 video lists (``path label``) and raw-frame lists (``frame_dir
 total_frames label``), the official Kinetics csv (``label,youtube_id,time_start,time_end,split``; class names are

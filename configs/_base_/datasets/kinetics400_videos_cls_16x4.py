@@ -1,5 +1,5 @@
 # Kinetics-400 fine-tuning data with the official VideoMAE V2 protocol (OpenGVLab/VideoMAEv2: dataset/datasets.py
-# VideoClsDataset; docs/classification.md#data-4.3).
+# VideoClsDataset; docs/classification.md#data, docs/classification.md#test-protocols-and-metrics).
 #
 # Edit the paths below, or override the fields that use them (changing the variables in a child config or with
 # --cfg-options does not reach the dicts below, which mmengine has already filled in), e.g.
@@ -68,8 +68,9 @@ val_dataloader = dict(
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(_test_dataset, num_clips=1, num_crops=1))
 
-# Test: "16x5x3" (docs/classification.md#test-protocols-and-metrics): every 4th frame, 5 clips of 16 at evenly spaced starts, short side 224, 3 crops of
-# 224 along the long side = 15 views per video, softmax per view, mean over the views.
+# Test: "16x5x3" (docs/classification.md#test-protocols-and-metrics): every 4th frame, 5 clips of 16 at evenly
+# spaced starts, short side 224, 3 crops of 224 along the long side = 15 views per video, softmax per view, mean over
+# the views.
 test_dataloader = dict(
     batch_size=1,  # one video = 15 clips per forward pass
     num_workers=8,

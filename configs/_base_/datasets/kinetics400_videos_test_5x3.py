@@ -14,7 +14,8 @@ dataset_type = 'VideoDataset'
 test_pipeline = [
     dict(type='DecordInit'),
     # 16x4x1: clips of 16 frames taken every 4th frame (the sampling rate of the official Kinetics scripts and test
-    # protocol, docs/classification.md#test-protocols-and-metrics-4.3), so a clip covers 16 x 4 = 64 frames of video, about 2.1 s at 30 fps.
+    # protocol, docs/classification.md#test-protocols-and-metrics, docs/classification.md#fine-tuning-recipe), so a
+    # clip covers 16 x 4 = 64 frames of video, about 2.1 s at 30 fps.
     # num_clips=5, test_mode: from its first to its last frame a clip spans (16 - 1) x 4 + 1 = 61 frames; the 5
     # starts are evenly spaced from 0 to max(num_frames - 61, 0) and rounded, so the last clip ends on the last
     # frame. Shorter videos loop (frame indices modulo num_frames).

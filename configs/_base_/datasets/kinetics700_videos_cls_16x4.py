@@ -1,6 +1,7 @@
 # Kinetics-700: the Kinetics-400 protocol (same sampling, augmentation and 5x3 test views) on the K700 lists;
 # labels 0-699 in the order of the official misc/label_map_k700.txt.
-# No official K700 fine-tuning script or accuracy exists (docs/classification.md#data); this is the K400 recipe applied to K700.
+# No official K700 fine-tuning script or accuracy exists (docs/classification.md#data); this is the K400 recipe
+# applied to K700.
 _base_ = ['kinetics400_videos_cls_16x4.py']
 
 data_root = 'data/kinetics700/videos_train'

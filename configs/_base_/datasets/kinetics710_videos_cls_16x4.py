@@ -1,7 +1,7 @@
-# Kinetics-710 (docs/classification.md#data): the union of the K400, K600 and K700 train and val videos, de-duplicated by YouTube
-# id, val videos removed from train; 658,340 train / 66,803 val videos, 710 classes in the order of the official
-# misc/label_map_k710.txt. The K400 protocol otherwise. Lists of K400/K600/K700 videos can be moved into K710 labels
-# with tasks.classification.remap_labels and label_map_between(k710_names, k400_names).
+# Kinetics-710 (docs/classification.md#data): the union of the K400, K600 and K700 train and val videos,
+# de-duplicated by YouTube id, val videos removed from train; 658,340 train / 66,803 val videos, 710 classes in the
+# order of the official misc/label_map_k710.txt. The K400 protocol otherwise. Lists of K400/K600/K700 videos can be
+# moved into K710 labels with tasks.classification.remap_labels and label_map_between(k710_names, k400_names).
 _base_ = ['kinetics400_videos_cls_16x4.py']
 
 data_root = 'data/kinetics710/videos'

@@ -1,6 +1,7 @@
 # Something-Something v2 fine-tuning data with the official protocol (OpenGVLab/VideoMAEv2: dataset/datasets.py
-# SSVideoClsDataset / RawFrameClsDataset; docs/classification.md#data-4.3): 16 TSN segments, one random frame each, no flip (the
-# labels name directions: "from left to right"), 2 x 3 test views.
+# SSVideoClsDataset / RawFrameClsDataset; docs/classification.md#data,
+# docs/classification.md#test-protocols-and-metrics): 16 TSN segments, one random frame each, no flip (the labels
+# name directions: "from left to right"), 2 x 3 test views.
 #
 # The official release: 220,847 webm videos named <id>.webm and the json annotations (labels.json, train.json,
 # validation.json; 174 classes). Edit the paths below or override the fields that use them. Raw-frame lists
@@ -64,7 +65,8 @@ val_dataloader = dict(
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(_test_dataset, num_clips=1, num_crops=1))
 
-# Test: "16x2x3" (docs/classification.md#test-protocols-and-metrics): 16 segments x 2 temporal offsets (segment starts and midpoints) x 3 crops = 6 views.
+# Test: "16x2x3" (docs/classification.md#test-protocols-and-metrics): 16 segments x 2 temporal offsets (segment
+# starts and midpoints) x 3 crops = 6 views.
 test_dataloader = dict(
     batch_size=2,
     num_workers=8,

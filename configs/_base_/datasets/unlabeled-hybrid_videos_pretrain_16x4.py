@@ -1,6 +1,7 @@
-# Pre-training data of the VideoMAE V2 recipe (docs/pretraining.md#recipe): 16 frames every 4th frame from a random 64-frame
-# window, GroupMultiScaleCrop(224, scales 1/.875/.75/.66), no flip, no colour jitter, ImageNet mean/std; 4 views per
-# decoded video (repeated augmentation), each with its own tube mask (0.9) and running-cell decoder mask (0.5).
+# Pre-training data of the VideoMAE V2 recipe (docs/pretraining.md#recipe): 16 frames every 4th frame from a random
+# 64-frame window, GroupMultiScaleCrop(224, scales 1/.875/.75/.66), no flip, no colour jitter, ImageNet mean/std;
+# 4 views per decoded video (repeated augmentation), each with its own tube mask (0.9) and running-cell decoder mask
+# (0.5).
 #
 # UnlabeledHybrid (1.35M clips: K710, SSv2, AVA, WebVid2M, Instagram) is not distributed; any video list works. Edit the
 # two paths below, or override the fields that use them (changing the variables in a child or with --cfg-options does

@@ -1,12 +1,13 @@
 # VideoMAE V2 ViT-B/16 fine-tuned for classification with the official recipe's model settings
-# (OpenGVLab/VideoMAEv2: run_class_finetuning.py, scripts/finetune/vit_b_k400_ft.sh; docs/backbone.md#pooling-head-and-initialisation, docs/classification.md#fine-tuning-recipe), for 16-frame
-# 224x224 clips and Kinetics-400. Children change `arch`, the class count (in the backbone and the preprocessor), drop
-# path, head dropout and `with_cp`.
+# (OpenGVLab/VideoMAEv2: run_class_finetuning.py, scripts/finetune/vit_b_k400_ft.sh;
+# docs/backbone.md#pooling-head-and-initialisation, docs/classification.md#fine-tuning-recipe), for 16-frame 224x224
+# clips and Kinetics-400. Children change `arch`, the class count (in the backbone and the preprocessor), drop path,
+# head dropout and `with_cp`.
 
 # `backbone` registers the ViT; `tasks.classification` the dataset, collate function, model and preprocessor, and
 # through `tasks.engine` and `tasks.data.epoch_sampler` the bf16 optimiser wrapper, the layer-decay constructor and
-# the (epoch, index) sampler; its `metric` module VideoClsMetric. Fail at start-up when the repository is not importable (`pip install -e .`, or
-# PYTHONPATH=<repository root>).
+# the (epoch, index) sampler; its `metric` module VideoClsMetric. Fail at start-up when the repository is not
+# importable (`pip install -e .`, or PYTHONPATH=<repository root>).
 custom_imports = dict(imports=['backbone', 'tasks.classification', 'tasks.classification.metric'],
                       allow_failed_imports=False)
 

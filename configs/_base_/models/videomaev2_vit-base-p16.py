@@ -1,6 +1,6 @@
 # VideoMAE V2 ViT-B/16 video classifier for 16-frame 224x224 clips, built from stock mmaction2 parts around our
-# backbone. Checkpoints in mmaction2 layout (`backbone.*`, `cls_head.fc_cls.*`; docs/checkpoints.md#mmaction2-layout) load into it with
-# `load_from`.
+# backbone. Checkpoints in mmaction2 layout (`backbone.*`, `cls_head.fc_cls.*`; docs/checkpoints.md#mmaction2-layout)
+# load into it with `load_from`.
 
 # Importing `backbone` registers VideoMAEv2ViT in mmaction2's MODELS registry. Fail at start-up, not at build time,
 # when our package is not installed (`pip install -e .` in the repository root).
@@ -19,7 +19,8 @@ model = dict(
         type='TimeSformerHead',  # a single Linear(C -> K) on a (B, C) feature: the official `head`
         num_classes=400,
         in_channels=768,  # = the backbone width C
-        # Softmax per view, then the mean over the views of one video: the official merge (docs/classification.md#test-protocols-and-metrics).
+        # Softmax per view, then the mean over the views of one video: the official merge
+        # (docs/classification.md#test-protocols-and-metrics).
         average_clips='prob'),
     data_preprocessor=dict(
         type='ActionDataPreprocessor',

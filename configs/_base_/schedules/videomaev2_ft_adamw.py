@@ -1,19 +1,20 @@
 # Optimiser and schedule of the official fine-tuning (OpenGVLab/VideoMAEv2: run_class_finetuning.py,
-# scripts/finetune/vit_b_k400_ft.sh; docs/backbone.md#pooling-head-and-initialisation, docs/classification.md#fine-tuning-recipe): AdamW (0.9, 0.999), eps 1e-8, wd 0.05, layer-wise lr decay,
-# 5 warmup epochs from warmup_lr, then a per-iteration cosine to min_lr. Numbers of the ViT-B Kinetics-400 script;
-# the leaf configs restate lr, layer decay, epochs and the two scheduler ratios.
+# scripts/finetune/vit_b_k400_ft.sh; docs/backbone.md#pooling-head-and-initialisation,
+# docs/classification.md#fine-tuning-recipe): AdamW (0.9, 0.999), eps 1e-8, wd 0.05, layer-wise lr decay, 5 warmup
+# epochs from warmup_lr, then a per-iteration cosine to min_lr. Numbers of the ViT-B Kinetics-400 script; the leaf
+# configs restate lr, layer decay, epochs and the two scheduler ratios.
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=90, val_begin=1, val_interval=5)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
 optim_wrapper = dict(
-    # 'BF16AutocastOptimWrapper' (tasks.pretrain) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
+    # 'BF16AutocastOptimWrapper' (tasks.engine) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
     # AmpOptimWrapper (float16 + loss scaler; the official DeepSpeed fp16 set-up) needs a GPU.
     type='OptimWrapper',
-    # Parameter groups exactly as the official optim_factory (docs/backbone.md#pooling-head-and-initialisation): layer id 0 for patch_embed/pos_embed,
-    # k + 1 for blocks.k, L + 1 for fc_norm and head; lr scale = layer_decay ** (L + 1 - id); no weight decay for
-    # 1-D parameters, biases and no_weight_decay().
+    # Parameter groups exactly as the official optim_factory (docs/backbone.md#pooling-head-and-initialisation):
+    # layer id 0 for patch_embed/pos_embed, k + 1 for blocks.k, L + 1 for fc_norm and head; lr scale =
+    # layer_decay ** (L + 1 - id); no weight decay for 1-D parameters, biases and no_weight_decay().
     constructor='VideoMAEv2LayerDecayConstructor',
     # lr is the official --lr, per 256 videos; auto_scale_lr multiplies it by world_size x batch_size / 256
     # (32 GPUs x 16 = 512 -> 1.4e-3 for ViT-B), as the official script does (the RA views are not counted).

@@ -1,11 +1,11 @@
 # Optimiser and schedule of the official ViT-B pre-training script (OpenGVLab/VideoMAEv2:
-# scripts/pretrain/vit_b_hybrid_pt.sh, run_mae_pretraining.py; docs/pretraining.md#recipe): 200 epochs (x 4 repeated-augmentation
-# views = the paper's "800 epochs"), 20 warmup epochs, AdamW, per-iteration cosine.
+# scripts/pretrain/vit_b_hybrid_pt.sh, run_mae_pretraining.py; docs/pretraining.md#recipe): 200 epochs (x 4
+# repeated-augmentation views = the paper's "800 epochs"), 20 warmup epochs, AdamW, per-iteration cosine.
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=200)
 
 optim_wrapper = dict(
-    # 'BF16AutocastOptimWrapper' (tasks.pretrain) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
+    # 'BF16AutocastOptimWrapper' (tasks.engine) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
     # AmpOptimWrapper (float16 + loss scaler, the official NativeScaler set-up) needs a GPU.
     type='OptimWrapper',
     # lr is the official --lr, per 256 videos; auto_scale_lr below multiplies it by world_size x batch_size / 256

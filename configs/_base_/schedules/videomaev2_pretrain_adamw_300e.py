@@ -1,5 +1,6 @@
-# The ViT-L/H/g schedule (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_{l,h,g}_hybrid_pt.sh; docs/pretraining.md#recipe): 300 epochs
-# (x 4 views = the paper's "1200 epochs") with 30 warmup epochs; everything else as the 200-epoch file.
+# The ViT-L/H/g schedule (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_{l,h,g}_hybrid_pt.sh;
+# docs/pretraining.md#recipe): 300 epochs (x 4 views = the paper's "1200 epochs") with 30 warmup epochs; everything
+# else as the 200-epoch file.
 _base_ = ['videomaev2_pretrain_adamw_200e.py']
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300)

@@ -2,9 +2,10 @@
 # torch + torchvision alone: ViT feature map -> temporal mean -> torchvision RoIAlign (8x8, 1/16) -> spatial max ->
 # dropout 0.5 -> linear, sigmoid BCE over the AVA actions (tasks/detection; docs/ava.md#roi-head).
 # Recipe: mmaction2's VideoMAE ViT-B AVA config (configs/detection/videomae/vit-base-p16_videomae-k400-pre_8xb8-16x4x1-
-# 20e-adamw_ava-kinetics-rgb.py; docs/ava.md#data-and-schedules): 8 GPUs x 8 clips, AdamW 1.25e-4, layer decay 0.75, 5 warmup epochs
-# then cosine, 20 epochs. mmaction2 reports 33.6 mAP for VideoMAE V1 ViT-B (K400 fine-tuned, trained on AVA-Kinetics)
-# and VideoMAE 31.8 on AVA alone (docs/ava.md#reported-map); there is no published V2 ViT-B AVA number.
+# 20e-adamw_ava-kinetics-rgb.py; docs/ava.md#data-and-schedules): 8 GPUs x 8 clips, AdamW 1.25e-4, layer decay 0.75,
+# 5 warmup epochs then cosine, 20 epochs. mmaction2 reports 33.6 mAP for VideoMAE V1 ViT-B (K400 fine-tuned, trained
+# on AVA-Kinetics) and the VideoMAE release 31.8 on AVA alone (docs/ava.md#reported-map); there is no published V2
+# ViT-B AVA number.
 #
 #   python tools/train.py configs/detection/ava/<this file> --work-dir work_dirs/ava_vit-b
 #   python tools/test.py configs/detection/ava/<this file> work_dirs/ava_vit-b/best_ava_mAP_epoch_N.pth
@@ -39,7 +40,7 @@ model = dict(
         std=[58.395, 57.12, 57.375]))  # frames are padded bottom/right to a multiple of 16 (whole patches)
 
 # --- data -------------------------------------------------------------------------------------------------------------
-# mmaction2's layout: videos cut to [900 s, 1800 s) in videos_15min/<video_id>.mp4 (tools/data/ava), annotations
+# mmaction2's layout: videos cut to [900 s, 1801 s) in videos_15min/<video_id>.mp4 (tools/data/ava), annotations
 # from research.google.com/ava, proposals from mmaction2 (ava_dense_proposals_*.FAIR.recall_93.9.pkl).
 data_root = 'data/ava/videos_15min'
 anno_root = 'data/ava/annotations'

@@ -1,7 +1,8 @@
-# AVA v2.2 with the VideoMAE V2 ViT-g/14 after K710 post-pre-training, the V2 paper's setting (42.6 mAP with AIA
-# person detections; docs/ava.md#data-and-schedules-5.5): lr 3e-4 for a batch of 128, 10 epochs with 2 warmup epochs, drop path 0.3,
-# layer decay 0.9, trained on ground-truth boxes only. (The paper trains 10 epochs, not the 20 of mmaction2's ViT-B/L
-# recipe, and notes that ViT-g overfits AVA: the best epoch is an early one, which save_best keeps.)
+# AVA v2.2 with the VideoMAE V2 ViT-g/14 after K710 post-pre-training, the V2 paper's setting (42.6 mAP with AIA person
+# detections; docs/ava.md#data-and-schedules, docs/ava.md#reported-map): lr 3e-4 for a batch of 128, 10 epochs with 2
+# warmup epochs, drop path 0.3, layer decay 0.9, trained on ground-truth boxes only. (The paper trains 10 epochs, not
+# the 20 of mmaction2's ViT-B/L recipe, and notes that ViT-g overfits AVA: the best epoch is an early one, which
+# save_best keeps.)
 #
 # Patch 14: the RoI head reads spatial_scale = 1/14 from the backbone, so no stride setting is needed (mmaction2's
 # default featmap_stride=16 would misalign every RoI). The 256-px test frames are padded to 266 = 19 x 14 by the

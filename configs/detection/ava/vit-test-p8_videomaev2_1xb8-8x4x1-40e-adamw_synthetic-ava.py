@@ -1,6 +1,7 @@
 # Tiny AVA run for a CPU: the `vit_test` ViT (64-d, 2 blocks) on the AVA-like part of the synthetic benchmark
-# (tasks/data/synthetic/README.md, "AVA-like"): same dataset, model, head, metric, optimiser and schedule shape as the ViT-B
-# config; sizes, lengths, the patch size and the lr differ (each is commented).
+# (tasks/data/synthetic/README.md, "AVA-like"): same dataset, model, head, metric, optimiser and schedule shape as the
+# ViT-B config; sizes, lengths, the patch size and the lr differ (each is commented; the measurements behind them are
+# in docs/experiments.md#tiny-ava-detector).
 #
 #   python tools/make_synthetic.py --out data/synthetic --preset default   # 8 train + 3 val videos of 12 s, 128x96
 #   python tools/train.py configs/detection/ava/<this file> --work-dir work_dirs/ava_tiny
@@ -15,9 +16,8 @@ model = dict(
     backbone=dict(
         arch='vit_test',  # C = 64, 2 blocks, 4 heads
         # 8-px patches (the preset's 16, halved): a synthetic actor is ~15 x 34 px, one or two 16-px tokens, which
-        # left the per-actor RoI feature too coarse. Measured on the default preset (40 epochs, seed 0): val mAP 0.645
-        # with patch 16 and 0.704 with patch 8 (random detections 0.522), in the same training time (~1.5 min); 80
-        # epochs, lr 1e-2, 4 blocks or 3x the training videos all stayed at 0.70-0.73. ViT-g's 14 px works the same way.
+        # leaves the per-actor RoI feature too coarse; patch 8 scores higher in the same training time. ViT-g's 14 px
+        # works the same way.
         patch_size=8,
         img_size=96,  # 96x96 crops of 8 frames: 4 x 12 x 12 tokens
         all_frames=8,
@@ -25,8 +25,8 @@ model = dict(
         pretrained=None),  # random init; or a tiny pre-training checkpoint (see above)
     roi_head=dict(
         num_classes=6,  # synthetic action ids 1..6 (the label map evaluates 1..5; 6 = "flash" is trained, not scored)
-        # No dropout: the 64-d RoI feature of this tiny model has nothing to spare, and the run underfits (training
-        # loss ~0.45 after 40 epochs at patch 16); 0.2 and 0.5 gave the same or lower val mAP (0.63-0.66).
+        # No dropout: the 64-d RoI feature of this tiny model has nothing to spare, and the run underfits; 0.2 and 0.5
+        # gave the same or a lower val mAP.
         dropout=0.0))
 
 # The benchmark's 128x96 frames are a whole number of patches (16 x 12); every size below keeps that.
@@ -37,7 +37,7 @@ clip = dict(
     timestamp_start=900,  # the benchmark's clock starts at 900 s like AVA's cut videos, at 30 fps
     fps=None,
     video_ext='.mp4',
-    cache_videos_mb=512)  # decode each 12-s video (13 MB) once per process: loading, not the model, was the cost
+    cache_videos_mb=512)  # decode each 12-s video (13 MB) once per process: loading, not the model, is the cost
 
 train_dataloader = dict(
     batch_size=8,  # ~68 training keyframes (8 videos x 9 keyframes, minus excluded ones) -> 9 steps per epoch
@@ -83,7 +83,7 @@ test_evaluator = dict(
 train_cfg = dict(max_epochs=40, val_begin=1, val_interval=1000)
 
 # 3e-3 for 8 keyframes per step: a 64-d model trained from scratch in a minute needs a far larger step than the
-# fine-tuning recipe's 1.25e-4 per 64 (1e-3 trained too slowly; 1e-2 was no better); layer decay 0.75 over 2 blocks.
+# fine-tuning recipe's 1.25e-4 per 64 (1e-3 trained too slowly, 1e-2 was no better); layer decay 0.75 over 2 blocks.
 optim_wrapper = dict(optimizer=dict(lr=3e-3))
 # The recipe's shape: warmup from 0.1 x lr for a quarter of the run (10 of 40 epochs), then cosine to 0.
 param_scheduler = [

@@ -1,10 +1,11 @@
-# ActionFormer on VideoMAE V2-g clip features, THUMOS14 (docs/thumos14.md#official-feature-extractor-6.7): the recipe of ActionFormer's
-# configs/thumos_i3d.yaml with the official V2 TAD features, 1408-d instead of I3D's 2048 (docs/thumos14.md#time-and-feature-rows: nothing
-# else changes). Reported: 69.6 average mAP (V2 paper / docs/TAD.md), 68.73 with the released features and the stock
-# I3D recipe (VideoMAEv2 issue #86).
+# ActionFormer on VideoMAE V2-g clip features, THUMOS14 (docs/thumos14.md#official-feature-extractor,
+# docs/thumos14.md#actionformer): the recipe of ActionFormer's configs/thumos_i3d.yaml with the official V2 TAD
+# features, 1408-d instead of I3D's 2048 (docs/thumos14.md#time-and-feature-rows: nothing else changes). Reported:
+# 69.6 average mAP (V2 paper), 68.73 with the released features and the stock I3D recipe (VideoMAEv2 issue #86;
+# docs/thumos14.md#reported-map).
 #
 #   python tools/extract_features.py data/thumos/videos --out data/thumos/features/th14_vit-g_16x4.h5 \
-#       --arch vit_giant --checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --no-normalize      # docs/thumos14.md#official-feature-extractor
+#       --arch vit_giant --checkpoint vit_g_hybrid_pt_1200e_k710_ft.pth --no-normalize
 #   python tools/train.py configs/localization/thumos14/<this file>
 #   python tools/test.py configs/localization/thumos14/<this file> work_dirs/<this name>/epoch_35.pth
 #

@@ -1,5 +1,6 @@
-# ActionFormer on distilled VideoMAE V2 ViT-S features (384-d; vit_s_k710_dl_from_giant.pth, docs/checkpoints.md#released-files), same
-# windows (16 frames every 4) and recipe as the V2-g config. No reported THUMOS14 number for these features.
+# ActionFormer on distilled VideoMAE V2 ViT-S features (384-d; vit_s_k710_dl_from_giant.pth,
+# docs/checkpoints.md#released-files), same windows (16 frames every 4) and recipe as the V2-g config. No reported
+# THUMOS14 number for these features.
 #
 #   python tools/extract_features.py data/thumos/videos --out data/thumos/features/th14_vit-s_16x4.h5 \
 #       --arch vit_small --checkpoint vit_s_k710_dl_from_giant.pth --no-normalize

@@ -1,8 +1,8 @@
-# ActionFormer on the THUMOS-like synthetic benchmark (tasks/data/synthetic, preset `default`: 4 training + 3 test videos
-# of 60 s at 30 fps, 6 classes), with features of the tiny `vit_test` backbone: 120 steps + test cost about 60
-# CPU-seconds (measured: 58 s of CPU, one torch thread; 76 s wall on the shared 2-core machine at load 8-9, where two
-# threads were 20x slower). Same detector, assignment, losses, post-processing, optimiser, EMA and clipping as the
-# THUMOS14 recipe; the sizes, the epochs, the lr and the EMA decay differ (each is commented).
+# ActionFormer on the THUMOS-like synthetic benchmark (tasks/data/synthetic, preset `default`: 4 training + 3 test
+# videos of 60 s at 30 fps, 6 classes), with features of the tiny `vit_test` backbone: 120 steps + test cost about 60
+# CPU-seconds with one torch thread (docs/experiments.md#tiny-thumos-run). Same detector, assignment, losses,
+# post-processing, optimiser, EMA and clipping as the THUMOS14 recipe; the sizes, the epochs, the lr and the EMA decay
+# differ (each is commented).
 #
 #   python tools/make_synthetic.py --out data/synthetic --preset default
 #   python tools/extract_features.py data/synthetic/thumos/videos --out work_dirs/demo/thumos_vit-test_16x4.h5 \

@@ -1,6 +1,7 @@
-# VideoMAE V2 ViT-g/14 pre-training (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_g_hybrid_pt.sh; docs/pretraining.md#encoder-and-decoder-sizes, docs/pretraining.md#recipe):
-# C = 1408, 40 blocks, patch 14, decoder 512-d; 64 GPUs x 32 videos, --lr 6e-4 (effective 6e-4 x 2048 / 256 = 4.8e-3,
-# the paper's 1.5e-4 x 8192 / 256 counting the 4 views), gradient clipping 0.02, activation checkpointing.
+# VideoMAE V2 ViT-g/14 pre-training (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_g_hybrid_pt.sh;
+# docs/pretraining.md#encoder-and-decoder-sizes, docs/pretraining.md#recipe): C = 1408, 40 blocks, patch 14,
+# decoder 512-d; 64 GPUs x 32 videos, --lr 6e-4 (effective 6e-4 x 2048 / 256 = 4.8e-3, the paper's
+# 1.5e-4 x 8192 / 256 counting the 4 views), gradient clipping 0.02, activation checkpointing.
 _base_ = ['vit-huge-p16_videomaev2-pt-300e_16x4x1_unlabeled-hybrid.py']
 
 model = dict(arch='vit_giant', with_cp=True)  # 16 x 224 x 224 -> 8 x 16 x 16 = 2048 tokens (patch 14)

@@ -1,6 +1,6 @@
-# VideoMAE V2 ViT-L/16 pre-training (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_l_hybrid_pt.sh; docs/pretraining.md#recipe):
-# C = 1024, 24 blocks, decoder 512-d; 48 GPUs x 32 videos (effective lr 1e-3 x 1536 / 256 = 6e-3), 300 epochs
-# (1200 with the views), 30 warmup epochs.
+# VideoMAE V2 ViT-L/16 pre-training (OpenGVLab/VideoMAEv2: scripts/pretrain/vit_l_hybrid_pt.sh;
+# docs/pretraining.md#recipe): C = 1024, 24 blocks, decoder 512-d; 48 GPUs x 32 videos
+# (effective lr 1e-3 x 1536 / 256 = 6e-3), 300 epochs (1200 with the views), 30 warmup epochs.
 _base_ = [
     '../../_base_/models/videomaev2_pretrain_vit-base-p16.py',
     '../../_base_/datasets/unlabeled-hybrid_videos_pretrain_16x4.py',

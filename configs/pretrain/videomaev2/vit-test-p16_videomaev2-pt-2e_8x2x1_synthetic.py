@@ -18,12 +18,9 @@ model = dict(
     img_size=96,  # the synthetic videos are 128x96: crops of 96 (and .875/.75/.66 of it) resized to 96
     all_frames=8,  # 8 frames / 2 x (96 / 16)^2 = 4 x 6 x 6 = 144 tokens
     decoder_depth=2,  # the vit_test preset's decoder (the base file sets the recipe's 4)
-    # Raw [0, 1] pixel targets (official --normlize_target False). With the recipe's per-patch normalised targets
-    # this model sits at loss 511/512 = 0.998 for the whole run, the error of predicting every patch's own mean
-    # (in minutes it learns only that; it can still overfit one fixed batch to 0.12), so the curve would show
-    # nothing. With raw targets the loss falls from ~0.3 to ~0.02 in 240 iterations: below the 0.025 of predicting
-    # the benchmark's mean colour, towards the 0.012 of knowing each clip's mean colour, which is what the
-    # reconstructions show after this short run (spatial detail needs a far longer one).
+    # Raw [0, 1] pixel targets (official --normlize_target False): with the recipe's per-patch normalised targets
+    # this model stays at the loss of predicting every patch's own mean for the whole run, so the curve would show
+    # nothing; raw targets let it learn the clips' colours (docs/experiments.md#tiny-pre-training).
     normalize_target=False)
 
 data_root = 'data/synthetic/classification'
@@ -39,9 +36,9 @@ train_dataloader = dict(
         # 8 frames every 2nd frame = a 16-frame window, which also fits the 16-frame videos of the `tiny` preset.
         frame_interval=2,
         input_size=96,
-        # T' = 4 slices: every position is decoder-kept in exactly 2 of them (docs/pretraining.md#running-cell-mask), so every clip has the
-        # same number of loss tokens (4 x 32 masked positions x 1/2 = 64 of 144), and the loss of a batch is the mean
-        # of its clips' losses whichever way the batch is split over processes.
+        # T' = 4 slices: every position is decoder-kept in exactly 2 of them (docs/pretraining.md#running-cell-mask),
+        # so every clip has the same number of loss tokens (4 x 32 masked positions x 1/2 = 64 of 144), and the loss
+        # of a batch is the mean of its clips' losses whichever way the batch is split over processes.
         encoder_mask_ratio=0.9,  # int(0.9 x 36) = 32 masked per slice: 4 x 4 = 16 visible tokens
         decoder_mask_ratio=0.5,
         # 480 videos x 64 frames x 128x96 = 1.1 GiB per worker: each video is decoded once, not once per epoch.

@@ -1,7 +1,7 @@
 # VideoMAE V2 ViT-B/16 fine-tuned on Kinetics-400 from the UnlabeledHybrid pre-training, the official recipe
-# (OpenGVLab/VideoMAEv2: scripts/finetune/vit_b_k400_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 16 videos x 2 RA views,
-# --lr 7e-4 (effective 1.4e-3), layer decay 0.75, drop path 0.1, 90 epochs (5 warmup), tested with 5 clips x 3 crops.
-# Reported top-1: 81.5 (V2 paper, Table 3; 77.0 with a single view).
+# (OpenGVLab/VideoMAEv2: scripts/finetune/vit_b_k400_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 16
+# videos x 2 RA views, --lr 7e-4 (effective 1.4e-3), layer decay 0.75, drop path 0.1, 90 epochs (5 warmup), tested with
+# 5 clips x 3 crops. Reported top-1: 81.5 (V2 paper, Table 3; 77.0 with a single view).
 #
 #   torchrun --nproc_per_node 8 tools/train.py configs/recognition/videomaev2/<this file> --launcher pytorch
 #   python tools/test.py configs/recognition/videomaev2/<this file> work_dirs/<this file>/best_*.pth

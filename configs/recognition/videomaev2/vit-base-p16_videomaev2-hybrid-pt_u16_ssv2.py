@@ -1,5 +1,5 @@
-# VideoMAE V2 ViT-B/16 fine-tuned on Something-Something v2 from the UnlabeledHybrid pre-training
-# (OpenGVLab/VideoMAEv2: scripts/finetune/vit_b_ssv2_ft.sh; docs/classification.md#fine-tuning-recipe): 16 TSN segments, no flip, 16 GPUs x 16
+# VideoMAE V2 ViT-B/16 fine-tuned on Something-Something v2 from the UnlabeledHybrid pre-training (OpenGVLab/VideoMAEv2:
+# scripts/finetune/vit_b_ssv2_ft.sh; docs/classification.md#fine-tuning-recipe): 16 TSN segments, no flip, 16 GPUs x 16
 # videos x 2 RA views, --lr 2e-3 (effective 2e-3), layer decay 0.65, drop path 0.1, 25 epochs (5 warmup), tested with
 # 2 clips x 3 crops. Reported top-1: 71.2 (V2 paper, Table 4; 69.5 with a single view).
 _base_ = [
@@ -15,7 +15,8 @@ model = dict(
     pretrained='checkpoints/videomaev2/mae-b/vit_b_hybrid_pt_800e.pth')
 train_cfg = dict(max_epochs=25)
 optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(layer_decay_rate=0.65))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 2e-3, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

@@ -1,7 +1,8 @@
-# Distillation of the K710 ViT-g into ViT-B on Kinetics-710 (V2 paper, appendix; docs/classification.md#fine-tuning-recipe): KL divergence
-# between the teacher's and the student's logits at temperature 3, 100 epochs, lr 1e-3, batch 1024 (here 64 GPUs x
-# 16), layer decay 0.75. Released result (distill/vit_b_k710_dl_from_giant.pth): K710 top-1 81.5, its head sliced to
-# K400 86.6 / K600 85.9 (docs/classification.md#reported-accuracies).
+# Distillation of the K710 ViT-g into ViT-B on Kinetics-710 (V2 paper, appendix;
+# docs/classification.md#fine-tuning-recipe): KL divergence between the teacher's and the student's logits at
+# temperature 3, 100 epochs, lr 1e-3, batch 1024 (here 64 GPUs x 16), layer decay 0.75. Released result
+# (distill/vit_b_k710_dl_from_giant.pth): K710 top-1 81.5, its head sliced to K400 86.6 / K600 85.9
+# (docs/classification.md#reported-accuracies).
 #
 # Assumptions (the paper gives no weighting): the loss is T^2 * KL(teacher || student) alone (alpha = 1; alpha < 1
 # adds (1 - alpha) x the Mixup soft-target loss), the student starts from its pre-trained encoder, and lr 1e-3 is the

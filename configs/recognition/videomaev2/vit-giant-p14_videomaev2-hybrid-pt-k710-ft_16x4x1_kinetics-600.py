@@ -1,5 +1,6 @@
-# Progressive training, stage 3 of 3: the K710 ViT-g (stage 2, vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py)
-# fine-tuned on Kinetics-600 (scripts/finetune/vit_g_k710_it_k600_ft.sh; docs/classification.md#fine-tuning-recipe): --lr 1e-5, layer decay 0.9,
+# Progressive training, stage 3 of 3: the K710 ViT-g (stage 2,
+# vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py) fine-tuned on Kinetics-600
+# (scripts/finetune/vit_g_k710_it_k600_ft.sh; docs/classification.md#fine-tuning-recipe): --lr 1e-5, layer decay 0.9,
 # drop path 0.25, wd 0.1, 3 epochs with 1 warmup epoch. Model zoo top-1 / top-5: 88.8 / 98.2.
 _base_ = ['vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-600.py']
 

@@ -1,6 +1,7 @@
-# ViT-g/14 on Kinetics-400, direct fine-tuning (scripts/finetune/vit_g_k400_ft.sh; docs/classification.md#fine-tuning-recipe): 64 GPUs x 3,
-# --lr 1e-3 (effective 7.5e-4), layer decay 0.9, drop path 0.2, wd 0.1, 30 epochs, checkpointing. Reported top-1:
-# 87.2 (V2 paper; model zoo 87.2 / 97.4). The K710 route (88.4) is the chain *_kinetics-710.py -> *k710-ft*.
+# ViT-g/14 on Kinetics-400, direct fine-tuning (scripts/finetune/vit_g_k400_ft.sh;
+# docs/classification.md#fine-tuning-recipe): 64 GPUs x 3, --lr 1e-3 (effective 7.5e-4), layer decay 0.9, drop path 0.2,
+# wd 0.1, 30 epochs, checkpointing. Reported top-1: 87.2 (V2 paper; model zoo 87.2 / 97.4). The K710 route (88.4) is the
+# chain *_kinetics-710.py -> *k710-ft*.
 _base_ = ['vit-base-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py']
 
 model = dict(
@@ -9,7 +10,8 @@ model = dict(
 train_dataloader = dict(batch_size=3)
 train_cfg = dict(max_epochs=30)
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.1), paramwise_cfg=dict(layer_decay_rate=0.9))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 1e-3, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

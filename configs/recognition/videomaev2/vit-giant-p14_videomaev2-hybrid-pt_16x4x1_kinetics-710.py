@@ -1,4 +1,5 @@
-# Progressive training, stage 2 of 3 (docs/classification.md#fine-tuning-recipe, V2 paper appendix): K710 post-pre-training of ViT-g.
+# Progressive training, stage 2 of 3 (docs/classification.md#fine-tuning-recipe, V2 paper appendix): K710
+# post-pre-training of ViT-g.
 #
 #   stage 1  configs/pretrain/videomaev2/vit-giant-p14_videomaev2-pt-300e_16x4x1_unlabeled-hybrid.py
 #            (or the official vit_g_hybrid_pt_1200e.pth)

@@ -1,6 +1,6 @@
-# ViT-g/14 on SSv2 (scripts/finetune/vit_g_ssv2_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 3, --lr 3e-4, layer decay 0.9,
-# drop path 0.25, wd 0.05, 20 epochs, checkpointing. Reported top-1: 77.0 / top-5 95.9 (V2 paper; model zoo). K710
-# post-pre-training hurt SSv2, so it starts from the pre-trained encoder.
+# ViT-g/14 on SSv2 (scripts/finetune/vit_g_ssv2_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 3,
+# --lr 3e-4, layer decay 0.9, drop path 0.25, wd 0.05, 20 epochs, checkpointing. Reported top-1: 77.0 / top-5 95.9
+# (V2 paper; model zoo). K710 post-pre-training hurt SSv2, so it starts from the pre-trained encoder.
 _base_ = ['vit-base-p16_videomaev2-hybrid-pt_u16_ssv2.py']
 
 model = dict(
@@ -9,7 +9,8 @@ model = dict(
 train_dataloader = dict(batch_size=3)
 train_cfg = dict(max_epochs=20)
 optim_wrapper = dict(optimizer=dict(lr=3e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 3e-4, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

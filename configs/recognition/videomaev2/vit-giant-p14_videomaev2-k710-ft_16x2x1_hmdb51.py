@@ -1,6 +1,6 @@
-# ViT-g/14 on HMDB51 split 1 (docs/classification.md#fine-tuning-recipe, docs/classification.md#reported-accuracies: lr 5e-4, 15 epochs, clips of 16 frames every 2nd frame; reported
-# top-1 88.1). Drop path 0.35 and head dropout 0.5 are taken from the UCF101 script (the HMDB51 values are not
-# published).
+# ViT-g/14 on HMDB51 split 1 (docs/classification.md#fine-tuning-recipe, docs/classification.md#reported-accuracies):
+# lr 5e-4, 15 epochs, clips of 16 frames every 2nd frame; reported top-1 88.1. Drop path 0.35 and head dropout 0.5 are
+# taken from the UCF101 script (the HMDB51 values are not published).
 # Assumptions (not published): it starts from the K710 ViT-g (the output of
 # vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py, or the official vit_g_hybrid_pt_1200e_k710_ft.pth) with a
 # fresh 51-way head, layer decay 0.9 and the code-default wd 0.05 and 5 warmup epochs, and the 5 x 3 test views.

@@ -1,5 +1,5 @@
-# ViT-g/14 on UCF101 split 1 (docs/classification.md#fine-tuning-recipe, docs/classification.md#reported-accuracies: lr 1e-3, 50 epochs, drop path 0.35, head dropout 0.5; reported
-# top-1 99.6).
+# ViT-g/14 on UCF101 split 1 (docs/classification.md#fine-tuning-recipe, docs/classification.md#reported-accuracies):
+# lr 1e-3, 50 epochs, drop path 0.35, head dropout 0.5; reported top-1 99.6.
 # Assumptions (not published): it starts from the K710 ViT-g (the output of
 # vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py, or the official vit_g_hybrid_pt_1200e_k710_ft.pth) with a
 # fresh 101-way head, layer decay 0.9 and the code-default wd 0.05 and 5 warmup epochs, and the 5 x 3 test views.

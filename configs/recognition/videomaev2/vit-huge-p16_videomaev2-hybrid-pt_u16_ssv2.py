@@ -1,5 +1,6 @@
-# ViT-H/16 on SSv2 (scripts/finetune/vit_h_ssv2_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 4, --lr 5e-4, layer decay 0.8,
-# drop path 0.2, no head dropout, 20 epochs, activation checkpointing. Reported top-1: 76.8 (V2 paper).
+# ViT-H/16 on SSv2 (scripts/finetune/vit_h_ssv2_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 4,
+# --lr 5e-4, layer decay 0.8, drop path 0.2, no head dropout, 20 epochs, activation checkpointing. Reported top-1: 76.8
+# (V2 paper).
 _base_ = ['vit-base-p16_videomaev2-hybrid-pt_u16_ssv2.py']
 
 model = dict(
@@ -8,7 +9,8 @@ model = dict(
 train_dataloader = dict(batch_size=4)
 train_cfg = dict(max_epochs=20)
 optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.8))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 5e-4, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

@@ -1,5 +1,6 @@
-# ViT-L/16 on Kinetics-400 (OpenGVLab/VideoMAEv2: scripts/finetune/vit_l_k400_ft.sh; docs/classification.md#fine-tuning-recipe): 32 GPUs x 6,
-# --lr 2e-3 (effective 1.5e-3), layer decay 0.75, drop path 0.2, 35 epochs. Reported top-1: 85.4 (V2 paper).
+# ViT-L/16 on Kinetics-400 (OpenGVLab/VideoMAEv2: scripts/finetune/vit_l_k400_ft.sh;
+# docs/classification.md#fine-tuning-recipe): 32 GPUs x 6, --lr 2e-3 (effective 1.5e-3), layer decay 0.75, drop path
+# 0.2, 35 epochs. Reported top-1: 85.4 (V2 paper).
 _base_ = ['vit-base-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py']
 
 model = dict(
@@ -8,7 +9,8 @@ model = dict(
 train_dataloader = dict(batch_size=6)
 train_cfg = dict(max_epochs=35)
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.75))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 2e-3, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

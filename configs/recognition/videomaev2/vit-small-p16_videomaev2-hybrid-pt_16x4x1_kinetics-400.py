@@ -1,6 +1,7 @@
 # ViT-S/16 (C = 384, 6 heads) on Kinetics-400. No official ViT-S fine-tuning script or pre-trained ViT-S exists (the
-# released ViT-S is distilled from ViT-g, docs/checkpoints.md#released-files, docs/classification.md#reported-accuracies); this applies the ViT-B recipe to the output of our
-# ViT-S pre-training config.
+# released ViT-S is distilled from ViT-g, docs/checkpoints.md#released-files,
+# docs/classification.md#reported-accuracies); this applies the ViT-B recipe to the output of our ViT-S pre-training
+# config.
 _base_ = ['vit-base-p16_videomaev2-hybrid-pt_16x4x1_kinetics-400.py']
 
 model = dict(
@@ -9,7 +10,8 @@ model = dict(
 train_dataloader = dict(batch_size=16)
 train_cfg = dict(max_epochs=90)
 optim_wrapper = dict(optimizer=dict(lr=7e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.75))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 7e-4, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

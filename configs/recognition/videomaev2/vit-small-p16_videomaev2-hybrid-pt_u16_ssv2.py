@@ -7,7 +7,8 @@ model = dict(
 train_dataloader = dict(batch_size=16)
 train_cfg = dict(max_epochs=25)
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.65))
-# warmup_lr / lr and min_lr / lr (official defaults 1e-8 and 1e-6, docs/classification.md#fine-tuning-recipe); 5 warmup epochs.
+# warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
+# (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 2e-3, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),
