@@ -10,9 +10,9 @@ Usage::
 Prints the AP of every label-map class and the mean, next to three references: random detections on the
 submission's own boxes (every box with every class, uniform random scores), the same on as many randomly placed boxes
 (no localisation either; ``--baseline-seeds 0`` skips both) and perfect scores on its boxes (1 where a box overlaps a
-true box of the class, else 0: the ceiling those boxes allow). ``--out`` writes the
-numbers as JSON and the per-class chart next to it (``result.png``; ``--plot`` to choose another path). A thin
-command line over :mod:`tasks.detection.evaluation`, whose docstring lists how the two protocols differ.
+true box of the class, else 0: the ceiling those boxes allow). ``--out`` writes the numbers as JSON and the
+per-class chart next to it (``result.png``; ``--plot`` to choose another path). A thin command line over
+:func:`tasks.detection.evaluation.evaluate_and_report`; docs/ava.md#evaluation says how the two protocols differ.
 
 Exit status: 0 on success, 2 for a missing or malformed file (the message names the file and line).
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -44,45 +43,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        from tasks.data.annotations import AnnotationError, read_ava_csv, read_ava_excluded, read_ava_label_map
-        from tasks.detection.evaluation import (boxes_of, evaluate_ava, plot_per_class_ap, read_ava_detections,
-                                                reference_maps, write_result_json)
+        from tasks.data.annotations import AnnotationError
+        from tasks.detection.evaluation import evaluate_and_report
     except ImportError as err:
         print(f'eval_ava: error: cannot import the suite ({err}); install it with `pip install -e .` or set '
               'PYTHONPATH to the repository root', file=sys.stderr)
         return 2
     try:
-        label_map = read_ava_label_map(args.label_map)
-        gt = read_ava_csv(args.gt, keep_ids=set(label_map))
-        excluded = read_ava_excluded(args.exclude) if args.exclude else set()
-        detections = read_ava_detections(args.pred)
+        evaluate_and_report(args.gt, args.pred, args.label_map, args.exclude or None, protocol=args.protocol,
+                            iou_threshold=args.iou, baseline_seeds=args.baseline_seeds, out=args.out, plot=args.plot)
     except AnnotationError as err:
         print(f'eval_ava: error: {err}', file=sys.stderr)
         return 2
-
-    result = evaluate_ava(gt, detections, label_map, excluded, protocol=args.protocol, iou_threshold=args.iou)
-    print(result.format_table())
-    boxes = boxes_of(detections)
-    refs = reference_maps(gt, boxes, label_map, excluded, protocol=args.protocol, seeds=range(args.baseline_seeds),
-                          iou_threshold=args.iou)
-    ceiling = refs['oracle_scores_mAP']
-    baseline = None
-    if args.baseline_seeds > 0:
-        baseline = refs['random_detections_mAP']
-        print(f'random detections on the same boxes: mAP {baseline:.4f} +- {refs["random_detections_mAP_std"]:.4f} '
-              f'({args.baseline_seeds} seeds)')
-        print(f'random detections on randomly placed boxes: mAP {refs["random_boxes_mAP"]:.4f} '
-              f'+- {refs["random_boxes_mAP_std"]:.4f}')
-    extra = refs if args.baseline_seeds > 0 else {'oracle_scores_mAP': ceiling}
-    print(f'perfect action scores on the same boxes (their ceiling): mAP {ceiling:.4f}')
-    if args.out:
-        write_result_json(result, args.out, gt=str(args.gt), pred=str(args.pred), label_map=str(args.label_map),
-                          exclude=args.exclude, **extra)
-        print(f'wrote {args.out}')
-    plot = args.plot or (str(Path(args.out).with_suffix('.png')) if args.out else None)
-    if plot:
-        plot_per_class_ap(result, plot, baseline=baseline, ceiling=ceiling)
-        print(f'wrote {plot}')
     return 0
 
 

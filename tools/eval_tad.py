@@ -18,17 +18,11 @@ it (``<plot name>_per_class.png``). Exit status 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from tasks.data.annotations import AnnotationError
-from tasks.localization.evaluation import (
-    DEFAULT_TIOUS, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, plot_per_class_ap, random_baseline,
-    detect_format, read_annotations, read_predictions, resolve_subset,
-)
+from tasks.localization.evaluation import DEFAULT_TIOUS, evaluate_and_report
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -52,43 +46,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        fmt = detect_format(args.gt, args.format)
-        ann = read_annotations(args.gt, fmt, args.class_map)
-        subset = resolve_subset(ann, args.subset, fmt, args.gt)
-        gt = GroundTruth.from_annotations(ann, subset)
-        preds = read_predictions(args.pred)
-        result = evaluate_detection(gt, preds, args.tiou, args.ambiguous_aware)
+        evaluate_and_report(args.gt, args.pred, subset=args.subset, tious=args.tiou,
+                            ambiguous_aware=args.ambiguous_aware, ann_format=args.format, class_map=args.class_map,
+                            out=args.out, plot=args.plot, per_class=args.per_class, with_baseline=not args.no_baseline)
     except (AnnotationError, ValueError, FileNotFoundError) as e:
         print(f'eval_tad: error: {e}', file=sys.stderr)
         return 2
-    durations = {v.video_id: v.duration for v in ann.subset(*subset)}
-    baseline = None if args.no_baseline else random_baseline(gt, args.tiou, args.ambiguous_aware,
-                                                             durations=durations)
-    print(f'{args.gt} subset {subset}: {len(gt.videos)} videos, {gt.num_instances()} instances '
-          f'({gt.removed} duplicates/empty removed), {len(result.classes)} classes; '
-          f'{result.num_predictions} detections'
-          + (f' ({result.ignored["videos"]} on other videos and {result.ignored["classes"]} of other classes '
-             'ignored)' if any(result.ignored.values()) else '')
-          + ('; Ambiguous-aware' if args.ambiguous_aware else ''))
-    print(format_table(result, baseline, per_class=args.per_class))
-    if args.out:
-        payload = result.to_dict()
-        payload.update(gt=str(args.gt), pred=str(args.pred), subset=subset, videos=len(gt.videos))
-        if baseline is not None:
-            payload['random_baseline'] = {'average_mAP': baseline.average_map,
-                                          'mAP': {f'{t:.2f}': float(m) for t, m in
-                                                  zip(baseline.tious, baseline.map_per_tiou)}}
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f'.{out.name}.tmp')
-        tmp.write_text(json.dumps(payload, indent=1) + '\n')
-        os.replace(tmp, out)
-        print(f'wrote {out}')
-    plot = args.plot or (str(Path(args.out).with_suffix('.png')) if args.out else None)
-    if plot:
-        print(f'wrote {plot_map_vs_tiou(result, plot, baseline)}')
-        per_class = Path(plot).with_name(f'{Path(plot).stem}_per_class.png')
-        print(f'wrote {plot_per_class_ap(result, per_class, baseline)}')
     return 0
 
 

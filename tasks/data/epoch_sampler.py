@@ -1,12 +1,12 @@
 """The data sampler of every training dataset in the suite: mmengine's ``DefaultSampler`` yielding ``(epoch, index)``.
 
-A training sample is a pure function of ``(seed, epoch, index)`` (:func:`tasks.data.video.retry.sample_seeds`). The epoch
-has to reach the dataset with each index, because an attribute set on the dataset in the main process does not reach
-persistent data-loader workers; so the sampler hands it over in the key. Used by the pre-training, classification,
-AVA and THUMOS datasets, which all accept such keys (and plain indices, as epoch 0).
+A training sample is a pure function of ``(seed, epoch, index)`` (:func:`tasks.data.video.retry.sample_seeds`). The
+epoch has to reach the dataset with each index, because an attribute set on the dataset in the main process does not
+reach persistent data-loader workers; so the sampler hands it over in the key. Used by the pre-training,
+classification, AVA and THUMOS datasets, which all accept such keys (and plain indices, as epoch 0).
 
 Importing this module registers ``EpochIndexSampler`` in mmengine's root ``DATA_SAMPLERS`` (found with or without
-``default_scope='mmaction'``); ``VideoMAEv2PretrainSampler``, its earlier name, stays registered for older configs.
+``default_scope='mmaction'``), and under the alias ``VideoMAEv2PretrainSampler``, which configs may name too.
 """
 from __future__ import annotations
 
@@ -31,5 +31,5 @@ class EpochIndexSampler(DefaultSampler):
         return ((epoch, int(i)) for i in super().__iter__())
 
 
-# The earlier, pre-training-specific name; configs written before the rename still build.
+# the pre-training name, which configs may use as well
 DATA_SAMPLERS.register_module(name='VideoMAEv2PretrainSampler', module=EpochIndexSampler)

@@ -1,7 +1,8 @@
 """AVA keyframes -> (clip, boxes, multi-hot labels) samples, decoded from videos with :mod:`tasks.data.video`.
 
 Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``RandomRescale`` / ``RandomCrop`` /
-``Flip`` / ``Resize``; docs/ava.md#files-and-frames, docs/ava.md#data-and-schedules) without mmdet, reading the annotation files with :mod:`tasks.data.annotations`:
+``Flip`` / ``Resize``; docs/ava.md#files-and-frames, docs/ava.md#data-and-schedules) without mmdet, reading the
+annotation files with :mod:`tasks.data.annotations`:
 
 * **Keyframes**: one sample per ``(video_id, timestamp)``. Training uses the keyframes of the annotation csv, with
   their ground-truth boxes (rows merged into one box with every action, AVA action ids 1..``num_classes``). Testing
@@ -9,7 +10,8 @@ Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``Ra
   the annotated videos that has proposals, plus the annotated ones; ``keyframes='annotated'`` keeps only the annotated
   ones (mmaction2's val set). Excluded timestamps are skipped in both.
 * **Clip**: ``clip_len`` frames every ``frame_interval`` frames centred on the keyframe
-  (:func:`tasks.data.video.keyframe_sample`; frame ``round(fps * (t - timestamp_start))``, per-frame jitter in training).
+  (:func:`tasks.data.video.keyframe_sample`; frame ``round(fps * (t - timestamp_start))``, per-frame jitter in
+  training).
   AVA videos cut at 900 s use ``timestamp_start=900`` and 30 fps; the synthetic benchmark uses the same clock.
 * **Boxes at test time**: person proposals (mmaction2 pickle), those with score >= ``person_det_score_thr`` (0.9), or
   the best one when none reaches it, or the whole frame for a keyframe without proposals (mmaction2's rules). Without a
@@ -141,8 +143,8 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         proposal_iou: that IoU (0.9).
         backend: video decoder, ``'decord'`` or ``'pyav'``.
         cache_videos_mb: keep up to this many MiB of whole decoded videos per process
-            (:class:`~tasks.data.video.cache.DecodedVideoCache`) and cut every clip from memory; 0 (default) decodes each
-            clip afresh. Only for small videos (the synthetic benchmark: 13 MB per 12-s 128x96 video); a random
+            (:class:`~tasks.data.video.cache.DecodedVideoCache`) and cut every clip from memory; 0 (default) decodes
+            each clip afresh. Only for small videos (the synthetic benchmark: 13 MB per 12-s 128x96 video); a random
             access into an H.264 file decodes from the previous keyframe (up to 250 frames), which made loading, not
             the tiny model, the cost of a CPU run (0.1-0.17 s per keyframe against 0.2 s for a whole video).
         seed: base seed of every per-sample generator.

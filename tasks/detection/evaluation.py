@@ -1,69 +1,35 @@
 """AVA frame-level mAP at IoU 0.5 in plain numpy: the official ActivityNet protocol and mmaction2's variant.
 
-The official tool is activitynet/ActivityNet ``Evaluation/get_ava_performance.py`` on top of the TF object-detection
-``PascalDetectionEvaluator`` (docs/ava.md#evaluation). For every class of the label map it pools the detections of all
-keyframes, marks each one true or false positive by greedy matching inside its keyframe, and computes the PASCAL VOC
-all-point AP; the mAP is the mean over the classes that have ground truth. Detections are the official submission
-csv: ``video_id, timestamp, x1, y1, x2, y2, action_id, score`` (normalised boxes, no header).
-
-``protocol='official'`` reproduces that tool step for step, ``protocol='mmaction2'`` reproduces mmaction2 1.1.0
-``mmaction.evaluation.functional.ava_eval`` (called by ``AVAMetric`` with ``ignore_empty_frames=True``). Side by side:
-
-==============================  ==========================================  ==========================================
-step                            ``official``                                ``mmaction2``
-==============================  ==========================================  ==========================================
-classes                         label-map ids; other rows ignored           same
-detections per keyframe         top 50 (box, class) rows by score (a        all
-                                min-heap of capacity 50, as the tool)
-keyframes without ground truth  their detections count as false positives   their detections are dropped
-excluded keyframes              dropped from ground truth and detections    dropped from detections and matching, but
-                                                                            their ground truth still counts in the
-                                                                            number of positives
-empty or reversed boxes         detections with x2 <= x1 or y2 <= y1 are    empty boxes (x2 == x1) are false
-                                dropped before matching                     positives; reversed ones (x2 < x1) stop
-                                                                            the evaluation with an error
-classes averaged into the mAP   every class with ground truth (AP 0 when    only classes with ground truth *and* at
-                                it has no detection)                        least one scored detection
-numbers                         float64                                     float32 boxes and scores
-extra outputs                   --                                          sub-mAPs: pose (id <= 14), object
-                                                                            (15-63), interaction (>= 64)
-==============================  ==========================================  ==========================================
-
-Common to both: a detection matches the ground-truth box of its class with which it has the highest IoU in its
-keyframe (the first one on ties); it is a true positive if that IoU is >= 0.5 and the box is not matched yet (a
-duplicate is a false positive; it does not fall back to the second-best box). Within a keyframe detections are
-matched in descending score order; across keyframes, per class, they are ranked by ``np.argsort(scores)[::-1]`` in
-the order the keyframes were visited (detection-file order officially, ground-truth-file order in mmaction2), which
-fixes the order of tied scores exactly as the reference code does. AP is the VOC all-point area (precision made
-monotone from the right); a class without ground truth has AP NaN and is left out of the mean.
-
-One documented difference from the official reader: ground truth is read with :func:`tasks.data.annotations.read_ava_csv`,
-which merges the rows of a box, so an exactly duplicated ``(box, action)`` row counts once here and twice there.
-
-The metric depends a lot on the protocol: mmaction2's variant ignores false positives on keyframes without ground
-truth and drops classes the model never predicts, both of which raise the number (mmaction2 issue #1268).
+``protocol='official'`` reproduces the ActivityNet tool (``get_ava_performance.py``) step for step,
+``protocol='mmaction2'`` reproduces mmaction2 1.1.0 ``ava_eval`` as its ``AVAMetric`` calls it; docs/ava.md#evaluation
+lists where the two differ (per-keyframe cap, keyframes without ground truth, exclusions, invalid boxes, averaged
+classes, precision). Detections are the official submission csv: ``video_id, timestamp, x1, y1, x2, y2, action_id,
+score`` (normalised boxes, no header).
 """
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from tasks.data.annotations import (AnnotationError, AVABox, _csv_rows, _float, _int, read_ava_csv, read_ava_excluded,
-                               read_ava_label_map)
+from tasks.data.annotations import AnnotationError, AVABox, read_ava_csv, read_ava_excluded, read_ava_label_map
+from tasks.data.annotations.common import csv_rows, parse_float, parse_int
+from tasks.data.files import atomic_path, write_json_atomic
+from tasks.engine.ap import interpolated_ap
+from tasks.engine.report import text_table
 
 __all__ = [
     'Protocol', 'Key', 'DetectionRow', 'AVAEvalResult', 'read_ava_detections', 'write_ava_detections',
-    'evaluate_ava', 'evaluate_ava_files', 'oracle_baseline', 'oracle_detections', 'random_boxes', 'random_detections',
-    'random_baseline', 'reference_maps', 'voc_average_precision', 'box_iou', 'boxes_of', 'plot_per_class_ap', 'write_result_json',
-    'OFFICIAL_MAX_DETECTIONS', 'CATEGORY_RANGES',
+    'read_ground_truth', 'evaluate_ava', 'evaluate_ava_files', 'oracle_baseline', 'oracle_detections', 'random_boxes',
+    'random_detections', 'random_baseline', 'reference_maps', 'format_references', 'voc_average_precision', 'box_iou',
+    'boxes_of', 'plot_per_class_ap', 'write_result_json', 'evaluate_and_report', 'OFFICIAL_MAX_DETECTIONS',
+    'CATEGORY_RANGES',
 ]
 
 Protocol = Literal['official', 'mmaction2']
@@ -105,36 +71,32 @@ def read_ava_detections(path: str | os.PathLike) -> list[DetectionRow]:
             coordinate / score that is not a finite number (naming the file and line).
     """
     rows = []
-    for n, row in _csv_rows(path):
+    for n, row in csv_rows(path):
         if len(row) != 8:
             raise AnnotationError(path, f'expected 8 fields (video_id,timestamp,x1,y1,x2,y2,action_id,score), '
                                         f'got {len(row)}', line=n)
         if not row[0]:
             raise AnnotationError(path, 'empty video_id', line=n)
-        ts = _int(path, n, row[1], 'timestamp', minimum=0)
-        x1, y1, x2, y2 = (_float(path, n, v, name) for v, name in zip(row[2:6], ('x1', 'y1', 'x2', 'y2')))
-        action = _int(path, n, row[6], 'action_id', minimum=1)
-        rows.append(DetectionRow(row[0], ts, x1, y1, x2, y2, action, _float(path, n, row[7], 'score')))
+        ts = parse_int(path, n, row[1], 'timestamp', minimum=0)
+        x1, y1, x2, y2 = (parse_float(path, n, v, name) for v, name in zip(row[2:6], ('x1', 'y1', 'x2', 'y2')))
+        action = parse_int(path, n, row[6], 'action_id', minimum=1)
+        rows.append(DetectionRow(row[0], ts, x1, y1, x2, y2, action, parse_float(path, n, row[7], 'score')))
     return rows
 
 
 def write_ava_detections(path: str | os.PathLike, rows: Iterable[DetectionRow]) -> int:
     """Write rows as the official submission csv (boxes with 4 decimals as mmaction2 writes them, scores with 6
-    significant digits so that close scores do not become ties). Written under a temporary name, then renamed.
+    significant digits so that close scores do not become ties), atomically.
 
     Returns:
         The number of rows written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
     count = 0
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w', encoding='utf-8') as f:
         for r in rows:
             f.write(f'{r.video_id},{r.timestamp:04d},{r.x1:.4f},{r.y1:.4f},{r.x2:.4f},{r.y2:.4f},{r.action_id},'
                     f'{r.score:.6g}\n')
             count += 1
-    os.replace(tmp, path)
     return count
 
 
@@ -170,28 +132,25 @@ def _match(det: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray:
 def voc_average_precision(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
     """PASCAL VOC all-point AP of ranked detections; NaN when ``num_gt`` is 0, 0 when there is no detection.
 
-    Detections are ranked by ``np.argsort(scores)[::-1]`` (the reference's order, ties included). Precision is made
-    non-increasing from the right and summed over the recall steps.
+    Detections are ranked by ``np.argsort(scores)[::-1]`` (the reference's order, ties included), then
+    :func:`tasks.engine.ap.interpolated_ap`.
     """
     if num_gt == 0:
         return float('nan')
     if len(scores) == 0:
         return 0.0
-    order = np.argsort(scores)[::-1]
-    hits = tp[order].astype(np.int64)
-    cum_tp = np.cumsum(hits)
-    precision = cum_tp / np.arange(1, len(hits) + 1)
-    recall = cum_tp / num_gt
-    precision = np.concatenate([[0.0], precision, [0.0]])
-    recall = np.concatenate([[0.0], recall, [1.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
-    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
+    cum_tp = np.cumsum(tp[np.argsort(scores)[::-1]].astype(np.int64))
+    return interpolated_ap(cum_tp / np.arange(1, len(cum_tp) + 1), cum_tp / num_gt)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the evaluator
 # ----------------------------------------------------------------------------------------------------------------------
+
+def _json_number(v: Any) -> Any:
+    """NaN -> None (JSON ``null``); anything else as it is."""
+    return None if isinstance(v, float) and math.isnan(v) else v
+
 
 @dataclass
 class AVAEvalResult:
@@ -219,25 +178,21 @@ class AVAEvalResult:
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (NaN written as ``null``)."""
-        def num(v: float) -> float | None:
-            return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
         return {
-            'protocol': self.protocol, 'iou_threshold': self.iou_threshold, 'mAP': num(self.mAP),
-            'per_class': [{'id': c, 'name': n, 'ap': num(self.ap[c]), 'num_gt': self.num_gt[c],
+            'protocol': self.protocol, 'iou_threshold': self.iou_threshold, 'mAP': _json_number(float(self.mAP)),
+            'per_class': [{'id': c, 'name': n, 'ap': _json_number(float(self.ap[c])), 'num_gt': self.num_gt[c],
                            'num_detections': self.num_detections[c]} for c, n in self.class_names.items()],
-            'extras': {k: (num(v) if isinstance(v, float) else v) for k, v in self.extras.items()},
+            'extras': {k: _json_number(v) for k, v in self.extras.items()},
         }
 
     def format_table(self) -> str:
         """Per-class lines and the mean, as printed by ``tools/eval_ava.py``."""
-        lines = [f'{"id":>4}  {"AP":>7}  {"GT":>6}  {"dets":>7}  class']
-        for c, name in self.class_names.items():
-            ap = self.ap[c]
-            lines.append(f'{c:>4}  {"-" if math.isnan(ap) else f"{ap:.4f}":>7}  {self.num_gt[c]:>6}  '
-                         f'{self.num_detections[c]:>7}  {name}')
-        lines.append(f'frame mAP@{self.iou_threshold} ({self.protocol} protocol): {self.mAP:.4f} over '
-                     f'{sum(not math.isnan(v) for v in self.ap.values())} classes')
-        return '\n'.join(lines)
+        rows = [[str(c), '-' if math.isnan(self.ap[c]) else f'{self.ap[c]:.4f}', str(self.num_gt[c]),
+                 str(self.num_detections[c]), name] for c, name in self.class_names.items()]
+        table = text_table(['id', 'AP', 'GT', 'dets', 'class'], rows, right=[True, True, True, True, False],
+                           rule=False)
+        return (f'{table}\nframe mAP@{self.iou_threshold} ({self.protocol} protocol): {self.mAP:.4f} over '
+                f'{sum(not math.isnan(v) for v in self.ap.values())} classes')
 
 
 def _gt_instances(gt: Iterable[AVABox], classes: Collection[int]) -> dict[Key, list[tuple[tuple, int]]]:
@@ -273,65 +228,41 @@ def _keyframe_detections(detections: Iterable[DetectionRow], classes: Collection
     return {k: sorted(v, key=lambda e: -e[0]) for k, v in grouped.items()}
 
 
-def evaluate_ava(gt: Sequence[AVABox], detections: Iterable[DetectionRow], label_map: Mapping[int, str],
-                 excluded: Collection[Key] = (), *, protocol: Protocol = 'official', iou_threshold: float = 0.5,
-                 max_detections: int | None = OFFICIAL_MAX_DETECTIONS) -> AVAEvalResult:
-    """Frame-level AP per label-map class and their mean.
-
-    Args:
-        gt: ground-truth boxes (:func:`tasks.data.annotations.read_ava_csv`); rows of other classes are ignored.
-        detections: submission rows (:func:`read_ava_detections`); rows of other classes are ignored.
-        label_map: evaluated class id -> name (:func:`tasks.data.annotations.read_ava_label_map`).
-        excluded: excluded ``(video_id, timestamp)`` keyframes (:func:`tasks.data.annotations.read_ava_excluded`).
-        protocol: ``'official'`` (ActivityNet) or ``'mmaction2'``; see the module docstring.
-        iou_threshold: matching IoU (0.5 for AVA).
-        max_detections: the official per-keyframe cap (50); ``None`` for none. Unused by ``'mmaction2'``.
-
-    Returns:
-        :class:`AVAEvalResult`.
-    """
-    if protocol not in ('official', 'mmaction2'):
-        raise ValueError(f"protocol must be 'official' or 'mmaction2', got {protocol!r}")
-    if not label_map:
-        raise ValueError('label_map is empty')
-    classes = set(label_map)
-    excluded = set(excluded)
-    official = protocol == 'official'
+def _keyframe_arrays(key: Key, entries: list[tuple], official: bool
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One keyframe's detections as (N,) scores, (N,) labels and (N, 4) ``[x1, y1, x2, y2]`` boxes, and how many
+    invalid boxes were dropped: the official per-image evaluator drops x2 <= x1 or y2 <= y1 before matching;
+    mmaction2's BoxList refuses x2 < x1 or y2 < y1, so they are an error naming the keyframe."""
     dtype = np.float64 if official else np.float32
-    gt_by_key = _gt_instances(gt, classes)
-    det_by_key = _keyframe_detections(detections, classes, max_detections if official else None)
+    scores = np.array([e[0] for e in entries], dtype=dtype)
+    labels = np.array([e[1] for e in entries], dtype=np.int64)
+    # back to [x1, y1, x2, y2] (the tuples keep the official [y1, x1, y2, x2] order for the heap's tie-breaking)
+    boxes = np.array([(e[3], e[2], e[5], e[4]) for e in entries], dtype=dtype)
+    if official:
+        valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
+        return scores[valid], labels[valid], boxes[valid], int((~valid).sum())
+    reversed_boxes = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if reversed_boxes.any():
+        raise ValueError(f'keyframe {key[0]},{key[1]:04d}: detection box {boxes[reversed_boxes][0].tolist()} has '
+                         'x2 < x1 or y2 < y1, which the mmaction2 protocol does not accept (the official one drops '
+                         'such boxes)')
+    return scores, labels, boxes, 0
 
-    num_gt = dict.fromkeys(label_map, 0)
-    for key, pairs in gt_by_key.items():
-        if official and key in excluded:  # mmaction2 counts the positives of excluded keyframes all the same
-            continue
-        for _, a in pairs:
-            num_gt[a] += 1
 
-    if official:  # detection keyframes in file order; keyframes without ground truth are matched against nothing
-        visit = [k for k in det_by_key if k not in excluded]
-    else:  # ground-truth keyframes in file order; detections elsewhere are never looked at
-        visit = [k for k in gt_by_key if k not in excluded]
-    scores: dict[int, list[np.ndarray]] = {c: [] for c in label_map}
-    flags: dict[int, list[np.ndarray]] = {c: [] for c in label_map}
+def _match_keyframes(visit: Sequence[Key], det_by_key: Mapping[Key, list[tuple]],
+                     gt_by_key: Mapping[Key, list[tuple[tuple, int]]], label_map: Mapping[int, str], official: bool,
+                     iou_threshold: float) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], int]:
+    """Per class, the scores and true-positive flags of its detections on the ``visit`` keyframes, in visiting
+    order, and the number of invalid boxes dropped."""
+    dtype = np.float64 if official else np.float32
+    scores: dict[int, list[np.ndarray]] = {c: [np.zeros(0, dtype=dtype)] for c in label_map}
+    flags: dict[int, list[np.ndarray]] = {c: [np.zeros(0, dtype=bool)] for c in label_map}
     invalid = 0
     for key in visit:
-        entries = det_by_key.get(key, [])
-        if not entries:
+        if not det_by_key.get(key):
             continue
-        det_scores = np.array([e[0] for e in entries], dtype=dtype)
-        det_labels = np.array([e[1] for e in entries], dtype=np.int64)
-        # back to [x1, y1, x2, y2] (the tuples keep the official [y1, x1, y2, x2] order for the heap's tie-breaking)
-        det_boxes = np.array([(e[3], e[2], e[5], e[4]) for e in entries], dtype=dtype)
-        if official:  # the per-image evaluator drops boxes with x2 <= x1 or y2 <= y1 before matching
-            valid = (det_boxes[:, 0] < det_boxes[:, 2]) & (det_boxes[:, 1] < det_boxes[:, 3])
-            invalid += int((~valid).sum())
-            det_scores, det_labels, det_boxes = det_scores[valid], det_labels[valid], det_boxes[valid]
-        elif np.any((det_boxes[:, 2] < det_boxes[:, 0]) | (det_boxes[:, 3] < det_boxes[:, 1])):
-            # mmaction2's BoxList refuses them ("Invalid box data"); say which keyframe instead
-            bad = det_boxes[(det_boxes[:, 2] < det_boxes[:, 0]) | (det_boxes[:, 3] < det_boxes[:, 1])][0]
-            raise ValueError(f'keyframe {key[0]},{key[1]:04d}: detection box {bad.tolist()} has x2 < x1 or y2 < y1, '
-                             'which the mmaction2 protocol does not accept (the official one drops such boxes)')
+        det_scores, det_labels, det_boxes, dropped = _keyframe_arrays(key, det_by_key[key], official)
+        invalid += dropped
         pairs = gt_by_key.get(key, [])
         gt_boxes = np.array([b for b, _ in pairs], dtype=dtype).reshape(-1, 4)
         gt_labels = np.array([a for _, a in pairs], dtype=np.int64)
@@ -339,23 +270,53 @@ def evaluate_ava(gt: Sequence[AVABox], detections: Iterable[DetectionRow], label
             sel = det_labels == c
             scores[c].append(det_scores[sel])
             flags[c].append(_match(det_boxes[sel], gt_boxes[gt_labels == c], iou_threshold))
+    return ({c: np.concatenate(s) for c, s in scores.items()}, {c: np.concatenate(f) for c, f in flags.items()},
+            invalid)
 
-    ap: dict[int, float] = {}
-    num_det: dict[int, int] = {}
-    for c in label_map:
-        s = np.concatenate(scores[c]) if scores[c] else np.zeros(0, dtype=dtype)
-        f = np.concatenate(flags[c]) if flags[c] else np.zeros(0, dtype=bool)
-        num_det[c] = len(s)
-        if not official and len(s) == 0:
-            ap[c] = float('nan')  # mmaction2 only averages classes that were detected at least once
-        else:
-            ap[c] = voc_average_precision(s, f, num_gt[c])
+
+def evaluate_ava(gt: Sequence[AVABox], detections: Iterable[DetectionRow], label_map: Mapping[int, str],
+                 excluded: Collection[Key] = (), *, protocol: Protocol = 'official', iou_threshold: float = 0.5,
+                 max_detections: int | None = OFFICIAL_MAX_DETECTIONS) -> AVAEvalResult:
+    """Frame-level AP per label-map class and their mean.
+
+    Per class, the detections of all keyframes are pooled; inside its keyframe each one, by descending score, takes
+    the ground-truth box of its class it overlaps most (the first on ties) if that IoU is >= ``iou_threshold`` and
+    the box is still free, else it is a false positive. Keyframes are visited in detection-file order (official) or
+    ground-truth-file order (mmaction2), which fixes the ranking of tied scores as the reference tools do.
+
+    Args:
+        gt: ground-truth boxes (:func:`tasks.data.annotations.read_ava_csv`); rows of other classes are ignored.
+            The reader merges a box's rows, so a duplicated (box, action) row counts once (the official
+            reader counts it twice).
+        detections: submission rows (:func:`read_ava_detections`); rows of other classes are ignored.
+        label_map: evaluated class id -> name (:func:`tasks.data.annotations.read_ava_label_map`).
+        excluded: excluded ``(video_id, timestamp)`` keyframes (:func:`tasks.data.annotations.read_ava_excluded`).
+        protocol: ``'official'`` (ActivityNet) or ``'mmaction2'`` (docs/ava.md#evaluation).
+        iou_threshold: matching IoU (0.5 for AVA).
+        max_detections: the official per-keyframe cap (50); ``None`` for none. Unused by ``'mmaction2'``.
+    """
+    if protocol not in ('official', 'mmaction2'):
+        raise ValueError(f"protocol must be 'official' or 'mmaction2', got {protocol!r}")
+    if not label_map:
+        raise ValueError('label_map is empty')
+    excluded = set(excluded)
+    official = protocol == 'official'
+    gt_by_key = _gt_instances(gt, set(label_map))
+    det_by_key = _keyframe_detections(detections, set(label_map), max_detections if official else None)
+    num_gt = dict.fromkeys(label_map, 0)
+    for key, pairs in gt_by_key.items():
+        if not (official and key in excluded):  # mmaction2 counts the positives of excluded keyframes all the same
+            for _, a in pairs:
+                num_gt[a] += 1
+    # official: keyframes without ground truth are matched against nothing; mmaction2 never looks at them
+    visit = [k for k in (det_by_key if official else gt_by_key) if k not in excluded]
+    scores, flags, invalid = _match_keyframes(visit, det_by_key, gt_by_key, label_map, official, iou_threshold)
+    # mmaction2 only averages classes that were detected at least once
+    ap = {c: float('nan') if not official and len(scores[c]) == 0 else
+          voc_average_precision(scores[c], flags[c], num_gt[c]) for c in label_map}
     valid_ap = [v for v in ap.values() if not math.isnan(v)]
-    mean = float(np.mean(valid_ap)) if valid_ap else float('nan')
-    extras: dict[str, float] = {
-        'num_keyframes_gt': sum(1 for k in gt_by_key if k not in excluded),
-        'num_keyframes_scored': len(visit),
-    }
+    extras: dict[str, float] = {'num_keyframes_gt': sum(1 for k in gt_by_key if k not in excluded),
+                                'num_keyframes_scored': len(visit)}
     if official:
         extras['num_invalid_boxes_dropped'] = invalid
     else:
@@ -365,16 +326,25 @@ def evaluate_ava(gt: Sequence[AVABox], detections: Iterable[DetectionRow], label
             vals = [v for c, v in ap.items() if lo <= c <= hi and not math.isnan(v)]
             extras[name] = float(np.mean(vals)) if vals else float('nan')
     return AVAEvalResult(protocol=protocol, iou_threshold=iou_threshold, class_names=dict(label_map), ap=ap,
-                         num_gt=num_gt, num_detections=num_det, mAP=mean, extras=extras)
+                         num_gt=num_gt, num_detections={c: len(s) for c, s in scores.items()},
+                         mAP=float(np.mean(valid_ap)) if valid_ap else float('nan'), extras=extras)
+
+
+def read_ground_truth(gt_file: str | os.PathLike, label_file: str | os.PathLike,
+                      exclude_file: str | os.PathLike | None = None
+                      ) -> tuple[dict[int, str], list[AVABox], set[Key]]:
+    """The label map (pbtxt), the ground-truth boxes of its classes (csv) and the excluded keyframes (csv; none
+    without a file)."""
+    label_map = read_ava_label_map(label_file)
+    gt = read_ava_csv(gt_file, keep_ids=set(label_map))
+    return label_map, gt, read_ava_excluded(exclude_file) if exclude_file is not None else set()
 
 
 def evaluate_ava_files(gt_file: str | os.PathLike, pred_file: str | os.PathLike, label_file: str | os.PathLike,
                        exclude_file: str | os.PathLike | None = None, *, protocol: Protocol = 'official',
                        iou_threshold: float = 0.5) -> AVAEvalResult:
     """:func:`evaluate_ava` on files: ground-truth csv, submission csv, label-map pbtxt, excluded-timestamps csv."""
-    label_map = read_ava_label_map(label_file)
-    gt = read_ava_csv(gt_file, keep_ids=set(label_map))
-    excluded = read_ava_excluded(exclude_file) if exclude_file is not None else set()
+    label_map, gt, excluded = read_ground_truth(gt_file, label_file, exclude_file)
     return evaluate_ava(gt, read_ava_detections(pred_file), label_map, excluded, protocol=protocol,
                         iou_threshold=iou_threshold)
 
@@ -492,6 +462,18 @@ def reference_maps(gt: Sequence[AVABox], boxes: Mapping[Key, np.ndarray], label_
     return refs
 
 
+def format_references(refs: Mapping[str, float]) -> str:
+    """The lines that print :func:`reference_maps` next to a model's mAP (the random ones only when computed)."""
+    lines = []
+    if not math.isnan(refs['random_detections_mAP']):
+        lines += [f'random detections on the same boxes: mAP {refs["random_detections_mAP"]:.4f} '
+                  f'+- {refs["random_detections_mAP_std"]:.4f}',
+                  f'random detections on randomly placed boxes: mAP {refs["random_boxes_mAP"]:.4f} '
+                  f'+- {refs["random_boxes_mAP_std"]:.4f}']
+    lines.append(f'perfect action scores on the same boxes (their ceiling): mAP {refs["oracle_scores_mAP"]:.4f}')
+    return '\n'.join(lines)
+
+
 def boxes_of(detections: Iterable[DetectionRow]) -> dict[Key, np.ndarray]:
     """The distinct boxes of each keyframe of a submission (its proposals), for :func:`random_baseline`."""
     seen: dict[Key, dict[tuple, None]] = {}
@@ -523,11 +505,38 @@ def plot_per_class_ap(result: AVAEvalResult, path: str | os.PathLike, *, title: 
                    title=title or f'AVA frame AP per class ({result.protocol} protocol)', lines=lines, missing=missing)
 
 
-def write_result_json(result: AVAEvalResult, path: str | os.PathLike, **extra) -> dict:
-    """Write ``result.to_dict()`` (plus ``extra`` keys) as JSON; returns what was written."""
-    data = {**result.to_dict(), **extra}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + '\n', encoding='utf-8')
+def write_result_json(result: AVAEvalResult, path: str | os.PathLike, **extra: Any) -> dict:
+    """Write ``result.to_dict()`` (plus ``extra`` keys, NaN as ``null``) as JSON, atomically; returns what was
+    written."""
+    data = {**result.to_dict(), **{k: _json_number(v) for k, v in extra.items()}}
+    write_json_atomic(path, data, indent=2, allow_nan=False)
     return data
 
+
+def evaluate_and_report(gt_file: str | os.PathLike, pred_file: str | os.PathLike, label_file: str | os.PathLike,
+                        exclude_file: str | os.PathLike | None = None, *, protocol: Protocol = 'official',
+                        iou_threshold: float = 0.5, baseline_seeds: int = 3, out: str | os.PathLike | None = None,
+                        plot: str | os.PathLike | None = None, echo: Callable[[str], None] = print) -> AVAEvalResult:
+    """What ``tools/eval_ava.py`` does: evaluate a submission csv, print the per-class table and the references of
+    :func:`reference_maps` on the submission's boxes (the random ones only with ``baseline_seeds > 0``), write the
+    result JSON to ``out`` and the per-class chart to ``plot`` (default: ``out`` with ``.png``).
+
+    Raises:
+        AnnotationError: a missing or malformed file (naming the file and line).
+    """
+    label_map, gt, excluded = read_ground_truth(gt_file, label_file, exclude_file)
+    detections = read_ava_detections(pred_file)
+    result = evaluate_ava(gt, detections, label_map, excluded, protocol=protocol, iou_threshold=iou_threshold)
+    refs = reference_maps(gt, boxes_of(detections), label_map, excluded, protocol=protocol,
+                          seeds=range(baseline_seeds), iou_threshold=iou_threshold)
+    echo(f'{result.format_table()}\n{format_references(refs)}')
+    if out is not None:
+        kept = refs if baseline_seeds > 0 else {'oracle_scores_mAP': refs['oracle_scores_mAP']}
+        write_result_json(result, out, gt=str(gt_file), pred=str(pred_file), label_map=str(label_file),
+                          exclude=None if exclude_file is None else str(exclude_file), **kept)
+        echo(f'wrote {out}')
+    plot = plot or (Path(out).with_suffix('.png') if out is not None else None)
+    if plot is not None:
+        plot_per_class_ap(result, plot, baseline=refs['random_detections_mAP'], ceiling=refs['oracle_scores_mAP'])
+        echo(f'wrote {plot}')
+    return result

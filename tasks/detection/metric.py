@@ -19,7 +19,6 @@ With ``out_dir`` (``tools/test.py`` fills in its work directory) the metric writ
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,10 +29,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
-from tasks.data.annotations import read_ava_csv, read_ava_excluded, read_ava_label_map
-
-from .evaluation import (DetectionRow, Protocol, evaluate_ava, plot_per_class_ap, reference_maps, write_ava_detections,
-                         write_result_json)
+from .evaluation import (DetectionRow, Protocol, evaluate_ava, format_references, plot_per_class_ap, read_ground_truth,
+                         reference_maps, write_ava_detections, write_result_json)
 
 __all__ = ['VideoMAEv2AVAMetric', 'PREDICTIONS_CSV', 'RESULTS_JSON', 'CHART_PNG']
 
@@ -79,9 +76,7 @@ class VideoMAEv2AVAMetric(BaseMetric):
         self.baseline_seeds = baseline_seeds
         self.out_dir = out_dir
         # read now: a wrong path fails before the test loop, not after it
-        self.label_map = read_ava_label_map(label_file)
-        self.gt = read_ava_csv(ann_file, keep_ids=set(self.label_map))
-        self.excluded = read_ava_excluded(exclude_file) if exclude_file is not None else set()
+        self.label_map, self.gt, self.excluded = read_ground_truth(ann_file, label_file, exclude_file)
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
@@ -119,17 +114,11 @@ class VideoMAEv2AVAMetric(BaseMetric):
                               seeds=range(self.baseline_seeds))
         baseline, floor, ceiling = refs['random_detections_mAP'], refs['random_boxes_mAP'], refs['oracle_scores_mAP']
         print_log(f'AVA frame mAP@0.5 ({self.protocol} protocol) over {len(results)} keyframes:\n'
-                  f'{result.format_table()}\nrandom detections on the same boxes: mAP {baseline:.4f} +- '
-                  f'{refs["random_detections_mAP_std"]:.4f}\n'
-                  f'random detections on randomly placed boxes: mAP {floor:.4f} +- {refs["random_boxes_mAP_std"]:.4f}\n'
-                  f'perfect action scores on the same boxes (the proposals\' ceiling): mAP {ceiling:.4f}',
-                  logger='current')
+                  f'{result.format_table()}\n{format_references(refs)}', logger='current')
         if self.out_dir is not None:
             out = Path(self.out_dir)
-            out.mkdir(parents=True, exist_ok=True)
             write_ava_detections(out / PREDICTIONS_CSV, rows)
-            write_result_json(result, out / RESULTS_JSON, **{k: _num(v) for k, v in refs.items()},
-                              num_keyframes=len(results),
+            write_result_json(result, out / RESULTS_JSON, **refs, num_keyframes=len(results),
                               action_thr=self.action_thr, gt=str(self.ann_file), label_map=str(self.label_file),
                               exclude=self.exclude_file,
                               failed_keyframes=[dict(video_id=v, timestamp=t, reason=why) for v, t, why in failed])
@@ -139,7 +128,3 @@ class VideoMAEv2AVAMetric(BaseMetric):
         metrics = {'mAP': result.mAP, 'mAP_random': baseline, 'mAP_random_boxes': floor, 'mAP_oracle': ceiling}
         metrics.update({f'AP/{name}': result.ap[c] for c, name in self.label_map.items()})
         return metrics
-
-
-def _num(v: float) -> float | None:
-    return None if math.isnan(v) else v

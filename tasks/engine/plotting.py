@@ -5,6 +5,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.data.files import atomic_path
+
 __all__ = ['per_class_bars']
 
 
@@ -37,10 +39,7 @@ def per_class_bars(path: str | os.PathLike, names: Sequence[str], values: Sequen
         ax.legend(loc='lower right', fontsize=8)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp.png')
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return Path(path)

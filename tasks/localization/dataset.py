@@ -3,8 +3,9 @@
 One item per video of the chosen subset: its features (C, T) and its instances as *fractional feature rows*. The
 seconds -> rows conversion is the store's own (:meth:`feature_store.VideoFeatureMeta.seconds_to_row`, from the fps,
 stride and clip centres recorded at extraction), so no config carries a stride, fps or offset of its own: the
-bookkeeping that most often breaks THUMOS14 numbers (docs/thumos14.md#time-and-feature-rows). The same metadata travels with each item to
-:meth:`tasks.localization.model.ActionFormerTAD.postprocess`, which maps predicted rows back to seconds.
+bookkeeping that most often breaks THUMOS14 numbers (docs/thumos14.md#time-and-feature-rows). The same metadata
+travels with each item to :meth:`tasks.localization.model.ActionFormerTAD.postprocess`, which maps predicted rows
+back to seconds.
 
 Checks at construction (errors name the video and both files):
 
@@ -36,7 +37,7 @@ from mmengine.registry import DATASETS, FUNCTIONS
 from feature_store import FeatureStore, VideoFeatureMeta
 from feature_store.dataset import FeatureDataset
 
-from .evaluation import AnnFormat, class_names, detect_format, read_annotations, resolve_subset
+from tasks.data.annotations import AnnFormat, class_names, detect_format, read_annotations, resolve_subset
 
 __all__ = ['TADFeatureDataset', 'tad_collate', 'truncate', 'online_extract_config']
 
@@ -46,9 +47,9 @@ def online_extract_config(online: Mapping[str, Any]):
 
     Keys: ``video_dir`` (required), ``video_ext`` ('.mp4'), ``resize`` ('squash' | 'short_side'), ``size``
     ((h, w) or one side, default 224), ``short_side``, ``normalize`` (False: the official TAD features have no mean/std,
-    docs/thumos14.md#official-feature-extractor), and any :class:`~feature_store.extract.ExtractConfig` field (``arch``, ``checkpoint``, ``seed``,
-    ``img_size``, ``frames``, ``clip_len``, ``frame_interval``, ``stride``, ``dtype``, ``batch_size``, ``num_workers``,
-    ``device``, ``backend``).
+    docs/thumos14.md#official-feature-extractor), and any :class:`~feature_store.extract.ExtractConfig` field
+    (``arch``, ``checkpoint``, ``seed``, ``img_size``, ``frames``, ``clip_len``, ``frame_interval``, ``stride``,
+    ``dtype``, ``batch_size``, ``num_workers``, ``device``, ``backend``).
     """
     from feature_store.extract import ExtractConfig, Preprocess
 
@@ -123,7 +124,7 @@ class TADFeatureDataset(torch.utils.data.Dataset):
         ann_file: ActionFormer or OpenTAD json (``ann_format``).
         feature_store: HDF5 store holding the videos' features.
         subset: ``'train'`` (THUMOS14 validation videos), ``'test'``, or a subset name as written in the file
-            (:func:`~tasks.localization.evaluation.resolve_subset`).
+            (:func:`~tasks.data.annotations.resolve_subset`).
         ann_format: ``'auto'``, ``'actionformer'`` or ``'opentad'``.
         class_map: class names in id order or a ``category_idx.txt`` (default: the file next to the json, if any);
             needed for an ActionFormer file that does not use every class.

@@ -1,53 +1,31 @@
-"""Temporal action detection mAP at several tIoU thresholds (THUMOS14 protocol, docs/thumos14.md#evaluation), in plain numpy.
+"""Temporal action detection mAP at several tIoU thresholds (THUMOS14 protocol), in plain numpy.
 
-This is the ActivityNet python evaluator that ActionFormer (``libs/utils/metrics.py``) and OpenTAD
-(``opentad/evaluations/mAP.py``) both use, re-implemented from its description:
-
-1. **Ground-truth clean-up**: per video, an instance with the same label as an earlier one and both boundaries within
-   1e-3 s of it is a duplicate and dropped; instances shorter than 1e-3 s are dropped (ActionFormer's rule).
-2. **Sort**: per class and threshold, all predictions of the class over all videos, by descending score (ties keep
-   the input order: a stable sort).
-3. **Greedy matching**: a prediction in a video without ground truth of its class is a false positive. Otherwise the
-   video's instances of that class are visited by descending tIoU: tIoU < threshold -> false positive and stop; an
-   instance already matched at this threshold -> try the next; else true positive, and the instance is locked.
-   tIoU >= threshold counts as a match.
-4. **AP** is all-point interpolated: precision made monotone from the right and summed over the recall steps, with
-   the number of ground-truth instances of the class as the recall denominator.
-5. **mAP** at a threshold is the mean AP over the classes that have ground truth; the average over the thresholds is
-   the headline number. Predictions of classes without ground truth are ignored.
-
-``ambiguous_aware=True`` adds the one rule of the THUMOS14 MATLAB kit (``TH14evalDet``) that the python evaluators
-lack: a detection that is *not* matched at a threshold and overlaps (intersection > 0) an ``Ambiguous`` interval of
-its video is removed from the ranking instead of counting as a false positive. Matching stays the greedy,
-score-ordered one above (the kit matches ground-truth-first and uses another AP), so this is not the kit's number,
-only its Ambiguous rule; say which one you report (docs/thumos14.md#evaluation).
-
-Inputs are plain containers: ground truth as :class:`GroundTruth` (built from a
-:class:`tasks.data.annotations.TADAnnotations` with :meth:`GroundTruth.from_annotations`, or read with
-:func:`read_ground_truth`), predictions as the
-ActivityNet-style ``{video: [{"segment": [s, e], "label": name, "score": x}]}`` mapping that
-:func:`read_predictions` reads from ``{"results": ...}`` json files (OpenTAD's output layout; docs/thumos14.md#annotation-formats).
+The ActivityNet evaluator that ActionFormer and OpenTAD use (duplicate ground truth removed, greedy score-ordered
+matching, all-point interpolated AP), optionally with the THUMOS14 kit's Ambiguous rule; docs/thumos14.md#evaluation
+states each step. Ground truth is a :class:`GroundTruth`, predictions the ActivityNet-style
+``{video: [{"segment": [s, e], "label": name, "score": x}]}`` mapping (docs/thumos14.md#annotation-formats).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from tasks.data.annotations import (AnnotationError, TADAnnotations, read_actionformer_json, read_class_map,
-                               read_opentad_json)
+from tasks.data.annotations import AnnFormat, TADAnnotations, detect_format, read_annotations, resolve_subset
+from tasks.data.files import atomic_path, write_json_atomic
+from tasks.engine.ap import interpolated_ap
+from tasks.engine.report import text_table
 
 __all__ = [
-    'DEFAULT_TIOUS', 'GroundTruth', 'Prediction', 'DetectionResult', 'segment_iou', 'interpolated_ap',
-    'evaluate_detection', 'random_predictions', 'random_baseline', 'read_ground_truth', 'read_predictions',
-    'write_predictions', 'read_annotations', 'class_names', 'detect_format', 'resolve_subset', 'format_table',
-    'plot_map_vs_tiou', 'plot_per_class_ap', 'AnnFormat',
+    'DEFAULT_TIOUS', 'GroundTruth', 'Prediction', 'DetectionResult', 'segment_iou', 'evaluate_detection',
+    'random_predictions', 'random_baseline', 'read_ground_truth', 'read_predictions', 'write_predictions',
+    'write_result_json', 'format_table', 'plot_map_vs_tiou', 'plot_per_class_ap', 'evaluate_and_report',
 ]
 
 DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -56,7 +34,6 @@ DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
 DUPLICATE_TOL = 1e-3
 """Seconds within which two same-label instances count as one (ActivityNet / ActionFormer)."""
 
-AnnFormat = Literal['auto', 'actionformer', 'opentad']
 Prediction = Mapping[str, Any]
 """One detection: ``{"segment": [start, end] (seconds), "label": class name, "score": float}``."""
 
@@ -66,7 +43,7 @@ Prediction = Mapping[str, Any]
 # =====================================================================================================================
 @dataclass
 class GroundTruth:
-    """The instances to detect, per video, after the clean-up of step 1.
+    """The instances to detect, per video, without duplicates and instances under 1e-3 s.
 
     Attributes:
         segments: video id -> (N, 2) float64 [start, end] seconds (every video of the evaluated subset, also videos
@@ -132,99 +109,6 @@ class GroundTruth:
         return ordered + sorted(present - set(ordered))
 
 
-def _sniff_format(path: Path) -> Literal['actionformer', 'opentad']:
-    """ActionFormer annotations carry ``label_id`` (and per-video ``fps``); OpenTAD's carry neither."""
-    try:
-        db = json.loads(path.read_text(encoding='utf-8')).get('database')
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return 'actionformer'  # let the reader produce the precise error
-    if isinstance(db, dict):
-        for info in db.values():
-            if not isinstance(info, dict):
-                break
-            if 'fps' in info:
-                return 'actionformer'
-            if 'frame' in info:
-                return 'opentad'
-            for ann in info.get('annotations') or []:
-                if isinstance(ann, dict):
-                    return 'actionformer' if 'label_id' in ann else 'opentad'
-    return 'actionformer'
-
-
-def read_annotations(path: str | os.PathLike, ann_format: AnnFormat = 'auto',
-                     class_map: Sequence[str] | str | os.PathLike | None = None) -> TADAnnotations:
-    """Read an ActionFormer or OpenTAD THUMOS14 json with :mod:`tasks.data.annotations` (``'auto'`` looks for
-    ``fps`` / ``label_id`` (ActionFormer) or ``frame`` (OpenTAD)). ``class_map`` is OpenTAD's ``category_idx.txt``
-    (default: ``category_idx.txt`` next to the json if it exists, else the sorted labels)."""
-    path = Path(path)
-    fmt = detect_format(path, ann_format)
-    if fmt == 'actionformer':
-        return read_actionformer_json(path)
-    if fmt == 'opentad':
-        if class_map is None and (path.parent / 'category_idx.txt').is_file():
-            class_map = path.parent / 'category_idx.txt'
-        return read_opentad_json(path, class_map)
-    raise ValueError(f"ann_format must be 'auto', 'actionformer' or 'opentad', got {ann_format!r}")
-
-
-def class_names(ann: TADAnnotations, class_map: Sequence[str] | str | os.PathLike | None = None,
-                path: str | os.PathLike = '<annotations>') -> list[str]:
-    """All class names in id order. ActionFormer files only name the classes they use, so a subset-only or small
-    file may miss ids: then ``class_map`` (names in id order, or OpenTAD's ``category_idx.txt``; default: the one
-    next to the json) completes them, and must agree with every ``label_id`` of the file.
-
-    Raises:
-        AnnotationError: ids that are not 0..K-1 and no class map, or a class map contradicting the file.
-    """
-    if class_map is None and (Path(path).parent / 'category_idx.txt').is_file():
-        class_map = Path(path).parent / 'category_idx.txt'
-    if isinstance(class_map, (str, os.PathLike)):
-        class_map = read_class_map(class_map)
-    if class_map is None:
-        if sorted(ann.classes) != list(range(len(ann.classes))):
-            raise AnnotationError(path, f'class ids {sorted(ann.classes)} are not 0..{len(ann.classes) - 1} (the '
-                                        'file does not use every class); give the class names in id order '
-                                        '(class_map, e.g. a category_idx.txt)')
-        return [ann.classes[i] for i in range(len(ann.classes))]
-    names = list(class_map)
-    wrong = {i: n for i, n in ann.classes.items() if i >= len(names) or names[i] != n}
-    if wrong:
-        raise AnnotationError(path, f'label ids/names {wrong} disagree with the class map {names}')
-    return names
-
-
-# Logical splits -> the subset names each format uses. THUMOS14 detectors train on the *validation* videos and are
-# tested on the *test* videos; OpenTAD renames them "training" / "validation" (docs/thumos14.md#classes-and-splits).
-_SPLITS = {'actionformer': {'train': 'validation', 'test': 'test'},
-           'opentad': {'train': 'training', 'test': 'validation'}}
-
-
-def detect_format(path: str | os.PathLike, ann_format: AnnFormat = 'auto') -> Literal['actionformer', 'opentad']:
-    """The format of an annotation json: ``ann_format`` unless ``'auto'``, else ActionFormer when videos carry
-    ``fps`` or annotations ``label_id``, OpenTAD when they carry ``frame``."""
-    if ann_format not in ('auto', 'actionformer', 'opentad'):
-        raise ValueError(f"ann_format must be 'auto', 'actionformer' or 'opentad', got {ann_format!r}")
-    return _sniff_format(Path(path)) if ann_format == 'auto' else ann_format
-
-
-def resolve_subset(ann: TADAnnotations, subset: str, ann_format: Literal['actionformer', 'opentad'],
-                   where: str | os.PathLike = '<annotations>') -> list[str]:
-    """Subset names in the file for ``subset``: ``'train'`` (THUMOS14 validation videos: ActionFormer
-    ``Validation``, OpenTAD ``training``) or ``'test'`` (ActionFormer ``Test``, OpenTAD ``validation``); any other
-    value is taken literally (case-insensitive).
-
-    Raises:
-        AnnotationError: no video of the file is in that subset (the message lists the subsets there are).
-    """
-    present = {v.subset.lower() for v in ann.videos.values()}
-    names = [_SPLITS[ann_format].get(subset.lower(), subset.lower())]
-    if not present & set(names):
-        raise AnnotationError(where, f'no video in subset {subset!r} (looked for {names} in this {ann_format} '
-                                     f'file); the file has subsets {sorted(present)}')
-    return names
-
-
 def read_ground_truth(path: str | os.PathLike, subset: str | None = 'test', ann_format: AnnFormat = 'auto',
                       class_map: Sequence[str] | str | os.PathLike | None = None) -> GroundTruth:
     """Ground truth of one subset of an ActionFormer / OpenTAD json (``subset=None``: every video)."""
@@ -273,17 +157,12 @@ def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]
 
 def write_predictions(path: str | os.PathLike, results: Mapping[str, Sequence[Prediction]],
                       extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``{"results": ..., **extra}`` (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``{"results": ..., **extra}`` atomically."""
     payload = {'results': {vid: [{'segment': [float(p['segment'][0]), float(p['segment'][1])],
                                   'label': str(p['label']), 'score': float(p['score'])} for p in dets]
                            for vid, dets in results.items()}}
     payload.update(extra or {})
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(json.dumps(payload) + '\n')
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, payload, indent=None)
 
 
 # =====================================================================================================================
@@ -298,19 +177,14 @@ def segment_iou(segment: Sequence[float], candidates: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
-    """All-point interpolated AP: precision made non-increasing from the right (the envelope), then summed over the
-    points where recall changes, each weighted by its recall step (VOC 2010+ / ActivityNet)."""
-    p = np.concatenate([[0.0], np.asarray(precision, dtype=np.float64), [0.0]])
-    r = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64), [1.0]])
-    p = np.maximum.accumulate(p[::-1])[::-1]
-    steps = np.flatnonzero(r[1:] != r[:-1]) + 1
-    return float(np.sum((r[steps] - r[steps - 1]) * p[steps]))
-
-
 def _class_ap(gt: GroundTruth, label: str, preds: list[tuple[str, float, float, float]],
               tious: np.ndarray, ambiguous_aware: bool) -> np.ndarray:
-    """AP of one class at every threshold. ``preds``: (video, start, end, score) of this class."""
+    """AP of one class at every threshold. ``preds``: (video, start, end, score) of this class.
+
+    Predictions are visited by descending score (stable); each takes the free instance of its video with the highest
+    tIoU >= the threshold, else it is a false positive. With ``ambiguous_aware`` an unmatched one that overlaps an
+    Ambiguous interval of its video leaves the ranking.
+    """
     npos = gt.num_instances(label)
     ap = np.zeros(len(tious))
     if npos == 0 or not preds:
@@ -411,14 +285,15 @@ class DetectionResult:
 
 def evaluate_detection(gt: GroundTruth, predictions: Mapping[str, Sequence[Prediction]],
                        tious: Sequence[float] = DEFAULT_TIOUS, ambiguous_aware: bool = False) -> DetectionResult:
-    """mAP of ``predictions`` against ``gt`` at every threshold (module docstring, steps 2-5).
+    """mAP of ``predictions`` against ``gt`` at every threshold: the mean AP over the classes with ground truth.
 
     Args:
         gt: ground truth of the evaluated videos.
         predictions: ``{video: [{"segment": [s, e], "label": name, "score": x}]}``. Videos outside ``gt`` and
             classes without ground truth are ignored (counted in ``DetectionResult.ignored``).
         tious: thresholds in (0, 1].
-        ambiguous_aware: drop unmatched detections that overlap an Ambiguous interval (THUMOS14 kit rule).
+        ambiguous_aware: drop unmatched detections that overlap an Ambiguous interval (the THUMOS14 kit's rule;
+            matching and AP stay ActivityNet's, so the number is not the kit's).
 
     Raises:
         ValueError: a threshold outside (0, 1] or no ground-truth instance at all.
@@ -499,18 +374,28 @@ def random_baseline(gt: GroundTruth, tious: Sequence[float] = DEFAULT_TIOUS, amb
 # =====================================================================================================================
 def format_table(result: DetectionResult, baseline: DetectionResult | None = None, per_class: bool = False) -> str:
     """Plain-text table: mAP (%) per tIoU and the average, optionally a random-baseline row and per-class rows."""
-    head = ['tIoU'] + [f'{t:.2f}' for t in result.tious] + ['avg']
-    rows = [['mAP (%)'] + [f'{100 * m:.2f}' for m in result.map_per_tiou] + [f'{100 * result.average_map:.2f}']]
+    def row(name: str, values: Iterable[float], mean: float) -> list[str]:
+        return [name] + [f'{100 * v:.2f}' for v in values] + [f'{100 * mean:.2f}']
+
+    rows = [row('mAP (%)', result.map_per_tiou, result.average_map)]
     if baseline is not None:
-        rows.append(['random (%)'] + [f'{100 * m:.2f}' for m in baseline.map_per_tiou] +
-                    [f'{100 * baseline.average_map:.2f}'])
+        rows.append(row('random (%)', baseline.map_per_tiou, baseline.average_map))
     if per_class:
-        for i, c in enumerate(result.classes):
-            ap = result.ap[:, i]
-            rows.append([f'  {c}'] + [f'{100 * a:.2f}' for a in ap] + [f'{100 * ap.mean():.2f}'])
-    width = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: '  '.join(c.ljust(width[0]) if i == 0 else c.rjust(width[i]) for i, c in enumerate(r))  # noqa
-    return '\n'.join([line(head), '-' * len(line(head)), *(line(r) for r in rows)])
+        rows += [row(f'  {c}', result.ap[:, i], result.ap[:, i].mean()) for i, c in enumerate(result.classes)]
+    header = ['tIoU'] + [f'{t:.2f}' for t in result.tious] + ['avg']
+    return text_table(header, rows, right=[False] + [True] * (len(header) - 1))
+
+
+def write_result_json(result: DetectionResult, path: str | os.PathLike, baseline: DetectionResult | None = None,
+                      **extra: Any) -> dict[str, Any]:
+    """Write ``result.to_dict()``, the ``extra`` keys and the random baseline's mAPs as JSON; returns the payload."""
+    payload = {**result.to_dict(), **extra}
+    if baseline is not None:
+        payload['random_baseline'] = {'average_mAP': baseline.average_map,
+                                      'mAP': {f'{t:.2f}': float(m) for t, m in zip(baseline.tious,
+                                                                                   baseline.map_per_tiou)}}
+    write_json_atomic(path, payload, indent=1)
+    return payload
 
 
 def plot_per_class_ap(result: DetectionResult, path: str | os.PathLike, baseline: DetectionResult | None = None,
@@ -535,8 +420,6 @@ def plot_map_vs_tiou(result: DetectionResult, path: str | os.PathLike, baseline:
     matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
     ax.plot(result.tious, 100 * result.map_per_tiou, 'o-', label=f'model (avg {100 * result.average_map:.1f})')
     if baseline is not None:
@@ -549,6 +432,45 @@ def plot_map_vs_tiou(result: DetectionResult, path: str | os.PathLike, baseline:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    return path
+    return Path(path)
+
+
+def evaluate_and_report(gt_file: str | os.PathLike, pred_file: str | os.PathLike, *, subset: str = 'test',
+                        tious: Sequence[float] = DEFAULT_TIOUS, ambiguous_aware: bool = False,
+                        ann_format: AnnFormat = 'auto', class_map: str | os.PathLike | None = None,
+                        out: str | os.PathLike | None = None, plot: str | os.PathLike | None = None,
+                        per_class: bool = False, with_baseline: bool = True,
+                        echo: Callable[[str], None] = print) -> DetectionResult:
+    """What ``tools/eval_tad.py`` does: evaluate a prediction json against one subset of an annotation json, print
+    the table (with the random baseline), write the result JSON to ``out`` and the mAP-vs-tIoU chart to ``plot``
+    (default: ``out`` with ``.png``) with the per-class chart beside it (``<plot stem>_per_class.png``).
+
+    Raises:
+        AnnotationError, ValueError, FileNotFoundError: unreadable or inconsistent input.
+    """
+    fmt = detect_format(gt_file, ann_format)
+    ann = read_annotations(gt_file, fmt, class_map)
+    names = resolve_subset(ann, subset, fmt, gt_file)
+    gt = GroundTruth.from_annotations(ann, names)
+    result = evaluate_detection(gt, read_predictions(pred_file), tious, ambiguous_aware)
+    durations = {v.video_id: v.duration for v in ann.subset(*names)}
+    baseline = random_baseline(gt, tious, ambiguous_aware, durations=durations) if with_baseline else None
+    ignored = (f' ({result.ignored["videos"]} on other videos and {result.ignored["classes"]} of other classes '
+               'ignored)' if any(result.ignored.values()) else '')
+    echo(f'{gt_file} subset {names}: {len(gt.videos)} videos, {gt.num_instances()} instances '
+         f'({gt.removed} duplicates/empty removed), {len(result.classes)} classes; {result.num_predictions} '
+         f'detections{ignored}' + ('; Ambiguous-aware' if ambiguous_aware else ''))
+    echo(format_table(result, baseline, per_class=per_class))
+    if out is not None:
+        write_result_json(result, out, baseline, gt=str(gt_file), pred=str(pred_file), subset=names,
+                          videos=len(gt.videos))
+        echo(f'wrote {out}')
+    plot = plot or (Path(out).with_suffix('.png') if out is not None else None)
+    if plot is not None:
+        echo(f'wrote {plot_map_vs_tiou(result, plot, baseline)}')
+        per_class_png = Path(plot).with_name(f'{Path(plot).stem}_per_class.png')
+        echo(f'wrote {plot_per_class_ap(result, per_class_png, baseline)}')
+    return result

@@ -1,10 +1,9 @@
 """mmengine metric for temporal action detection: collects the detector's outputs, writes them as ActivityNet-style
-json and evaluates them with :mod:`tasks.localization.evaluation` (mAP per tIoU and averaged, docs/thumos14.md#evaluation).
+json and evaluates them with :mod:`tasks.localization.evaluation` (mAP per tIoU and averaged,
+docs/thumos14.md#evaluation).
 """
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
-from .evaluation import (
-    DEFAULT_TIOUS, AnnFormat, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou, plot_per_class_ap,
-    random_baseline, class_names, detect_format, read_annotations, resolve_subset, write_predictions,
-)
+from tasks.data.annotations import AnnFormat, class_names, detect_format, read_annotations, resolve_subset
+
+from .evaluation import (DEFAULT_TIOUS, GroundTruth, evaluate_detection, format_table, plot_map_vs_tiou,
+                         plot_per_class_ap, random_baseline, write_predictions, write_result_json)
 
 __all__ = ['TADmAPMetric']
 
@@ -106,17 +105,8 @@ class TADmAPMetric(BaseMetric):
             metrics['random_mAP'] = baseline.average_map
         if self.out_dir is not None:
             out = Path(self.out_dir)
-            out.mkdir(parents=True, exist_ok=True)
             write_predictions(out / 'tad_predictions.json', predictions)
-            payload = result.to_dict()
-            if baseline is not None:
-                payload['random_baseline'] = {'average_mAP': baseline.average_map,
-                                              'mAP': {f'{t:.2f}': float(m) for t, m in
-                                                      zip(baseline.tious, baseline.map_per_tiou)}}
-            payload['videos'] = len(gt.videos)
-            tmp = out / '.tad_results.json.tmp'
-            tmp.write_text(json.dumps(payload, indent=1) + '\n')
-            os.replace(tmp, out / 'tad_results.json')
+            write_result_json(result, out / 'tad_results.json', baseline, videos=len(gt.videos))
             plot_map_vs_tiou(result, out / 'tad_map_vs_tiou.png', baseline)
             plot_per_class_ap(result, out / 'tad_per_class_ap.png', baseline)
         return metrics

@@ -1,4 +1,5 @@
-"""ActionFormer-style temporal action detector on clip features (docs/thumos14.md#actionformer), as an mmengine ``BaseModel``.
+"""ActionFormer-style temporal action detector on clip features (docs/thumos14.md#actionformer), as an mmengine
+``BaseModel``.
 
 Data flow (THUMOS14 recipe, V2-g features; B videos padded to T rows)::
 
@@ -362,7 +363,8 @@ class TADDataPreprocessor(BaseDataPreprocessor):
 # =====================================================================================================================
 @MODELS.register_module()
 class ActionFormerTAD(BaseModel):
-    """ActionFormer on pre-extracted clip features (module docstring; defaults: the THUMOS14 recipe, docs/thumos14.md#actionformer).
+    """ActionFormer on pre-extracted clip features (module docstring; defaults: the THUMOS14 recipe,
+    docs/thumos14.md#actionformer).
 
     Args:
         in_dim: feature channels (1408 V2-g, 768 ViT-B, 384 ViT-S).

@@ -1,4 +1,5 @@
-"""Gaussian Soft-NMS for 1-D segments, per class (ActionFormer's THUMOS14 post-processing, docs/thumos14.md#actionformer).
+"""Gaussian Soft-NMS for 1-D segments, per class (ActionFormer's THUMOS14 post-processing,
+docs/thumos14.md#actionformer).
 
 Soft-NMS (Bodla et al., 2017) does not delete the neighbours of a kept segment, it lowers their scores: repeatedly
 take the highest-scoring remaining segment, keep it, and multiply every other remaining score by

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tasks.data.files import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+from tasks.data.files import atomic_path, leftover_temporaries, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def test_writes_create_folders_and_replace_whole(tmp_path):
@@ -37,3 +37,25 @@ def test_temporary_keeps_the_suffix_for_format_guessing_writers(tmp_path):
         assert tmp.suffix == '.npy' and tmp.parent == tmp_path and tmp.name.startswith('.')
         np.save(tmp, np.arange(3))  # np.save adds '.npy' unless the name already ends in it
     np.testing.assert_array_equal(np.load(out), [0, 1, 2])
+
+
+def test_written_files_get_the_umask_permissions(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        out = write_text_atomic(tmp_path / 'r.txt', 'x')
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0600
+
+
+def test_leftover_temporaries_are_those_of_killed_writes_only(tmp_path):
+    out = tmp_path / 'store.h5'
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(out) as tmp:
+            killed = tmp.with_name(tmp.name.replace('.tmp', 'f.tmp'))  # what a SIGKILL would leave: no cleanup ran
+            killed.write_bytes(b'half')
+            raise KeyboardInterrupt
+    (tmp_path / '.store.notes.txt').write_text('a user file')
+    (tmp_path / '.other.0a1b.tmp.h5').write_bytes(b'another store')
+    assert leftover_temporaries(out) == [killed]

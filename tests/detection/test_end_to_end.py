@@ -32,22 +32,11 @@ CONFIG_DATA_ROOT = 'data/synthetic/ava'
 def render_ava(root: Path, *, duration: int, train_videos: int, val_videos: int, max_actors: int, seed: int) -> Path:
     """Render a small AVA-like benchmark with the synthetic generator's own functions (no preset needed)."""
     from tasks.data.synthetic import ava
-    from tasks.data.synthetic.build import AVAConfig
 
-    cfg = AVAConfig(128, 96, duration=duration, train_videos=train_videos, val_videos=val_videos,
-                    max_actors=max_actors)
+    cfg = ava.AVAConfig(128, 96, duration=duration, train_videos=train_videos, val_videos=val_videos,
+                        max_actors=max_actors)
     jobs = ava.make_jobs(cfg, seed, root)
-    results = [ava.run_job(job) for job in jobs]
-
-    def write_text(path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding='utf-8')
-
-    def write_bytes(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    ava.write_annotations(root, jobs, results, write_text, write_bytes)
+    ava.write_annotations(root, jobs, [ava.run_job(job) for job in jobs])
     return root
 
 

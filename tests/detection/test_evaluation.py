@@ -24,7 +24,8 @@ import pytest
 from tasks.data.annotations import AnnotationError, read_ava_csv
 from tasks.detection.evaluation import (DetectionRow, boxes_of, evaluate_ava, evaluate_ava_files, oracle_baseline,
                                         oracle_detections, random_baseline, random_boxes, read_ava_detections,
-                                        reference_maps, voc_average_precision, write_ava_detections)
+                                        read_ground_truth, reference_maps, voc_average_precision,
+                                        write_ava_detections)
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, 'PYTHONPATH': str(ROOT)}
@@ -110,12 +111,23 @@ def test_official_protocol_hand_derived(files):
     assert result.num_gt == {1: 3, 3: 1, 4: 1, 5: 1}
     # class 1: 5 scored detections (905 included); class 5: the excluded keyframe's one is not scored
     assert result.num_detections == {1: 5, 3: 2, 4: 0, 5: 2}
+    # the printed table: these numbers, and the mean (34/45 + 1/2 + 0 + 1/2) / 4 = 0.4389
+    assert result.format_table().splitlines() == [
+        'id      AP  GT  dets  class',
+        ' 1  0.7556   3     5  stand',
+        ' 3  0.5000   1     2  jump',
+        ' 4  0.0000   1     0  spin',
+        ' 5  0.5000   1     2  pulse',
+        'frame mAP@0.5 (official protocol): 0.4389 over 4 classes']
 
 
 def test_mmaction2_protocol_hand_derived(files):
     result = evaluate_ava_files(files['gt'], files['pred'], files['labels'], files['exclude'], protocol='mmaction2')
     _assert_ap(result, MMACTION_AP)
     assert result.num_gt == {1: 3, 3: 1, 4: 1, 5: 2}
+    # class 4 is left out of the mean: '-' in the table, (11/12 + 1/2 + 1/4) / 3 = 0.5556 over 3 classes
+    assert result.format_table().splitlines()[3] == ' 4       -   1     0  spin'
+    assert result.format_table().endswith('frame mAP@0.5 (mmaction2 protocol): 0.5556 over 3 classes')
     assert result.extras['num_detections_on_keyframes_without_gt'] == 1
     # all four evaluated ids are <= 14: the "person movement" sub-mAP is the mAP
     assert result.extras['person_movement'] == pytest.approx(result.mAP)
@@ -410,13 +422,17 @@ def test_cli_prints_writes_json_and_png(files, tmp_path, capsys):
     assert data['protocol'] == 'official'
     assert data['mAP'] == pytest.approx(expected_map)
     assert {c['id']: c['ap'] for c in data['per_class']} == pytest.approx(OFFICIAL_AP)
-    assert 'random_detections_mAP' in data
-    # random placement cannot find more people than the submission's boxes do
-    assert 0 <= data['random_boxes_mAP'] <= data['random_detections_mAP']
-    # perfect scores on the submission's own boxes bound its mAP from above
-    assert data['mAP'] <= data['oracle_scores_mAP'] <= 1.0
-    png = out.with_suffix('.png')
-    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    # the random references are reference_maps' on the submission's own boxes (3 seeds by default)
+    label_map, gt, excluded = read_ground_truth(files['gt'], files['labels'], files['exclude'])
+    refs = reference_maps(gt, boxes_of(read_ava_detections(files['pred'])), label_map, excluded, seeds=range(3))
+    assert {k: data[k] for k in refs} == pytest.approx(refs)
+    # perfect scores: every true box of an evaluated class is one of the submission's boxes (P@902 and P@903 for
+    # class 1 with Q@902, P@902 for class 3, R for classes 4 and 5), each ranked first -> AP 1 everywhere
+    assert data['oracle_scores_mAP'] == 1.0
+    # the chart: 700 px wide, (1.2 + 0.22 x 4 classes) inches high at 100 dpi (PNG IHDR: width, height at 16..24)
+    png = out.with_suffix('.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n'
+    assert (int.from_bytes(png[16:20], 'big'), int.from_bytes(png[20:24], 'big')) == (700, 208)
 
     assert main(['--gt', str(files['gt']), '--pred', str(files['pred']), '--label-map', str(files['labels']),
                  '--exclude', str(files['exclude']), '--protocol', 'mmaction2', '--baseline-seeds', '0']) == 0

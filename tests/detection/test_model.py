@@ -368,7 +368,7 @@ def test_backbone_weights_load_through_the_checkpoint_loader(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# configs: the published recipes (docs/ava.md#roi-head-5.4)
+# configs: the published recipes (docs/ava.md#roi-head, docs/ava.md#data-and-schedules)
 # ----------------------------------------------------------------------------------------------------------------------
 
 CONFIG_DIR = __import__('pathlib').Path(__file__).resolve().parents[2] / 'configs' / 'detection' / 'ava'

@@ -3,8 +3,8 @@ provenance for several stride / offset / fps settings, the fps check, training c
 extraction of a video missing from the store (cached, and equal to the tool's features).
 
 Stores are written here with :class:`feature_store.FeatureStore` from clip samples of
-:func:`tasks.data.video.sliding_window_sample`, so their metadata is what the extractor would record; annotation files are
-written in the ActionFormer and OpenTAD layouts.
+:func:`tasks.data.video.sliding_window_sample`, so their metadata is what the extractor would record; annotation files
+are written in the ActionFormer and OpenTAD layouts.
 """
 from __future__ import annotations
 
@@ -73,8 +73,9 @@ def test_ground_truth_rows_follow_the_store_and_round_trip(tmp_path, fps, clip_l
         ds = TADFeatureDataset(str(ann), str(store), 'test', test_mode=True)
         item = ds[0]
         rows = item['data_samples']['segments'].double().numpy()
-        # independent formulas (docs/thumos14.md#time-and-feature-rows): official windows = ActionFormer's (t fps - clip_len / 2) / stride;
-        # centred windows = OpenTAD's (t fps - offset_frames) / stride with offset stride // 2
+        # independent formulas (docs/thumos14.md#time-and-feature-rows): official windows = ActionFormer's
+        # (t fps - clip_len / 2) / stride; centred windows = OpenTAD's (t fps - offset_frames) / stride with offset
+        # stride // 2
         offset = clip_len // 2 if mode == 'official' else stride // 2
         expected = (np.array([s[:2] for s in segs]) * fps - offset) / stride
         np.testing.assert_allclose(rows, expected, rtol=0, atol=1e-4)  # float32 rows

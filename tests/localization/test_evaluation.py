@@ -13,9 +13,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from tasks.engine.ap import interpolated_ap
 from tasks.localization.evaluation import (
-    GroundTruth, evaluate_detection, interpolated_ap, random_baseline, random_predictions, read_ground_truth,
-    segment_iou,
+    GroundTruth, evaluate_detection, format_table, random_baseline, random_predictions, read_ground_truth, segment_iou,
 )
 
 # Ground truth (seconds). v1 and v2 are test videos; v3 is a test video without instances; v9 is a training video.
@@ -107,8 +107,24 @@ def test_perfect_and_random_predictions():
     assert {len(d) for d in rnd.values()} == {50}
     segs = np.array([d['segment'] for d in rnd['v2']])
     assert segs.min() >= 0 and segs.max() <= 20 and np.all(segs[:, 1] > segs[:, 0])
-    base = random_baseline(g, durations={'v1': 40, 'v2': 20, 'v3': 10})
-    assert 0 <= base.average_map < 0.5
+    durations = {'v1': 40, 'v2': 20, 'v3': 10}
+    base = random_baseline(g, durations=durations)
+    # the baseline is random_predictions evaluated like a model, AP averaged over the seeds 0, 1, 2
+    runs = [evaluate_detection(g, random_predictions(g, seed=s, durations=durations)) for s in (0, 1, 2)]
+    np.testing.assert_allclose(base.ap, np.mean([r.ap for r in runs], axis=0))
+    assert base.average_map == pytest.approx(np.mean([r.average_map for r in runs]))
+
+
+def test_table_of_the_hand_derived_result():
+    r = evaluate_detection(gt(), predictions(skip={3}))
+    # mAP per tIoU: (5/6 + 1) / 2 = 91.67 % at 0.3-0.6, (5/9 + 1) / 2 = 77.78 % at 0.7; A's average over the
+    # thresholds (4 x 5/6 + 5/9) / 5 = 77.78 %
+    assert format_table(r, per_class=True).splitlines() == [
+        'tIoU       0.30    0.40    0.50    0.60    0.70     avg',
+        '-------  ------  ------  ------  ------  ------  ------',
+        'mAP (%)   91.67   91.67   91.67   91.67   77.78   88.89',
+        '  A       83.33   83.33   83.33   83.33   55.56   77.78',
+        '  B      100.00  100.00  100.00  100.00  100.00  100.00']
 
 
 def test_bad_thresholds_and_empty_ground_truth():
@@ -167,9 +183,17 @@ def test_eval_tad_cli(tmp_path, capsys):
     np.testing.assert_allclose(saved['per_class_AP']['A']['0.50'], 34 / 45)
     assert saved['per_class_AP']['B'] == {k: 1.0 for k in ('0.30', '0.40', '0.50', '0.60', '0.70')}
     assert math.isclose(saved['average_mAP'], np.mean([(34 / 45 + 1) / 2] * 4 + [(5 / 9 + 1) / 2]))
-    assert 'random_baseline' in saved and saved['random_baseline']['average_mAP'] < saved['average_mAP']
-    assert (tmp_path / 'res' / 'result.png').stat().st_size > 1000
-    assert (tmp_path / 'res' / 'result_per_class.png').stat().st_size > 1000
+    # the baseline row is random_baseline on the same ground truth (every video 40 s long in the file)
+    test_gt = read_ground_truth(ot, 'test')
+    base = random_baseline(test_gt, durations=dict.fromkeys(test_gt.videos, 40.0))
+    assert saved['random_baseline']['average_mAP'] == pytest.approx(base.average_map)
+    assert saved['random_baseline']['mAP'] == pytest.approx(
+        {f'{t:.2f}': m for t, m in zip(base.tious, base.map_per_tiou)})
+    # the charts (PNG IHDR: width, height at bytes 16..24): 5 x 3.5 in and 7 x (1.2 + 0.22 x 2 classes) in at 100 dpi
+    for name, size in (('result.png', (500, 350)), ('result_per_class.png', (700, 164))):
+        png = (tmp_path / 'res' / name).read_bytes()
+        assert png[:8] == b'\x89PNG\r\n\x1a\n'
+        assert (int.from_bytes(png[16:20], 'big'), int.from_bytes(png[20:24], 'big')) == size, name
     # the per-class chart's bars are each class's AP averaged over the five tIoUs (hand values above)
     from tasks.localization import evaluation
     with mock.patch('tasks.engine.plotting.per_class_bars') as bars:

@@ -107,8 +107,12 @@ def test_synthetic_config_learns_constructed_features(tmp_path):
     saved = json.loads((tmp_path / 'out' / 'tad_results.json').read_text())
     assert saved['average_mAP'] == pytest.approx(metrics['tad/mAP'])
     assert set(saved['per_class_AP']) == set(CLASSES)
-    assert (tmp_path / 'out' / 'tad_map_vs_tiou.png').stat().st_size > 1000
-    assert (tmp_path / 'out' / 'tad_per_class_ap.png').stat().st_size > 1000
+    # the charts (PNG IHDR: width, height at bytes 16..24): 5 x 3.5 in and 7 x (1.2 + 0.22 per class) in at 100 dpi
+    for name, size in (('tad_map_vs_tiou.png', (500, 350)),
+                       ('tad_per_class_ap.png', (700, round(100 * (1.2 + 0.22 * len(CLASSES)))))):
+        png = (tmp_path / 'out' / name).read_bytes()
+        assert png[:8] == b'\x89PNG\r\n\x1a\n'
+        assert (int.from_bytes(png[16:20], 'big'), int.from_bytes(png[20:24], 'big')) == size, name
 
 
 @pytest.mark.slow

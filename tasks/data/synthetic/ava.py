@@ -11,14 +11,13 @@ import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-from . import render
+from tasks.data.files import write_bytes_atomic, write_text_atomic
 
-if TYPE_CHECKING:
-    from .build import AVAConfig
+from . import render
 
 T0 = 900
 FPS = 30
@@ -32,6 +31,18 @@ _ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 def keyframe_seconds(duration: int) -> range:
     """Keyframe offsets k (timestamp ``T0 + k``) of a ``duration``-second video."""
     return range(2, duration - 1)
+
+
+@dataclass(frozen=True)
+class AVAConfig:
+    """Frame size, length, videos per split and people per video of one preset."""
+
+    width: int
+    height: int
+    duration: int  # seconds; keyframes are T0 + 2 .. T0 + duration - 2
+    train_videos: int
+    val_videos: int
+    max_actors: int
 
 
 @dataclass(frozen=True)
@@ -187,12 +198,11 @@ def _label_map_text() -> str:
     return ''.join(f'item {{\n  name: "{ACTIONS[i]}"\n  id: {i}\n}}\n' for i in EVALUATED)
 
 
-def write_annotations(root: Path, jobs: list[Job], results: list[dict], write_text, write_bytes
-                      ) -> tuple[list[str], dict]:
+def write_annotations(root: Path, jobs: list[Job], results: list[dict]) -> tuple[list[str], dict]:
     """AVA csv files, label map, excluded timestamps and proposals. Returns (files relative to ``root``, counts)."""
     ann = root / 'annotations'
     files = [f'annotations/{LABEL_MAP_NAME}']
-    write_text(ann / LABEL_MAP_NAME, _label_map_text())
+    write_text_atomic(ann / LABEL_MAP_NAME, _label_map_text())
     counts: dict = {'actions': len(ACTIONS), 'evaluated_actions': len(EVALUATED), 'timestamp_start': T0, 'fps': FPS}
     for split in ('train', 'val'):
         rows, excluded, props = [], [], {}
@@ -215,9 +225,9 @@ def write_annotations(root: Path, jobs: list[Job], results: list[dict], write_te
         csv_name = f'annotations/ava_{split}_v2.2.csv'
         exc_name = f'annotations/ava_{split}_excluded_timestamps_v2.2.csv'
         pkl_name = f'annotations/ava_dense_proposals_{split}.synthetic.pkl'
-        write_text(root / csv_name, ''.join(r + '\n' for r in rows))
-        write_text(root / exc_name, ''.join(r + '\n' for r in excluded))
-        write_bytes(root / pkl_name, pickle.dumps(props, protocol=4))
+        write_text_atomic(root / csv_name, ''.join(r + '\n' for r in rows))
+        write_text_atomic(root / exc_name, ''.join(r + '\n' for r in excluded))
+        write_bytes_atomic(root / pkl_name, pickle.dumps(props, protocol=4))
         files += [csv_name, exc_name, pkl_name]
         counts[split] = {'videos': sum(j.split == split for j in jobs), 'keyframes': n_keyframes, 'boxes': n_boxes,
                          'rows': len(rows), 'excluded': len(excluded), 'proposal_keys': len(props)}

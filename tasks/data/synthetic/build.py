@@ -19,7 +19,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from tasks.data.files import write_json_atomic
+
 from . import ava, classification, thumos
+from .ava import AVAConfig
+from .classification import ClassificationConfig
+from .thumos import THUMOSConfig
 
 # Bump whenever a change alters the generated files, so stale folders are regenerated instead of reused.
 GENERATOR_VERSION = '3'
@@ -37,44 +41,16 @@ PresetName = Literal['tiny', 'default']
 
 
 @dataclass(frozen=True)
-class ClassificationConfig:
-    width: int
-    height: int
-    num_frames: int
-    fps: float
-    train_per_class: int
-    val_per_class: int
-
-
-@dataclass(frozen=True)
-class AVAConfig:
-    width: int
-    height: int
-    duration: int  # seconds; keyframes are T0 + 2 .. T0 + duration - 2
-    train_videos: int
-    val_videos: int
-    max_actors: int
-
-
-@dataclass(frozen=True)
-class THUMOSConfig:
-    width: int
-    height: int
-    duration: int  # seconds
-    fps: float
-    val_videos: int
-    test_videos: int
-
-
-@dataclass(frozen=True)
 class Preset:
+    """The settings of each task's generator."""
+
     classification: ClassificationConfig
     ava: AVAConfig
     thumos: THUMOSConfig
 
 
-# Every video is 128x96. libx264's default mb-tree rate control gave run-to-run different bitstreams at most sizes
-# (even single-threaded); tasks.data.video.write_video now turns mb-tree off, which made every size tried reproducible.
+# Every video is 128x96. libx264's default mb-tree rate control gives run-to-run different bitstreams at most sizes
+# (even single-threaded); tasks.data.video.write_video turns mb-tree off, which makes every size tried reproducible.
 PRESETS: dict[str, Preset] = {
     # for tests: ~1k small frames in total, a few seconds on one core
     'tiny': Preset(
@@ -117,20 +93,8 @@ def _run(item: tuple[str, object]) -> object:
     return _TASKS[task].run_job(job)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename, so no half-written file has the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (the manifest records it for every file)."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
@@ -160,6 +124,32 @@ def is_complete(out: str | os.PathLike, preset: PresetName, seed: int) -> bool:
         if not p.is_file() or p.stat().st_size != info.get('bytes'):
             return False
     return True
+
+
+def _render(items: list[tuple[str, object]], workers: int | None) -> tuple[list, int]:
+    """Run every (task, job), the longest first, in ``workers`` processes (None: one per CPU, at most 8; 1: in this
+    process). Returns the results in ``items`` order and the number of workers."""
+    order = sorted(range(len(items)), key=lambda i: -_cost(items[i][1]))
+    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
+    results: list = [None] * len(items)
+    if workers == 1:
+        for i in order:
+            results[i] = _run(items[i])
+    else:
+        with ProcessPoolExecutor(workers, mp_context=_mp_context()) as pool:
+            for i, res in zip(order, pool.map(_run, [items[i] for i in order])):
+                results[i] = res
+    return results, workers
+
+
+def _remove_stale(out: Path, old: dict | None, files: list[str]) -> None:
+    """Delete the files an earlier benchmark in ``out`` listed that this one does not have."""
+    if old and isinstance(old.get('files'), dict):
+        root = out.resolve()
+        for rel in set(old['files']) - set(files):
+            p = (out / rel).resolve()
+            if p.is_relative_to(root) and p.is_file():
+                p.unlink()
 
 
 def generate(
@@ -198,47 +188,19 @@ def generate(
     (out / MANIFEST).unlink(missing_ok=True)  # from here on the folder does not look complete
 
     start = time.perf_counter()
-    roots = {name: out / name for name in _TASKS}
-    jobs = {
-        'classification': classification.make_jobs(cfg.classification, seed, roots['classification']),
-        'ava': ava.make_jobs(cfg.ava, seed, roots['ava']),
-        'thumos': thumos.make_jobs(cfg.thumos, seed, roots['thumos']),
-    }
+    jobs = {task: module.make_jobs(getattr(cfg, task), seed, out / task) for task, module in _TASKS.items()}
     items = [(task, job) for task, js in jobs.items() for job in js]
-    order = sorted(range(len(items)), key=lambda i: -_cost(items[i][1]))
-    workers = min(8, os.cpu_count() or 1) if workers is None else max(1, workers)
-    results: list = [None] * len(items)
-    if workers == 1:
-        for i in order:
-            results[i] = _run(items[i])
-    else:
-        with ProcessPoolExecutor(workers, mp_context=_mp_context()) as pool:
-            for i, res in zip(order, pool.map(_run, [items[i] for i in order])):
-                results[i] = res
+    results, workers = _render(items, workers)
     log(f'rendered and encoded {len(items)} videos in {time.perf_counter() - start:.1f} s with {workers} worker(s)')
-
-    def write_text(path: Path, text: str) -> None:
-        _atomic_write(path, text.encode('utf-8'))
 
     files: list[str] = []
     counts: dict = {}
     offset = 0
     for task, js in jobs.items():
-        res = results[offset:offset + len(js)]
+        rel, counts[task] = _TASKS[task].write_annotations(out / task, js, results[offset:offset + len(js)])
         offset += len(js)
-        if task == 'ava':
-            rel, counts[task] = ava.write_annotations(roots[task], js, res, write_text, _atomic_write)
-        else:
-            rel, counts[task] = _TASKS[task].write_annotations(roots[task], js, res, write_text)
         files += [f'{task}/{r}' for r in rel]
-
-    # files of an earlier benchmark in this folder that this one does not have
-    if old and isinstance(old.get('files'), dict):
-        root = out.resolve()
-        for rel in set(old['files']) - set(files):
-            p = (out / rel).resolve()
-            if p.is_relative_to(root) and p.is_file():
-                p.unlink()
+    _remove_stale(out, old, files)
 
     manifest = {
         'generator': 'tasks.data.synthetic',
@@ -247,9 +209,10 @@ def generate(
         'seed': seed,
         'config': asdict(cfg),
         'counts': counts,
-        'files': {rel: {'bytes': (out / rel).stat().st_size, 'sha256': _sha256(out / rel)} for rel in sorted(files)},
+        'files': {rel: {'bytes': (out / rel).stat().st_size, 'sha256': file_sha256(out / rel)}
+                  for rel in sorted(files)},
     }
-    _atomic_write(out / MANIFEST, (json.dumps(manifest, indent=2) + '\n').encode('utf-8'))
+    write_json_atomic(out / MANIFEST, manifest, indent=2)
     log(f'{out}: {preset} benchmark (seed {seed}) written in {time.perf_counter() - start:.1f} s, '
         f'{len(files)} files')
     return manifest

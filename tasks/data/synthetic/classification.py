@@ -2,8 +2,9 @@
 
 Three textured objects per clip, all performing the class's motion, over a faint static textured background; ten
 classes in five time-reversed pairs (moving left/right, up/down, rotating and orbiting clockwise/anticlockwise,
-growing/shrinking) whose single frames all have the same distribution, so only the order of the frames carries the label. The classes, and why no single frame reveals
-its class, are documented in this folder's ``README.md`` ("Classification: temporal order only").
+growing/shrinking) whose single frames all have the same distribution, so only the order of the frames carries the
+label. The classes, and why no single frame reveals its class, are documented in this folder's ``README.md``
+("Classification: temporal order only").
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-from . import render
+from tasks.data.annotations import ssv2_class_name
+from tasks.data.files import write_text_atomic
 
-if TYPE_CHECKING:
-    from .build import ClassificationConfig
+from . import render
 
 SCALE_MIN, SCALE_MAX = 0.75, 1.35
 
@@ -42,7 +43,7 @@ class ClassSpec:
 
     @property
     def name(self) -> str:
-        return self.template.replace('[', '').replace(']', '')
+        return ssv2_class_name(self.template)
 
 
 _SPECS = [
@@ -198,6 +199,18 @@ class Job:
     path: str
 
 
+@dataclass(frozen=True)
+class ClassificationConfig:
+    """Frame size, clip length and videos per class of one preset."""
+
+    width: int
+    height: int
+    num_frames: int
+    fps: float
+    train_per_class: int
+    val_per_class: int
+
+
 def make_jobs(cfg: ClassificationConfig, seed: int, root: Path) -> list[Job]:
     """Balanced classes per split, shuffled, with SSv2-like numeric ids assigned in random order.
 
@@ -230,7 +243,7 @@ def run_job(job: Job) -> dict:
     return {'placeholder': params.placeholder}
 
 
-def write_annotations(root: Path, jobs: list[Job], results: list[dict], write_text) -> tuple[list[str], dict]:
+def write_annotations(root: Path, jobs: list[Job], results: list[dict]) -> tuple[list[str], dict]:
     """mmaction2 video lists and SSv2-style json files.
 
     Returns:
@@ -238,21 +251,21 @@ def write_annotations(root: Path, jobs: list[Job], results: list[dict], write_te
     """
     files = []
     labels = {spec.name: str(i) for i, spec in enumerate(CLASSES)}
-    write_text(root / 'labels.json', json.dumps(labels, indent=2) + '\n')
+    write_text_atomic(root / 'labels.json', json.dumps(labels, indent=2) + '\n')
     files.append('labels.json')
     counts = {'num_classes': len(CLASSES)}
     for split, list_name, json_name in (('train', 'train_list_videos.txt', 'train.json'),
                                         ('val', 'val_list_videos.txt', 'validation.json')):
         chosen = [(j, r) for j, r in zip(jobs, results) if j.split == split]
         lines = [f'videos/{j.video_id}.mp4 {j.label}' for j, _ in chosen]
-        write_text(root / list_name, '\n'.join(lines) + '\n')
+        write_text_atomic(root / list_name, '\n'.join(lines) + '\n')
         entries = []
         for j, r in chosen:
             template = CLASSES[j.label].template
             text = template.replace('[something]', r['placeholder'])
             entries.append({'id': j.video_id, 'label': text[0].lower() + text[1:], 'template': template,
                             'placeholders': [r['placeholder']]})
-        write_text(root / json_name, json.dumps(entries, indent=1) + '\n')
+        write_text_atomic(root / json_name, json.dumps(entries, indent=1) + '\n')
         files += [list_name, json_name]
         counts[split] = len(chosen)
     files += [str(Path(j.path).relative_to(root)) for j in jobs]

@@ -1,4 +1,5 @@
-"""Command line of the synthetic benchmark generator (``tools/make_synthetic.py``, ``python -m tasks.data.synthetic``)."""
+"""Command line of the synthetic benchmark generator (``tools/make_synthetic.py``,
+``python -m tasks.data.synthetic``)."""
 from __future__ import annotations
 
 import argparse

@@ -11,18 +11,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
-from . import render
+from tasks.data.annotations import AMBIGUOUS
+from tasks.data.files import write_text_atomic
 
-if TYPE_CHECKING:
-    from .build import THUMOSConfig
+from . import render
 
 CLASSES = ('Bounce', 'Dash', 'Flash', 'Pulse', 'Somersault', 'Spin')
 ALSO_LABELLED = {'Somersault': 'Bounce'}  # like THUMOS14's CliffDiving -> Diving
-AMBIGUOUS = 'Ambiguous'
 _SUBSETS = {'val': ('Validation', 'training', 'video_validation'), 'test': ('Test', 'validation', 'video_test')}
 
 
@@ -56,6 +55,18 @@ def num_instances(duration: float) -> tuple[int, int]:
     in seven Ambiguous but at least one, so every video has both kinds."""
     n = max(2, int(round(duration / 7)))
     return n, max(1, int(round(n / 7)))
+
+
+@dataclass(frozen=True)
+class THUMOSConfig:
+    """Frame size, length and videos per split of one preset."""
+
+    width: int
+    height: int
+    duration: int  # seconds
+    fps: float
+    val_videos: int
+    test_videos: int
 
 
 def make_jobs(cfg: THUMOSConfig, seed: int, root: Path) -> list[Job]:
@@ -185,7 +196,7 @@ def _labels(inst: Instance) -> list[str]:
     return [inst.kind] + ([ALSO_LABELLED[inst.kind]] if inst.kind in ALSO_LABELLED else [])
 
 
-def write_annotations(root: Path, jobs: list[Job], results: list[dict], write_text) -> tuple[list[str], dict]:
+def write_annotations(root: Path, jobs: list[Job], results: list[dict]) -> tuple[list[str], dict]:
     """ActionFormer json, OpenTAD json + class map, official-style txt files. Returns (files, counts)."""
     class_id = {name: i for i, name in enumerate(CLASSES)}
     af_db, ot_db = {}, {}
@@ -217,14 +228,16 @@ def write_annotations(root: Path, jobs: list[Job], results: list[dict], write_te
         c['ambiguous'] += sum(i.ambiguous for i in res['instances'])
         c['annotations'] += len(af_anns)
     files = ['annotations/thumos14.json', 'annotations/thumos_14_anno.json', 'annotations/category_idx.txt']
-    write_text(root / files[0], json.dumps({'version': 'synthetic-thumos14', 'database': af_db}, indent=2) + '\n')
-    write_text(root / files[1], json.dumps({'database': ot_db}, indent=2) + '\n')
-    write_text(root / files[2], ''.join(c + '\n' for c in CLASSES))
+    write_text_atomic(root / files[0],
+                      json.dumps({'version': 'synthetic-thumos14', 'database': af_db}, indent=2) + '\n')
+    write_text_atomic(root / files[1], json.dumps({'database': ot_db}, indent=2) + '\n')
+    write_text_atomic(root / files[2], ''.join(c + '\n' for c in CLASSES))
     # one file per class and split even when empty, as the official release has
     for name in (*CLASSES, AMBIGUOUS):
         for suffix in ('val', 'test'):
             rel = f'annotations/official/{name}_{suffix}.txt'
-            write_text(root / rel, ''.join(line + '\n' for line in official.get(f'{name}_{suffix}.txt', [])))
+            lines = official.get(f'{name}_{suffix}.txt', [])
+            write_text_atomic(root / rel, ''.join(line + '\n' for line in lines))
             files.append(rel)
     files += [str(Path(j.path).relative_to(root)) for j in jobs]
     return files, counts

@@ -55,8 +55,8 @@ class CachedVideo:
 class DecodedVideoCache:
     """Per-process LRU of :class:`CachedVideo`, at most ``max_mb`` MiB of frames (a larger video is not kept).
 
-    Raises (from :meth:`get`): :class:`~tasks.data.video.errors.VideoDecodeError`, as :class:`VideoReader` does; a failed
-    video is not cached.
+    Raises (from :meth:`get`): :class:`~tasks.data.video.errors.VideoDecodeError`, as :class:`VideoReader` does; a
+    failed video is not cached.
     """
 
     def __init__(self, max_mb: float, backend: Backend = 'decord'):
@@ -70,6 +70,16 @@ class DecodedVideoCache:
 
     def __len__(self) -> int:
         return len(self._videos)
+
+    @property
+    def paths(self) -> list[str]:
+        """The cached videos' paths, least recently used first."""
+        return list(self._videos)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of decoded frames held."""
+        return self._bytes
 
     def get(self, path: str | os.PathLike) -> CachedVideo:
         key = os.fspath(path)

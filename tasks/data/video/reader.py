@@ -128,11 +128,11 @@ class _DecordBackend:
 
     decord's ``NextFrame`` pushes another packet whenever the decoder thread has not produced a frame yet, so during
     a long sequential read it queues packets ahead of the consumer, and the decoded frames pile up in its frame queue
-    (docs/video_decoding.md measured 66 MB -> 1.3 GB on a 60-s 360p video with a slow consumer). ``seek(0)`` clears those
-    queues. Doing it when a sequential read enters a new GOP costs two container seeks and no extra decoding,
-    because decord's accurate seek then lands on the keyframe it was about to decode anyway. So the read-ahead is
-    bounded by about one GOP (at least ``reset_min_frames`` frames between clears, so all-intra videos do not seek
-    on every frame).
+    (docs/video_decoding.md measured 66 MB -> 1.3 GB on a 60-s 360p video with a slow consumer). ``seek(0)`` clears
+    those queues (``resets`` counts the clears). Doing it when a sequential read enters a new GOP costs two container
+    seeks and no extra decoding, because decord's accurate seek then lands on the keyframe it was about to decode
+    anyway. So the read-ahead is bounded by about one GOP (at least ``reset_min_frames`` frames between clears, so
+    all-intra videos do not seek on every frame).
     """
 
     reset_min_frames = 64
@@ -164,6 +164,7 @@ class _DecordBackend:
         self.height, self.width = first.shape[:2] if first is not None else (0, 0)
         self._next = 0  # the frame decord returns next without seeking
         self._since_reset = 0
+        self.resets = 0
 
     def _gop(self, i: int) -> int:
         return int(np.searchsorted(self.keyframes, i, side='right'))
@@ -180,6 +181,7 @@ class _DecordBackend:
                 and self._gop(k) != self._gop(self._next - 1)):
             self._vr.seek(0)  # clear decord's queues; the next get_batch seeks accurately to k (see class docstring)
             self._since_reset = 0
+            self.resets += 1
         frames = self._vr.get_batch(indices.tolist()).asnumpy()
         self._since_reset += int(indices[-1]) - k + 1
         self._next = int(indices[-1]) + 1
@@ -345,6 +347,12 @@ class VideoReader:
     @property
     def timestamps(self) -> np.ndarray:
         return self.meta.timestamps
+
+    @property
+    def decoder(self) -> _DecordBackend | _PyAVBackend | None:
+        """The backend at work (None once closed): ``read(sorted indices)`` -> (N, H, W, 3) uint8, ``keyframes``;
+        PyAV's counts ``frames_decoded``, decord's the read-ahead ``resets``."""
+        return self._backend
 
     def __len__(self) -> int:
         return self.meta.num_frames

@@ -27,7 +27,8 @@ reference protocol pads differently, the sampler docstring says what it does.
 **Centre frame.** ``ClipSample.centres[k]`` is the frame at position ``clip_len // 2`` of clip k before clipping to the
 video: ``start + (clip_len // 2) * frame_interval`` for regular clips. For the official TAD windows (16 frames from
 ``start``) it is ``start + 8``, the point ActionFormer assigns to a feature (``0.5 * num_frames`` after the start,
-docs/thumos14.md#time-and-feature-rows) and OpenTAD's ``offset_frames=8``; for ``centred`` windows it is mmaction2's clip centre.
+docs/thumos14.md#time-and-feature-rows) and OpenTAD's ``offset_frames=8``; for ``centred`` windows it is mmaction2's
+clip centre.
 """
 from __future__ import annotations
 
@@ -150,37 +151,46 @@ def dense_sample(
     """
     _check(num_frames, clip_len=clip_len, frame_interval=frame_interval, num_clips=num_clips)
     _check_protocol(protocol)
-    n, L, step = num_frames, clip_len, frame_interval
-    mode = 'test' if test_mode else 'train'
-    if protocol == 'official':
-        if test_mode:
-            sub = list(range(0, n, step))
-            sub += [sub[-1]] * (L - len(sub))  # pad with the last sampled frame, as the official loader does
-            m = len(sub)
-            if num_clips > 1:
-                t_step = max((m - L) / (num_clips - 1), 0.0)
-                starts = [int(k * t_step) for k in range(num_clips)]
-            else:  # the official formula divides by zero here; take the middle clip
-                starts = [(m - L) // 2]
-            nominal = np.array([[sub[s + j] for j in range(L)] for s in starts])
-            # sub[s + j] == (s + j) * step except in the padding, so the nominal centre is (s + L // 2) * step
-            sample = _make(nominal, n, fps, L, step, f'dense/official/{mode}')
-            centres = np.array([(s + L // 2) * step for s in starts], dtype=np.int64)
-            return ClipSample(sample.indices, centres, n, fps, L, step, sample.sampler)
-        if num_clips != 1:
-            raise ValueError('official dense training sampling takes one clip per video (num_clips=1)')
-        span = L * step
-        if n <= span:
-            k = n // step
-            idx = np.concatenate([np.linspace(0, n, num=k), np.full(L - k, float(n))])
-            nominal = np.clip(idx, 0, n - 1).astype(np.int64)
-        else:
-            end = span + int(_randint(n - span, 1, generator)[0])  # uniform in [span, n)
-            start = end - span
-            nominal = np.clip(np.linspace(start, end, num=L), start, end - 1).astype(np.int64)
-        return _make(nominal[None], n, fps, L, step, f'dense/official/{mode}')
+    sample = _dense_official if protocol == 'official' else _dense_mmaction2
+    return sample(num_frames, clip_len, frame_interval, num_clips, test_mode, fps, generator)
 
-    # mmaction2 SampleFrames
+
+def _dense_official(n: int, L: int, step: int, num_clips: int, test_mode: bool, fps: float | None,
+                    generator: torch.Generator | None) -> ClipSample:
+    """:func:`dense_sample` with ``protocol='official'``."""
+    mode = 'test' if test_mode else 'train'
+    if test_mode:
+        sub = list(range(0, n, step))
+        sub += [sub[-1]] * (L - len(sub))  # pad with the last sampled frame, as the official loader does
+        m = len(sub)
+        if num_clips > 1:
+            t_step = max((m - L) / (num_clips - 1), 0.0)
+            starts = [int(k * t_step) for k in range(num_clips)]
+        else:  # the official formula divides by zero here; take the middle clip
+            starts = [(m - L) // 2]
+        nominal = np.array([[sub[s + j] for j in range(L)] for s in starts])
+        # sub[s + j] == (s + j) * step except in the padding, so the nominal centre is (s + L // 2) * step
+        sample = _make(nominal, n, fps, L, step, f'dense/official/{mode}')
+        centres = np.array([(s + L // 2) * step for s in starts], dtype=np.int64)
+        return ClipSample(sample.indices, centres, n, fps, L, step, sample.sampler)
+    if num_clips != 1:
+        raise ValueError('official dense training sampling takes one clip per video (num_clips=1)')
+    span = L * step
+    if n <= span:
+        k = n // step
+        idx = np.concatenate([np.linspace(0, n, num=k), np.full(L - k, float(n))])
+        nominal = np.clip(idx, 0, n - 1).astype(np.int64)
+    else:
+        end = span + int(_randint(n - span, 1, generator)[0])  # uniform in [span, n)
+        start = end - span
+        nominal = np.clip(np.linspace(start, end, num=L), start, end - 1).astype(np.int64)
+    return _make(nominal[None], n, fps, L, step, f'dense/official/{mode}')
+
+
+def _dense_mmaction2(n: int, L: int, step: int, num_clips: int, test_mode: bool, fps: float | None,
+                     generator: torch.Generator | None) -> ClipSample:
+    """:func:`dense_sample` with ``protocol='mmaction2'`` (``SampleFrames``, ``out_of_bound_opt='repeat_last'``)."""
+    mode = 'test' if test_mode else 'train'
     if test_mode:
         span = (L - 1) * step + 1
         max_offset = max(n - span, 0)

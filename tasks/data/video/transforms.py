@@ -7,7 +7,8 @@ Inputs are uint8 or float tensors of shape (T, H, W, 3) (what :class:`~tasks.dat
 the (3, T, H, W) layout the backbone takes. Random transforms draw from a ``torch.Generator`` so one seed reproduces
 an epoch.
 
-Typical pipelines (docs/classification.md#data, docs/classification.md#test-protocols-and-metrics, docs/ava.md#data-and-schedules, docs/thumos14.md#official-feature-extractor)::
+Typical pipelines (docs/classification.md#data, docs/classification.md#test-protocols-and-metrics,
+docs/ava.md#data-and-schedules, docs/thumos14.md#official-feature-extractor)::
 
     # Kinetics test view: short side 224, three crops along the long side, ImageNet normalisation
     views = three_crop(short_side_resize(frames, 224), 224)               # (3, T, 3, 224, 224)
@@ -304,11 +305,12 @@ def normalize(frames: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
 def squash_resize(frames: torch.Tensor, size: int = 224) -> torch.Tensor:
     """The official TAD feature preprocessing: /255, then squash every frame to ``size`` x ``size``.
 
-    Exactly the operations of OpenGVLab/VideoMAEv2 ``extract_tad_feature.py`` (docs/thumos14.md#official-feature-extractor), in its order: uint8
-    (T, H, W, 3) -> (3, T, H, W) -> float32 -> ``/ 255`` -> ``F.interpolate(bilinear, align_corners=False)`` without
-    antialias to (size, size), aspect ratio not kept, **no mean/std normalisation**. Given the same uint8 frames on
-    the CPU (where the official script runs this step), the result is bit-identical, whether called per window or
-    once per chunk of frames (each frame is interpolated independently).
+    Exactly the operations of OpenGVLab/VideoMAEv2 ``extract_tad_feature.py``
+    (docs/thumos14.md#official-feature-extractor), in its order: uint8 (T, H, W, 3) -> (3, T, H, W) -> float32 ->
+    ``/ 255`` -> ``F.interpolate(bilinear, align_corners=False)`` without antialias to (size, size), aspect ratio not
+    kept, **no mean/std normalisation**. Given the same uint8 frames on the CPU (where the official script runs this
+    step), the result is bit-identical, whether called per window or once per chunk of frames (each frame is
+    interpolated independently).
 
     Returns:
         float32 (3, T, size, size) in [0, 1].

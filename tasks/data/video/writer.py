@@ -4,18 +4,20 @@ Lossy mode encodes ``libx264`` in yuv420p, the layout of real datasets, so decod
 production. Lossless mode encodes ``libx264rgb`` at qp 0 in RGB, so decoding gives back the exact input pixels (no
 RGB -> YUV rounding, no chroma subsampling); tests that check frame order or pixel values use it.
 
-The file is written under a temporary name in the destination folder and renamed when the encoder has flushed, so an
-interrupted run never leaves a half-written video under the final name.
+The file is written atomically (:mod:`tasks.data.files`): an interrupted run never leaves a half-written video under
+the final name.
 """
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from tasks.data.files import atomic_path
 
 __all__ = ['write_video']
 
@@ -91,62 +93,62 @@ def write_video(
     """
     import av  # lazily, so that importing tasks.data.video stays cheap
 
-    path = Path(path)
     rate = _fps_fraction(fps)
-    if not lossless and not 0 <= crf <= 51:
-        raise ValueError(f'crf must be in [0, 51], got {crf}')
-    if gop is not None and gop < 1:
-        raise ValueError(f'gop must be >= 1, got {gop}')
-    if threads < 0:
-        raise ValueError(f'threads must be >= 0 (0: automatic), got {threads}')
-
+    options = _x264_options(crf=crf, gop=gop, lossless=lossless, threads=threads, preset=preset)
     it = _iter_frames(frames)
     try:
         first = next(it)
     except StopIteration:
         raise ValueError(f'no frames to write to {str(path)!r}') from None
     first = _check_frame(first, 0, None)
-    size = first.shape[:2]
+    # the container closes (and flushes) before atomic_path renames the file
+    with atomic_path(path) as tmp, av.open(str(tmp), mode='w', format=_container_format(Path(path))) as container:
+        stream = container.add_stream('libx264rgb' if lossless else 'libx264', rate=rate)
+        stream.height, stream.width = first.shape[:2]
+        stream.pix_fmt = 'rgb24' if lossless else 'yuv420p'
+        stream.options = options
+        _encode(container, stream, rate, first, it)
+    return Path(path)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so the final rename is atomic; same suffix, so FFmpeg picks the same container. (Not mkstemp: its
-    # 0600 mode would stick to the video; a random name avoids clashes between concurrent writers.)
-    tmp = path.with_name(f'.{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}')
-    try:
-        with av.open(str(tmp), mode='w', format=_container_format(path)) as container:
-            stream = container.add_stream('libx264rgb' if lossless else 'libx264', rate=rate)
-            stream.height, stream.width = size
-            stream.pix_fmt = 'rgb24' if lossless else 'yuv420p'
-            options = {'qp': '0'} if lossless else {'crf': str(crf)}
-            options['threads'] = str(threads)
-            options['preset'] = preset
-            params = [] if lossless else ['mbtree=0']
-            if gop is not None:
-                params.append(f'keyint={gop}:min-keyint={gop}:scenecut=0')
-            if params:
-                options['x264-params'] = ':'.join(params)
-            stream.options = options
 
-            def encode(arr: np.ndarray, index: int) -> None:
-                frame = av.VideoFrame.from_ndarray(arr, format='rgb24')
-                frame.pts = index  # in units of 1/fps (the stream time base PyAV derives from `rate`)
-                frame.time_base = 1 / rate
-                for packet in stream.encode(frame):
-                    container.mux(packet)
+def _x264_options(*, crf: int, gop: int | None, lossless: bool, threads: int, preset: str) -> dict[str, str]:
+    """The encoder options of :func:`write_video` (its arguments of the same names), validated."""
+    if not lossless and not 0 <= crf <= 51:
+        raise ValueError(f'crf must be in [0, 51], got {crf}')
+    if gop is not None and gop < 1:
+        raise ValueError(f'gop must be >= 1, got {gop}')
+    if threads < 0:
+        raise ValueError(f'threads must be >= 0 (0: automatic), got {threads}')
+    options = {'qp': '0'} if lossless else {'crf': str(crf)}
+    options['threads'] = str(threads)
+    options['preset'] = preset
+    params = [] if lossless else ['mbtree=0']
+    if gop is not None:
+        params.append(f'keyint={gop}:min-keyint={gop}:scenecut=0')
+    if params:
+        options['x264-params'] = ':'.join(params)
+    return options
 
-            encode(first, 0)
-            for n, arr in enumerate(it, start=1):
-                encode(_check_frame(arr, n, size), n)
-            for packet in stream.encode(None):  # flush the encoder's look-ahead
-                container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+def _encode(container: Any, stream: Any, rate: Fraction, first: np.ndarray, rest: Iterator[np.ndarray]) -> None:
+    """Encode ``first`` and every frame of ``rest`` (checked against its size), then flush the encoder."""
+    import av
+
+    def encode(arr: np.ndarray, index: int) -> None:
+        frame = av.VideoFrame.from_ndarray(arr, format='rgb24')
+        frame.pts = index  # in units of 1/fps (the stream time base PyAV derives from `rate`)
+        frame.time_base = 1 / rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+
+    encode(first, 0)
+    for n, arr in enumerate(rest, start=1):
+        encode(_check_frame(arr, n, first.shape[:2]), n)
+    for packet in stream.encode(None):  # flush the encoder's look-ahead
+        container.mux(packet)
 
 
 def _container_format(path: Path) -> str | None:
-    """FFmpeg muxer for the destination suffix (the temporary name ends in ``.tmp.<suffix>`` so this is a formality,
-    but being explicit keeps ``.tmp`` files from confusing format guessing)."""
+    """FFmpeg muxer for the destination suffix (the temporary name ends in ``.tmp<suffix>`` too; being explicit keeps
+    the ``.tmp`` part from confusing format guessing)."""
     return {'.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska', '.avi': 'avi'}.get(path.suffix.lower())

@@ -51,8 +51,8 @@ def test_lru_eviction_by_bytes_and_hit_counts(videos):
         cache.get(videos / f'{name}.mp4')
     # v0 is a hit; v2 evicts the least recently used (v1); v1 is then decoded again and evicts v0
     assert (cache.hits, cache.misses) == (1, 4)
-    assert sorted(k.rsplit('/', 1)[-1] for k in cache._videos) == ['v1.mp4', 'v2.mp4']
-    assert cache._bytes == sum(v.nbytes for v in cache._videos.values()) <= cache.max_bytes
+    assert cache.paths == [str(videos / 'v2.mp4'), str(videos / 'v1.mp4')]  # least recently used first
+    assert cache.nbytes == (38 + 34) * H * W * 3 <= cache.max_bytes
     small = DecodedVideoCache(max_mb=one / 2 ** 20 / 2)  # a video larger than the whole cache is served, not kept
     assert small.get(videos / 'v0.mp4').num_frames == 30 and len(small) == 0
     with pytest.raises(ValueError, match='max_mb must be > 0'):

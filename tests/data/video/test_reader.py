@@ -130,13 +130,14 @@ def test_backends_return_identical_frames(grey):
 # --------------------------------------------------------------------------------------------------------------------
 
 def _spy_reads(reader: VideoReader) -> list[np.ndarray]:
+    """The index arrays the reader asks its decoder for, recorded as they come."""
     calls = []
-    read = reader._backend.read
+    read = reader.decoder.read
 
     def spy(indices):
         calls.append(np.array(indices))
         return read(indices)
-    reader._backend.read = spy
+    reader.decoder.read = spy
     return calls
 
 
@@ -147,7 +148,7 @@ def test_windows_match_frames_and_decode_each_frame_once(lossless, backend, mode
     sample = sliding_window_sample(T, clip_len=16, stride=4, mode=mode)
     with VideoReader(path, backend) as r:
         calls = _spy_reads(r)
-        decoded_before = getattr(r._backend, 'frames_decoded', None)
+        decoded_before = getattr(r.decoder, 'frames_decoded', None)
         got = list(r.iter_windows(sample.indices, chunk_size=5))
         assert [w.index for w in got] == list(range(sample.num_clips))
         for w, idx in zip(got, sample.indices):
@@ -158,7 +159,7 @@ def test_windows_match_frames_and_decode_each_frame_once(lossless, backend, mode
         np.testing.assert_array_equal(requested, np.unique(sample.indices))
         assert all(len(c) <= 5 for c in calls)
         if backend == 'pyav':  # PyAV counts real decoder output: frames 0..max decoded once each
-            assert r._backend.frames_decoded - decoded_before == sample.indices.max() + 1
+            assert r.decoder.frames_decoded - decoded_before == sample.indices.max() + 1
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
@@ -215,13 +216,11 @@ def test_decord_readahead_reset_keeps_frames_exact(tmp_path):
     path = write_video(tmp_path / 'gop4.mp4', frames, 30, lossless=True, gop=4)
     sample = sliding_window_sample(48, clip_len=8, stride=3)
     with VideoReader(path, 'decord') as r:
-        r._backend.reset_min_frames = 1  # reset at every GOP boundary
-        vr, resets = r._backend._vr, []
-        seek = vr.seek
-        vr.seek = lambda pos: (resets.append(pos), seek(pos))
+        r.decoder.reset_min_frames = 1  # reset at every GOP boundary
         for w in r.iter_windows(sample.indices, chunk_size=3):
             np.testing.assert_array_equal(w.frames.numpy(), frames[w.frame_indices])
-    assert len(resets) >= 10  # 12 GOPs of 4 frames
+        resets = r.decoder.resets
+    assert resets >= 10  # 12 GOPs of 4 frames
 
 
 def test_windows_must_be_sorted(lossless):
@@ -334,7 +333,7 @@ def test_writer_streams_an_iterable_and_sets_the_gop(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ['gen.mkv']  # temporary file renamed away
     with VideoReader(path, 'pyav') as r:
         np.testing.assert_array_equal(r.get_frames(np.arange(12)).numpy(), frames)
-        np.testing.assert_array_equal(r._backend.keyframes, [0, 5, 10])
+        np.testing.assert_array_equal(r.decoder.keyframes, [0, 5, 10])
 
 
 @pytest.mark.parametrize('shape', [(3, 15, 64, 3), (3, 16, 63, 3)])

@@ -1,0 +1,106 @@
+"""What every annotation reader shares: the one error type and the parsers of text lines, numbers and csv rows."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ['PathLike', 'AnnotationError', 'read_text', 'text_lines', 'parse_int', 'parse_float', 'csv_rows']
+
+PathLike = str | os.PathLike
+
+
+class AnnotationError(ValueError):
+    """A malformed annotation file.
+
+    The message reads ``<file>, line <n>: <what is wrong>`` (or ``<file>, key '<k>': ...`` for pickles, ``<file>: ...``
+    for whole-file problems).
+
+    Attributes:
+        path: the file.
+        line: 1-based line number of the offending entry, if the format has lines.
+        key: the offending key, for formats without lines (pickles).
+        reason: what is wrong, in words.
+    """
+
+    def __init__(self, path: PathLike, reason: str, *, line: int | None = None, key: str | None = None):
+        self.path = Path(path)
+        self.line = line
+        self.key = key
+        self.reason = reason
+        where = f', line {line}' if line is not None else (f', key {key!r}' if key is not None else '')
+        super().__init__(f'{self.path}{where}: {reason}')
+
+    def __reduce__(self):
+        # keyword-only arguments do not survive the default exception pickling (DataLoader workers pickle errors)
+        return _rebuild_error, (self.path, self.reason, self.line, self.key)
+
+
+def _rebuild_error(path, reason, line, key) -> AnnotationError:
+    return AnnotationError(path, reason, line=line, key=key)
+
+
+def read_text(path: PathLike) -> str:
+    """The file as UTF-8 text; a missing or undecodable file is an :class:`AnnotationError`."""
+    try:
+        return Path(path).read_text(encoding='utf-8')
+    except FileNotFoundError:
+        raise AnnotationError(path, 'file not found') from None
+    except UnicodeDecodeError as e:
+        raise AnnotationError(path, f'not UTF-8 text ({e.reason} at byte {e.start})') from None
+
+
+def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped line) for every non-blank line."""
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
+        line = line.strip()
+        if line:
+            yield n, line
+
+
+def parse_int(path: PathLike, line: int | None, value: Any, what: str, *, minimum: int | None = None) -> int:
+    """Parse an integer field (``'0902'`` -> 902; ``'3.0'`` and ``True`` are rejected)."""
+    if isinstance(value, bool):
+        raise AnnotationError(path, f'{what} must be an integer, got {value!r}', line=line)
+    if isinstance(value, int):
+        out = value
+    else:
+        try:
+            out = int(str(value).strip())
+        except ValueError:
+            raise AnnotationError(path, f'{what} must be an integer, got {value!r}', line=line) from None
+    if minimum is not None and out < minimum:
+        raise AnnotationError(path, f'{what} must be >= {minimum}, got {out}', line=line)
+    return out
+
+
+def parse_float(path: PathLike, line: int | None, value: Any, what: str) -> float:
+    """Parse a finite float field."""
+    if isinstance(value, bool):
+        raise AnnotationError(path, f'{what} must be a number, got {value!r}', line=line)
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise AnnotationError(path, f'{what} must be a number, got {value!r}', line=line) from None
+    if not math.isfinite(out):
+        raise AnnotationError(path, f'{what} must be finite, got {value!r}', line=line)
+    return out
+
+
+def csv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row starts, fields) for every non-empty csv row."""
+    text = read_text(path)
+    reader = csv.reader(text.splitlines(keepends=True))
+    start = 1
+    try:
+        for row in reader:
+            # reader.line_num is the line the row *ends* on; a row spans several lines only inside quotes
+            if row and any(f.strip() for f in row):
+                yield start, [f.strip() for f in row]
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise AnnotationError(path, f'bad csv: {e}', line=reader.line_num) from None
+
