@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from tasks.data.files import atomic_path
+from tasks.data.files import atomic_path, leftover_temporaries
 
 from .errors import FeatureStoreError, UnknownVideoError
 from .info import SCHEMA_VERSION, StoreInfo, describe_differences
@@ -358,18 +357,6 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-
-
-def _remove_killed_builds(out: Path) -> None:
-    """Delete the temporary files that killed builds of ``out`` left beside it (``atomic_path`` names them
-    ``.<stem>.<random>.tmp<suffix>``): each can be as large as the store."""
-    pattern = re.compile(re.escape(f'.{out.stem}.') + r'[^.]+' + re.escape(f'.tmp{out.suffix}'))
-    if out.parent.is_dir():
-        for path in out.parent.iterdir():
-            if pattern.fullmatch(path.name):
-                path.unlink(missing_ok=True)
-
-
 def build_store(out_path: str | os.PathLike, info: StoreInfo,
                 parts: Iterable[tuple[str, np.ndarray, VideoFeatureMeta]],
                 base: str | os.PathLike | None = None, *,
@@ -397,7 +384,8 @@ def build_store(out_path: str | os.PathLike, info: StoreInfo,
         ``out_path`` as a Path.
     """
     out_path = Path(out_path)
-    _remove_killed_builds(out_path)
+    for leftover in leftover_temporaries(out_path):  # each can be as large as the store
+        leftover.unlink(missing_ok=True)
     with atomic_path(out_path) as tmp:
         with (FeatureStore.open(base) if base is not None else contextlib.nullcontext()) as base_store, \
                 FeatureStore.create(tmp, info, overwrite=True, compression=compression,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ['atomic_path', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic']
+__all__ = ['atomic_path', 'leftover_temporaries', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic']
 
 
 @contextmanager
@@ -25,15 +26,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}', dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _create_temporary(path)
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(path: Path) -> Path:
+    """A new empty file ``.<stem>.<random>.tmp<suffix>`` beside ``path``, with the permissions the umask gives a new
+    file (``tempfile.mkstemp`` would make it owner-only, and the rename would keep that)."""
+    while True:
+        tmp = path.with_name(f'.{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}')
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporaries that writes of ``path`` killed before their rename (SIGKILL, power loss) left beside it."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f'.{path.stem}.') + r'[0-9a-f]+' + re.escape(f'.tmp{path.suffix}'))
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
