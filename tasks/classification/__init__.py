@@ -1,8 +1,8 @@
 """Video classification (K400/600/700/710, SSv2, UCF101, HMDB51): dataset, model, metric and evaluation arithmetic.
 
 Importing this package registers, in mmengine's root registries: ``VideoMAEv2ClsDataset`` (DATASETS),
-``videomaev2_cls_collate`` (FUNCTIONS), ``VideoMAEv2Classifier`` and ``VideoMAEv2ClsPreprocessor`` (MODELS), and, through
-:mod:`tasks.engine`, the training wrappers and the layer-decay optimiser constructor its configs name.
+``videomaev2_cls_collate`` (FUNCTIONS), ``VideoMAEv2Classifier`` and ``VideoMAEv2ClsPreprocessor`` (MODELS), and,
+through :mod:`tasks.engine`, the training wrappers and the layer-decay optimiser constructor its configs name.
 """
 import tasks.data.epoch_sampler  # noqa: F401  (the (epoch, index) sampler its configs name)
 import tasks.engine  # noqa: F401  (the training wrappers and layer decay its configs name)

@@ -24,8 +24,8 @@ class BF16AutocastOptimWrapper(OptimWrapper):
     mmengine's ``AmpOptimWrapper(dtype='bfloat16')`` does the same autocast but refuses to be built without a GPU
     (it asserts CUDA/NPU/MLU/MUSA for its float16 ``GradScaler``). bfloat16 has float32's exponent range, so gradients
     need no loss scaling, and this wrapper has no scaler; its state dict is the plain optimiser's, so runs resume
-    across the two wrappers. The official recipe uses float16 autocast with a loss scaler on GPUs (docs/pretraining.md#masks-and-loss);
-    use ``AmpOptimWrapper`` for that.
+    across the two wrappers. The official recipe uses float16 autocast with a loss scaler on GPUs
+    (docs/pretraining.md#masks-and-loss); use ``AmpOptimWrapper`` for that.
 
     Args:
         dtype: the autocast dtype; only ``'bfloat16'``.
