@@ -17,7 +17,7 @@ from .info import StoreInfo
 from .meta import VideoFeatureMeta
 from .store import FeatureStore, build_store
 
-__all__ = ['bench_store']
+__all__ = ['STORE_TARGETS', 'bench_store', 'store_summary']
 
 LAYOUTS = ('h5_fp32', 'h5_fp16', 'npy_fp32', 'npy_fp16')
 
@@ -171,3 +171,38 @@ if __name__ == '__main__':  # quick look without tools/benchmark.py: python -m f
     import sys
     import tempfile
     print(json.dumps(bench_store(sys.argv[1] if len(sys.argv) > 1 else tempfile.gettempdir()), indent=1))
+
+
+#: Targets: reading every video from the store, in id order and in a random order, is no slower than one ``.npy`` per
+#: video of the same dtype (npy time / store time >= 1), and the float16 store is smaller on disk than the float32
+#: ``.npy`` files the official extractor writes.
+STORE_TARGETS = {'read_speedup_min': 1.0, 'size_ratio_fp16_max': 1.0}
+#: (name in ``speedup``, key in :func:`feature_store.bench.bench_store`'s results)
+STORE_TIMES = (('read_sequential', 'read_sequential_s'), ('read_random', 'read_random_s'), ('window', 'window_ms'),
+               ('write', 'write_s'))
+
+
+def store_summary(results: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Ratios of :func:`feature_store.bench.bench_store` results that the targets are stated in.
+
+    Returns:
+        ``speedup[dtype][what]``: npy time / store time for the same dtype (above 1: the store is faster);
+        ``size_ratio_fp16``: bytes of the float16 store / bytes of the float32 npy files; ``size_ratios``: the other
+        size comparisons; ``meets``: each target.
+    """
+    speedup = {dt: {name: results[f'npy_{dt}'][key] / results[f'h5_{dt}'][key] for name, key in STORE_TIMES}
+               for dt in ('fp32', 'fp16')}
+    size = {layout: results[layout]['bytes'] for layout in results}
+    size_ratio_fp16 = size['h5_fp16'] / size['npy_fp32']
+    meets = {f'{what}_{dt}': speedup[dt][what] >= STORE_TARGETS['read_speedup_min']
+             for dt in ('fp32', 'fp16') for what in ('read_sequential', 'read_random')}
+    meets['size_fp16'] = size_ratio_fp16 < STORE_TARGETS['size_ratio_fp16_max']
+    return {
+        'speedup': speedup,
+        'size_ratio_fp16': size_ratio_fp16,
+        'size_ratios': {'h5_fp16/h5_fp32': size['h5_fp16'] / size['h5_fp32'],
+                        'h5_fp32/npy_fp32': size['h5_fp32'] / size['npy_fp32'],
+                        'h5_fp16/npy_fp16': size['h5_fp16'] / size['npy_fp16']},
+        'targets': STORE_TARGETS,
+        'meets': meets,
+    }

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backbone.bench import synchronize
 from tasks.data.video import VideoReader, write_video
 
 from .extract import ComputeDType, Preprocess, build_model, forward_clips, iter_clip_batches, sample_windows
 from .extract.decode import num_cpus, threaded
 
-__all__ = ['bench_extract', 'make_bench_video']
+__all__ = ['EXTRACT_TARGETS', 'bench_extract', 'extract_summary', 'make_bench_video']
 
 
 def make_bench_video(path: str | os.PathLike, seconds: float = 60.0, fps: float = 30.0, height: int = 240,
@@ -43,11 +44,6 @@ def make_bench_video(path: str | os.PathLike, seconds: float = 60.0, fps: float 
             frame[:, x:x + 16] = 255 - frame[:, x:x + 16]
             yield frame
     return write_video(path, frames(), fps, crf=23, gop=gop)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 def _official_loop(model: torch.nn.Module, path: str, starts: list[int], clip_len: int, size: int,
@@ -72,7 +68,7 @@ def _official_loop(model: torch.nn.Module, path: str, starts: list[int], clip_le
             with torch.no_grad():
                 rows.append(model.forward_features(frame_q.unsqueeze(0).to(device)).cpu().numpy())
             model_s += time.perf_counter() - t
-    _sync(device)
+    synchronize(device)
     return (np.vstack(rows) if rows else None), time.perf_counter() - t0, decode, model_s
 
 
@@ -156,7 +152,7 @@ def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, che
     warm = torch.zeros(1, 3, clip_len, img_size, img_size, device=dev)
     for model in (ours_model, official_model):
         forward_clips(model, warm)
-    _sync(dev)
+    synchronize(dev)
 
     threads = torch.get_num_threads()
     ours_threads = min(threads, max(1, num_cpus() - 1)) if dev.type == 'cpu' else threads
@@ -192,3 +188,28 @@ def _times(total: float, decode: float, model_s: float, clips: int) -> dict[str,
     return {'total_s': total, 'decode_s': decode, 'model_s': model_s,
             'decode_fraction': decode / total if total > 0 else 0.0,
             'clips_per_s': clips / total if total > 0 else 0.0}
+
+
+EXTRACT_TARGETS = {'speedup_min': 3.0, 'ours_decode_fraction_max': 0.10}
+#: The synthetic benchmark video (docs/video_decoding.md): 30 fps, 320x240, a keyframe every 250 frames.
+
+
+def extract_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of :func:`feature_store.bench_extract.bench_extract` that the targets are stated in.
+
+    Returns:
+        ``speedup``: official time / ours (``end_to_end``; ``decode_only_all_windows`` when measured);
+        ``decode_fraction``: decode + preprocessing time / wall time per loop; ``meets``: each target.
+    """
+    speedup = {'end_to_end': result['official']['total_s'] / result['ours']['total_s']}
+    if 'decode_only_all_windows' in result:
+        d = result['decode_only_all_windows']
+        speedup['decode_only_all_windows'] = d['official_s'] / d['ours_s']
+    decode_fraction = {loop: result[loop]['decode_s'] / result[loop]['total_s'] for loop in ('official', 'ours')}
+    return {
+        'speedup': speedup,
+        'decode_fraction': decode_fraction,
+        'targets': EXTRACT_TARGETS,
+        'meets': {'speedup': speedup['end_to_end'] >= EXTRACT_TARGETS['speedup_min'],
+                  'ours_decode_fraction': decode_fraction['ours'] < EXTRACT_TARGETS['ours_decode_fraction_max']},
+    }

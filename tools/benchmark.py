@@ -205,15 +205,6 @@ def print_backbone_report(payload: dict[str, Any]) -> None:
 
 
 # --- store: one HDF5 feature store vs one .npy per video --------------------------------------------------------------
-#: Targets: reading every video from the store, in id order and in a random order, is no slower than one ``.npy`` per
-#: video of the same dtype (npy time / store time >= 1), and the float16 store is smaller on disk than the float32
-#: ``.npy`` files the official extractor writes.
-STORE_TARGETS = {'read_speedup_min': 1.0, 'size_ratio_fp16_max': 1.0}
-#: (name in ``speedup``, key in :func:`feature_store.bench.bench_store`'s results)
-STORE_TIMES = (('read_sequential', 'read_sequential_s'), ('read_random', 'read_random_s'), ('window', 'window_ms'),
-               ('write', 'write_s'))
-
-
 def add_store_command(subparsers: argparse._SubParsersAction) -> None:
     common = common_parser(('repeats', 'seed', 'json'), repeats=3, helps={
         'repeats': 'timed rounds; each writes and reads all four layouts, interleaved',
@@ -244,35 +235,9 @@ def validate_store(args: argparse.Namespace) -> str | None:
     return None
 
 
-def store_summary(results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Ratios of :func:`feature_store.bench.bench_store` results that the targets are stated in.
-
-    Returns:
-        ``speedup[dtype][what]``: npy time / store time for the same dtype (above 1: the store is faster);
-        ``size_ratio_fp16``: bytes of the float16 store / bytes of the float32 npy files; ``size_ratios``: the other
-        size comparisons; ``meets``: each target.
-    """
-    speedup = {dt: {name: results[f'npy_{dt}'][key] / results[f'h5_{dt}'][key] for name, key in STORE_TIMES}
-               for dt in ('fp32', 'fp16')}
-    size = {layout: results[layout]['bytes'] for layout in results}
-    size_ratio_fp16 = size['h5_fp16'] / size['npy_fp32']
-    meets = {f'{what}_{dt}': speedup[dt][what] >= STORE_TARGETS['read_speedup_min']
-             for dt in ('fp32', 'fp16') for what in ('read_sequential', 'read_random')}
-    meets['size_fp16'] = size_ratio_fp16 < STORE_TARGETS['size_ratio_fp16_max']
-    return {
-        'speedup': speedup,
-        'size_ratio_fp16': size_ratio_fp16,
-        'size_ratios': {'h5_fp16/h5_fp32': size['h5_fp16'] / size['h5_fp32'],
-                        'h5_fp32/npy_fp32': size['h5_fp32'] / size['npy_fp32'],
-                        'h5_fp16/npy_fp16': size['h5_fp16'] / size['npy_fp16']},
-        'targets': STORE_TARGETS,
-        'meets': meets,
-    }
-
-
 def run_store(args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`feature_store.bench.bench_store`; print the table; return (and optionally write) the payload."""
-    from feature_store.bench import bench_store
+    from feature_store.bench import bench_store, store_summary
 
     # numpy and h5py read on this thread only, so torch's thread count plays no part; the load is still recorded.
     machine = machine_info(torch.device('cpu'))
@@ -329,8 +294,6 @@ def print_store_report(payload: dict[str, Any]) -> None:
 
 # --- extract: our feature extractor vs the official per-window loop, end to end on one video --------------------------
 #: Targets: ours at least 3x faster end to end, with decoding under 10% of its wall time.
-EXTRACT_TARGETS = {'speedup_min': 3.0, 'ours_decode_fraction_max': 0.10}
-#: The synthetic benchmark video (docs/video_decoding.md): 30 fps, 320x240, a keyframe every 250 frames.
 BENCH_VIDEO = {'fps': 30.0, 'height': 240, 'width': 320, 'gop': 250}
 
 
@@ -386,30 +349,9 @@ def bench_video_path(cache_dir: str | os.PathLike, seconds: float = 60.0, seed: 
                                  gop=v['gop'], seed=seed))
 
 
-def extract_summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The numbers of :func:`feature_store.bench_extract.bench_extract` that the targets are stated in.
-
-    Returns:
-        ``speedup``: official time / ours (``end_to_end``; ``decode_only_all_windows`` when measured);
-        ``decode_fraction``: decode + preprocessing time / wall time per loop; ``meets``: each target.
-    """
-    speedup = {'end_to_end': result['official']['total_s'] / result['ours']['total_s']}
-    if 'decode_only_all_windows' in result:
-        d = result['decode_only_all_windows']
-        speedup['decode_only_all_windows'] = d['official_s'] / d['ours_s']
-    decode_fraction = {loop: result[loop]['decode_s'] / result[loop]['total_s'] for loop in ('official', 'ours')}
-    return {
-        'speedup': speedup,
-        'decode_fraction': decode_fraction,
-        'targets': EXTRACT_TARGETS,
-        'meets': {'speedup': speedup['end_to_end'] >= EXTRACT_TARGETS['speedup_min'],
-                  'ours_decode_fraction': decode_fraction['ours'] < EXTRACT_TARGETS['ours_decode_fraction_max']},
-    }
-
-
 def run_extract(args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`feature_store.bench_extract.bench_extract`; print the table; return (and optionally write) it."""
-    from feature_store.bench_extract import bench_extract
+    from feature_store.bench_extract import bench_extract, extract_summary
 
     device, machine = prepare(args.device)
     video = Path(args.video) if args.video else bench_video_path(args.cache_dir, args.video_seconds, args.seed)
@@ -448,10 +390,10 @@ def print_extract_report(payload: dict[str, Any]) -> None:
         d = r['decode_only_all_windows']
         print(f"decoding + preprocessing of all {d['windows']} windows, no model: official {d['official_s']:.2f} s, "
               f"ours {d['ours_s']:.2f} s ({payload['speedup']['decode_only_all_windows']:.1f}x)")
-    meets = payload['meets']
-    print(f"ours vs official end to end (target >= {EXTRACT_TARGETS['speedup_min']:g}x): "
+    meets, targets = payload['meets'], payload['targets']
+    print(f"ours vs official end to end (target >= {targets['speedup_min']:g}x): "
           f"{payload['speedup']['end_to_end']:.2f}x ({'ok' if meets['speedup'] else 'BELOW target'}); "
-          f"ours decode fraction (target < {100 * EXTRACT_TARGETS['ours_decode_fraction_max']:g}%): "
+          f"ours decode fraction (target < {100 * targets['ours_decode_fraction_max']:g}%): "
           f"{100 * payload['decode_fraction']['ours']:.1f}% "
           f"({'ok' if meets['ours_decode_fraction'] else 'ABOVE target'})")
 
