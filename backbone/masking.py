@@ -2,8 +2,8 @@
 
 Reference: OpenGVLab/VideoMAEv2 ``dataset/masking_generator.py`` (``TubeMaskingGenerator``,
 ``RunningCellMaskingGenerator``, ``Cell``) and ``dataset/pretrain_datasets.py`` (how the two masks are combined);
-docs/pretraining.md#tube-mask-2.4. The random and frame generators are the ablation baselines of the VideoMAE papers (V1 Table 1b
-for the encoder, V2 Table 1 for the decoder).
+docs/pretraining.md#tube-mask. The random and frame generators are the ablation baselines of the VideoMAE papers (V1
+Table 1b for the encoder, V2 Table 1 for the decoder).
 
 Conventions, the same as the official code:
 

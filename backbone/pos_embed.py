@@ -62,6 +62,15 @@ def resize_pos_embed(table: torch.Tensor, src_grid: tuple[int, int, int],
     return x.reshape(1, t1 * h1 * w1, channels).to(dtype)
 
 
+def adapt_pos_embed(table: torch.Tensor, src_grid: tuple[int, int, int], dst_grid: tuple[int, int, int],
+                    policy: PosEmbedPolicy) -> torch.Tensor:
+    """The (1, N, C) table built for ``src_grid`` adapted to ``dst_grid`` by ``policy``: resized (``'interpolate'``)
+    or a fresh sinusoid for the new grid (``'sinusoid'``), on the table's device. Returns (1, prod(dst_grid), C)."""
+    if policy == 'interpolate':
+        return resize_pos_embed(table, src_grid, dst_grid)
+    return sinusoid_table(math.prod(dst_grid), table.shape[-1]).to(table.device)
+
+
 def official_finetune_pos_embed(table: torch.Tensor, num_frames: int, input_size: int, patch_size: int,
                                 tubelet_size: int = 2) -> torch.Tensor:
     """Reproduce the literal position-table edit of the official ``run_class_finetuning.py``.
@@ -69,7 +78,8 @@ def official_finetune_pos_embed(table: torch.Tensor, num_frames: int, input_size
     The script reads the model's table (already built for the new shape), reshapes it assuming 8 temporal slices and a
     square grid, resizes bicubic to ``input_size / patch_size``, then, if ``num_frames != 16``, reshapes again assuming
     8 slices and resizes linearly along time. At 16 frames this is the identity; for 64x266 it is *not* a clean resize
-    of the 16x224 table, and this function is how to reproduce the published 64-frame numbers (docs/backbone.md#position-embedding).
+    of the 16x224 table, and this function is how to reproduce the published 64-frame numbers
+    (docs/backbone.md#position-embedding).
 
     Args:
         table: (1, N, C) table built for ``num_frames`` x ``input_size``.

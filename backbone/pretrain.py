@@ -5,26 +5,26 @@ Numerical reference: OpenGVLab/VideoMAEv2 ``models/modeling_pretrain.py`` (model
 (targets and loss), commit 29eab1e; docs/pretraining.md#encoder-and-decoder-sizes, docs/pretraining.md#masks-and-loss.
 
 Parameter names are the official ones (``encoder.*`` with ``encoder.norm``, ``decoder.blocks.N.*``, ``decoder.norm``,
-``decoder.head``, ``encoder_to_decoder.weight``, ``mask_token``), so official pre-training checkpoints load strictly
-with :func:`load_pretrain_checkpoint`, and :func:`backbone.load_checkpoint` hands the encoder to a downstream
-:class:`~backbone.VideoMAEv2ViT` (``fc_norm`` and ``head`` start fresh). The encoder *is* a ``VideoMAEv2ViT``
-(subclassed, as MAE's ``models_vit.py`` subclasses timm), so blocks, patch embedding, position tables and activation
-checkpointing are the downstream code, not a copy.
+``decoder.head``, ``encoder_to_decoder.weight``, ``mask_token``), so :func:`backbone.load_checkpoint` loads an official
+pre-training checkpoint into this model whole, and its encoder into a downstream :class:`~backbone.VideoMAEv2ViT`
+(``fc_norm`` and ``head`` start fresh). The encoder *is* a ``VideoMAEv2ViT`` (subclassed, as MAE's ``models_vit.py``
+subclasses timm), so blocks, patch embedding, position tables and activation checkpointing are the downstream code,
+not a copy.
 
-Layout (MAE order): helpers (patchify, targets) -> encoder -> decoder -> the model -> checkpoint loading -> presets.
+Layout (MAE order): helpers (patchify, targets) -> encoder -> decoder -> the model -> registration.
 Masks are built by :mod:`backbone.masking`.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, Source, _short, convert_state_dict
-from .pos_embed import PosEmbedPolicy, resize_pos_embed, sinusoid_table
+from .checkpoint import load_checkpoint
+from .pos_embed import PosEmbedPolicy, adapt_pos_embed, sinusoid_table
 from .videomaev2 import ARCH_PRESETS, ArchName, Block, VideoMAEv2ViT, run_blocks
 
 #: ImageNet mean/std on the [0, 1] scale: the clip normalisation the official pre-training data pipeline uses, undone
@@ -32,9 +32,9 @@ from .videomaev2 import ARCH_PRESETS, ArchName, Block, VideoMAEv2ViT, run_blocks
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Decoder presets (docs/pretraining.md#encoder-and-decoder-sizes): width / heads / depth. Depth 4 is what the official scripts pass
-#: (``--decoder_depth 4``); the class default there is 8. The decoder MLP uses the encoder's ratio, so ViT-g's decoder
-#: MLP is int(512 * 48 / 11) = 2234. ``vit_test`` is a tiny variant for CPU unit tests.
+#: Decoder presets (docs/pretraining.md#encoder-and-decoder-sizes): width / heads / depth. Depth 4 is what the official
+#: scripts pass (``--decoder_depth 4``); the class default there is 8. The decoder MLP uses the encoder's ratio, so
+#: ViT-g's decoder MLP is int(512 * 48 / 11) = 2234. ``vit_test`` is a tiny variant for CPU unit tests.
 PRETRAIN_PRESETS: dict[str, dict[str, int]] = {
     'vit_small': dict(decoder_embed_dim=192, decoder_num_heads=3, decoder_depth=4),
     'vit_base': dict(decoder_embed_dim=384, decoder_num_heads=6, decoder_depth=4),
@@ -210,7 +210,7 @@ class VideoMAEv2Pretrainer(nn.Module):
         pos_embed_policy: how the encoder *and* decoder tables adapt to a grid other than the constructed one.
         with_cp: activation checkpointing of every encoder and decoder block (``--with_checkpoint``).
         fused_attn: ``scaled_dot_product_attention`` (True) or the official explicit softmax.
-        pretrained: a pre-training checkpoint loaded strictly by :meth:`init_weights`.
+        pretrained: a pre-training checkpoint loaded whole by :meth:`init_weights` (:func:`backbone.load_checkpoint`).
         init_cfg: mmengine-style ``dict(type='Pretrained', checkpoint=...)``, an alias of ``pretrained``.
         Other arguments as :class:`~backbone.VideoMAEv2ViT`.
     """
@@ -293,7 +293,7 @@ class VideoMAEv2Pretrainer(nn.Module):
     def init_weights(self) -> None:
         """mmengine hook: load ``pretrained`` if given (the constructor already initialised fresh weights)."""
         if self.pretrained:
-            load_pretrain_checkpoint(self, self.pretrained)
+            load_checkpoint(self, self.pretrained)
 
     def to_empty(self, *, device: torch.device | str | None, recurse: bool = True) -> VideoMAEv2Pretrainer:
         """Materialise a meta-device model, rebuilding the fixed buffers no checkpoint restores."""
@@ -361,11 +361,8 @@ class VideoMAEv2Pretrainer(nn.Module):
             return self.decoder_pos_embed
         key = (tuple(grid), self.decoder_pos_embed.device)
         if key not in self._resized_decoder_pos:
-            if self.pos_embed_policy == 'interpolate':
-                table = resize_pos_embed(self.decoder_pos_embed, self.grid_size, grid)
-            else:
-                table = sinusoid_table(math.prod(grid), self.decoder_embed_dim).to(self.decoder_pos_embed.device)
-            self._resized_decoder_pos[key] = table
+            self._resized_decoder_pos[key] = adapt_pos_embed(self.decoder_pos_embed, self.grid_size, grid,
+                                                             self.pos_embed_policy)
         return self._resized_decoder_pos[key]
 
     def forward_encoder(self, video: torch.Tensor, mask: torch.Tensor, num_visible: int) -> torch.Tensor:
@@ -510,42 +507,6 @@ def _trunc_normal_official_(tensor: torch.Tensor, std: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Checkpoints
-# ---------------------------------------------------------------------------------------------------------------------
-def load_pretrain_checkpoint(model: VideoMAEv2Pretrainer, src: Source, *, weights_only: bool = True) -> None:
-    """Load an official pre-training checkpoint (any wrapper or prefix) into the pre-training model, strictly.
-
-    Accepts what :func:`backbone.checkpoint.convert_state_dict` reads: ``{'model': ...}`` / ``module`` / bare,
-    ``_orig_mod.`` (torch.compile) and ``module.`` prefixes, Hugging Face ``VideoMAEForPreTraining`` names; a fixed
-    sinusoid ``pos_embed`` is dropped. Every model key must be present with the model's shape, and nothing else may
-    be in the file; tensors are cast to the model's dtype.
-
-    Raises:
-        CheckpointError: unreadable file, a file without a decoder (a downstream checkpoint: load it into
-            :class:`~backbone.VideoMAEv2ViT` with :func:`backbone.load_checkpoint`), or any key/shape mismatch.
-    """
-    name = '<state_dict>' if isinstance(src, Mapping) else str(src)
-    state = convert_state_dict(src, 'pretrain', weights_only=weights_only)
-    target = model.state_dict()
-    if not any(k.startswith('decoder.') for k in state):
-        raise CheckpointError(f'{name}: no decoder.* keys: not a pre-training checkpoint (load an encoder-only or '
-                              'fine-tuned file into VideoMAEv2ViT with backbone.load_checkpoint)')
-    problems = []
-    missing, unexpected = sorted(set(target) - set(state)), sorted(set(state) - set(target))
-    if missing:
-        problems.append(f'{len(missing)} model keys missing from the checkpoint: {_short(missing)}')
-    if unexpected:
-        problems.append(f'{len(unexpected)} checkpoint keys the model does not have: {_short(unexpected)}')
-    for key in sorted(set(state) & set(target)):
-        if state[key].shape != target[key].shape:
-            problems.append(f'shape of {key}: checkpoint {tuple(state[key].shape)} vs model '
-                            f'{tuple(target[key].shape)}')
-    if problems:
-        raise CheckpointError(f'{name} (pre-training layout, arch {model.arch}): ' + '; '.join(problems))
-    model.load_state_dict({k: v.to(dtype=target[k].dtype) for k, v in state.items()}, strict=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Registration
 # ---------------------------------------------------------------------------------------------------------------------
 def register_pretrainer_with_mmaction() -> None:
@@ -558,5 +519,5 @@ def register_pretrainer_with_mmaction() -> None:
 
 
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'PRETRAIN_PRESETS', 'VideoMAEv2PretrainDecoder',
-           'VideoMAEv2PretrainEncoder', 'VideoMAEv2Pretrainer', 'load_pretrain_checkpoint', 'normalize_patches',
-           'patchify', 'register_pretrainer_with_mmaction', 'unpatchify']
+           'VideoMAEv2PretrainEncoder', 'VideoMAEv2Pretrainer', 'normalize_patches', 'patchify',
+           'register_pretrainer_with_mmaction', 'unpatchify']

@@ -3,7 +3,7 @@
 Paper: Wang et al., "VideoMAE V2: Scaling Video Masked Autoencoders with Dual Masking", CVPR 2023 (arXiv 2303.16727).
 Numerical reference: OpenGVLab/VideoMAEv2 ``models/modeling_finetune.py`` (commit 29eab1e). The parameter names are
 the official ones, so official state dicts load with no renaming; other layouts go through
-:func:`backbone.checkpoint.load_checkpoint`.
+:func:`backbone.load_checkpoint`.
 
 Layout of this file (timm order): blocks -> the ViT -> init -> presets. The dual-masked pre-training model lives in
 its own module and reuses :class:`Block` and :class:`PatchEmbed` from here.
@@ -18,7 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .pos_embed import PosEmbedPolicy, resize_pos_embed, sinusoid_table
+from .checkpoint import filter_checkpoint, load_checkpoint
+from .checkpoint_io import CheckpointError
+from .pos_embed import PosEmbedPolicy, adapt_pos_embed, resize_pos_embed, sinusoid_table
 
 ArchName = Literal['vit_small', 'vit_base', 'vit_large', 'vit_huge', 'vit_giant', 'vit_test']
 
@@ -149,7 +151,8 @@ class Mlp(nn.Module):
     """fc1 -> GELU -> fc2 -> dropout.
 
     Unlike timm's Mlp there is no dropout after the activation: the official module has it commented out ("for the
-    original BERT implement"), and HF transformers' VideoMAE also drops only after fc2 (docs/backbone.md#embedding-attention-and-blocks).
+    original BERT implement"), and HF transformers' VideoMAE also drops only after fc2
+    (docs/backbone.md#embedding-attention-and-blocks).
     """
 
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
@@ -339,31 +342,26 @@ class VideoMAEv2ViT(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """Also accept mmaction2's VisionTransformer names inside ``load_state_dict``.
-
-        mmengine's ``load_from`` loads a recognizer checkpoint straight into the model, bypassing
-        :func:`backbone.load_checkpoint`. Renaming mmcv's ``patch_embed.projection`` / ``mlp.layers.*`` here lets a
-        checkpoint written for mmaction2's own ViT load into this backbone, and its persistent fixed ``pos_embed`` is
-        dropped after checking that it is the sinusoid (a learned one is reported as an error).
-        """
-        from .checkpoint import _is_fixed_sinusoid, _mmaction_to_official
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            new = prefix + _mmaction_to_official(key[len(prefix):])
-            if new != key and new not in state_dict:
-                state_dict[new] = state_dict.pop(key)
-        if not isinstance(self.pos_embed, nn.Parameter) and prefix + 'pos_embed' in state_dict:
-            if _is_fixed_sinusoid(state_dict[prefix + 'pos_embed']):
-                state_dict.pop(prefix + 'pos_embed')
+        """Inside any ``load_state_dict`` (mmengine's ``load_from`` included), pass this ViT's keys through the
+        checkpoint filter's renaming: another layout's names (mmaction2's ``patch_embed.projection``,
+        ``mlp.layers.*``) become official ones, and a stored fixed ``pos_embed`` is dropped (a learned one is an
+        error). Missing and unexpected keys are left for ``load_state_dict`` to report."""
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        if keys:
+            try:
+                renamed, _ = filter_checkpoint({k[len(prefix):]: state_dict[k] for k in keys}, self, mode='rename')
+            except CheckpointError as err:
+                error_msgs.append(f'{prefix.rstrip(".") or type(self).__name__}: {err}')
             else:
-                error_msgs.append(f'{prefix}pos_embed is learned, not the fixed sinusoid; build the backbone with '
-                                  'use_learnable_pos_emb=True to load it')
+                for key in keys:
+                    del state_dict[key]
+                state_dict.update({prefix + k: v for k, v in renamed.items()})
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
     def init_weights(self) -> None:
         """mmengine hook: load ``pretrained`` if given (the constructor already initialised fresh weights)."""
         if self.pretrained:
-            from .checkpoint import load_checkpoint
             load_checkpoint(self, self.pretrained)
 
     # --- feature API -----------------------------------------------------------------------------------------------
@@ -375,11 +373,7 @@ class VideoMAEv2ViT(nn.Module):
             return resize_pos_embed(self.pos_embed, self.grid_size, grid)
         key = (tuple(grid), self.pos_embed.device, self.pos_embed_policy)
         if key not in self._resized_pos_embed:
-            if self.pos_embed_policy == 'interpolate':
-                table = resize_pos_embed(self.pos_embed, self.grid_size, grid)
-            else:
-                table = sinusoid_table(math.prod(grid), self.embed_dim).to(self.pos_embed.device)
-            self._resized_pos_embed[key] = table
+            self._resized_pos_embed[key] = adapt_pos_embed(self.pos_embed, self.grid_size, grid, self.pos_embed_policy)
         return self._resized_pos_embed[key]
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:

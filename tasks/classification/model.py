@@ -31,9 +31,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.registry import MODELS
 
-from backbone import VideoMAEv2ViT
-from backbone.checkpoint import (CheckpointError, LabelMap, LoadResult, Source, _label_map_indices,
-                                 load_checkpoint, to_official)
+from backbone import CheckpointError, VideoMAEv2ViT, filter_checkpoint, load_checkpoint
+from backbone.checkpoint_layouts import LabelMap
 from tasks.data.video.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from .transforms import VideoMixup, apply_random_erasing
@@ -191,7 +190,7 @@ class VideoMAEv2Classifier(BaseModel):
             teacher = VideoMAEv2ViT(**teacher_cfg)
             if checkpoint is None:
                 raise ValueError('distill.teacher needs a checkpoint (a random teacher teaches nothing)')
-            _load_trusted(teacher, checkpoint, label_map)
+            load_checkpoint(teacher, checkpoint, label_map=label_map)
             teacher.eval().requires_grad_(False)
             # Held outside the module tree: the teacher is neither trained, nor saved in checkpoints (1B parameters
             # for ViT-g), nor seen by the optimiser, layer decay or DDP. It follows the inputs' device in forward.
@@ -281,7 +280,8 @@ class VideoMAEv2Classifier(BaseModel):
             raise ValueError(f'{inputs.shape[0]} clips do not split into videos of {num_views} views')
         step = self.views_per_forward or inputs.shape[0]
         logits = torch.cat([self.backbone(inputs[i:i + step]) for i in range(0, inputs.shape[0], step)])
-        # Official merge: softmax per view, then the mean over the views of a video (docs/classification.md#test-protocols-and-metrics).
+        # Official merge: softmax per view, then the mean over the views of a video
+        # (docs/classification.md#test-protocols-and-metrics).
         scores = F.softmax(logits.float(), dim=-1).view(-1, num_views, logits.shape[-1]).mean(dim=1)
         valid = samples.get('valid')
         labels, indices = samples['label'], samples.get('index')
@@ -295,85 +295,39 @@ class VideoMAEv2Classifier(BaseModel):
                             index=int(indices[i]) if indices is not None else i))
         return out
 
-    # --- checkpoints -----------------------------------------------------------------------------------------------
+    # --- checkpoints ---------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
-        """mmengine hook at the start of training: load ``pretrained`` into the backbone (fresh weights otherwise).
-
-        The file is read once (mmengine-written checkpoints of earlier stages included), renamed to official names,
-        its head sliced with ``label_map`` if its class count differs, and loaded strictly by
-        :func:`backbone.load_checkpoint`.
-        """
+        """mmengine hook at the start of training: load ``pretrained`` into the backbone (fresh weights otherwise),
+        through :func:`backbone.load_checkpoint`: its head sliced with ``label_map`` if its class count differs, or
+        started fresh with ``reset_head``."""
         super().init_weights()
         if not self.pretrained:
             return
-        state, layout = _to_official_trusted(self.pretrained)
-        if self.reset_head:
-            state = {k: v for k, v in state.items() if not k.startswith('head.')}
-        head = state.get('head.weight')
-        slice_head = self.label_map is not None and head is not None and head.shape[0] != self.num_classes
-        try:
-            result = load_checkpoint(self.backbone, state, label_map=self.label_map if slice_head else None)
-        except CheckpointError as err:
-            raise CheckpointError(f'{self.pretrained} ({layout} layout): {err}') from None
-        print_log(f'loaded {self.pretrained} ({layout} layout) into the backbone'
-                  f'{f" (head sliced to {self.num_classes} classes)" if slice_head else ""}; fresh: '
+        result = load_checkpoint(self.backbone, self.pretrained, label_map=self.label_map,
+                                 fresh=('head.',) if self.reset_head else ())
+        sliced = f' (head sliced to {self.num_classes} classes)' if result.head_sliced else ''
+        print_log(f'loaded {result.source} ({result.layout} layout) into the backbone{sliced}; fresh: '
                   f'{result.missing or "none"}; dropped: {result.unexpected or "none"}', logger='current')
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """Slice a K710 head on ``load_state_dict`` (so mmengine's ``load_from`` works), and refuse partial loads.
+        """``load_state_dict`` (so mmengine's ``load_from``) through the checkpoint filter in ``'exact'`` mode.
 
-        A state dict of this model whose ``backbone.head`` has another number of rows than the model's head is sliced
-        with ``label_map`` (new row i = row ``label_map[i]``): a stage of the progressive chain loads the previous
-        stage's 710-way checkpoint through ``load_from``. Any other difference (missing or extra keys, other shapes)
-        raises :class:`~backbone.CheckpointError` naming them: mmengine's ``load_from`` would only warn and train or
-        test partly random weights. Pre-training and official files belong in ``pretrained`` (layout conversion).
+        A head of another size is sliced with ``label_map`` (a stage of the progressive chain loads the previous
+        stage's 710-way checkpoint through ``load_from``). Any other difference raises
+        :class:`~backbone.CheckpointError` naming the keys: mmengine's ``load_from`` would only warn and train or test
+        partly random weights.
         """
-        own = {prefix + k: v for k, v in self.state_dict().items()}
-        incoming = [k for k in state_dict if k.startswith(prefix)]
-        head = [prefix + 'backbone.head.weight', prefix + 'backbone.head.bias']
-        if self.label_map is not None and all(k in state_dict for k in head) and \
-                state_dict[head[0]].shape[0] != self.num_classes:
-            indices = _label_map_indices(self.label_map)
-            rows = state_dict[head[0]].shape[0]
-            if len(indices) != self.num_classes or not all(0 <= i < rows for i in indices):
-                raise CheckpointError(f'label_map has {len(indices)} entries in [{min(indices)}, {max(indices)}]; it '
-                                      f'must give {self.num_classes} rows of the checkpoint\'s {rows}-way head')
-            for key in head:
-                state_dict[key] = state_dict[key][indices]
-            print_log(f'load_state_dict: sliced the {rows}-way head to {self.num_classes} classes with label_map',
+        incoming = {k[len(prefix):]: state_dict.pop(k) for k in [k for k in state_dict if k.startswith(prefix)]}
+        try:
+            state, result = filter_checkpoint(incoming, self, label_map=self.label_map, mode='exact')
+        except CheckpointError as err:
+            raise CheckpointError(f'{type(self).__name__}.load_state_dict: {err}. A pre-training checkpoint goes in '
+                                  'model.pretrained (its head starts fresh); a head of another size needs '
+                                  'model.label_map.') from None
+        state_dict.update({prefix + k: v for k, v in state.items()})
+        if result.head_sliced:
+            print_log(f'load_state_dict: sliced the head to {self.num_classes} classes with label_map',
                       logger='current')
-        missing = sorted(set(own) - set(incoming))
-        unexpected = sorted(set(incoming) - set(own))
-        shapes = [f'{k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}'
-                  for k in sorted(set(own) & set(incoming))
-                  if isinstance(state_dict[k], torch.Tensor) and state_dict[k].shape != own[k].shape]
-        if missing or unexpected or shapes:
-            parts = [f'{len(missing)} model keys missing ({_short(missing)})'] if missing else []
-            parts += [f'{len(unexpected)} unexpected keys ({_short(unexpected)})'] if unexpected else []
-            parts += [f'shape mismatch {"; ".join(shapes[:4])}'] if shapes else []
-            raise CheckpointError(
-                f'{type(self).__name__}: the state dict does not fit the model: ' + '; '.join(parts) + '. A '
-                'pre-training or official checkpoint goes in model.pretrained (layout conversion); a head of another '
-                'size needs model.label_map.')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
-
-
-def _short(keys: list[str], limit: int = 5) -> str:
-    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit})' if len(keys) > limit else '')
-
-
-def _to_official_trusted(path: str):
-    from tasks.engine.checkpoint import mmengine_checkpoint_globals
-
-    with mmengine_checkpoint_globals():
-        return to_official(path)
-
-
-def _load_trusted(model: nn.Module, src: Source, label_map: LabelMap | None) -> LoadResult:
-    """:func:`backbone.load_checkpoint` that also reads mmengine-written checkpoints (previous stages of a chain)."""
-    from tasks.engine.checkpoint import mmengine_checkpoint_globals
-
-    with mmengine_checkpoint_globals():
-        return load_checkpoint(model, src, label_map=label_map)

@@ -1,29 +1,24 @@
-"""Loading mmengine-written training checkpoints under torch's weights-only unpickler.
-
-torch >= 2.6 loads with ``weights_only=True`` by default and refuses the Python objects an mmengine training checkpoint
-pickles next to the tensors (the message hub's ``HistoryBuffer`` and numpy scalars; docs/ecosystem.md, mmengine #1655).
-Rather than turning the safety check off for every file (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), the context manager
-below allows exactly those classes.
+"""Checkpoint files for the tools: mmengine training checkpoints under torch's weights-only unpickler, and the layout
+conversion of a checkpoint file (``tools/convert_checkpoint.py``; the layouts are :mod:`backbone.checkpoint_layouts`).
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from backbone.checkpoint import training_checkpoint_globals
+from backbone.checkpoint_io import training_checkpoint_globals
+from backbone.checkpoint_layouts import LabelMap, Layout, convert_state_dict, is_pretrain_only, to_official
+from tasks.data.files import atomic_path
 
-__all__ = ['mmengine_checkpoint_globals', 'load_trusted_checkpoint']
+__all__ = ['convert_checkpoint_file', 'load_trusted_checkpoint', 'mmengine_checkpoint_globals', 'token_grid']
 
-
-def mmengine_checkpoint_globals():
-    """Within the block, ``torch.load(weights_only=True)`` accepts mmengine's checkpoint objects (and no others).
-
-    The allow-list lives with the checkpoint loader (:func:`backbone.checkpoint.training_checkpoint_globals`), so that
-    every reader of our training runs (extraction, tests, conversion) accepts the same classes.
-    """
-    return training_checkpoint_globals()
+#: Within the block, ``torch.load(weights_only=True)`` accepts mmengine's checkpoint objects (the message hub's
+#: ``HistoryBuffer``, numpy scalars) and no others; the allow-list lives with the checkpoint reader, so that every
+#: reader of our training runs accepts the same classes (docs/ecosystem.md).
+mmengine_checkpoint_globals = training_checkpoint_globals
 
 
 def load_trusted_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -32,3 +27,101 @@ def load_trusted_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     weights_only = hasattr(torch.serialization, 'safe_globals')
     with mmengine_checkpoint_globals():
         return torch.load(path, map_location='cpu', weights_only=weights_only)
+
+
+def token_grid(state: dict[str, torch.Tensor], to: Layout, *, img_size: int | None = None,
+               num_frames: int | None = None, tubelet: int | None = None,
+               patch: int | None = None) -> tuple[int, int, int] | None:
+    """(T', H', W') for mmaction2's persistent pos_embed, or None when no size option was given.
+
+    Unset options default to 224 px, 16 frames and the tubelet/patch of ``patch_embed.proj.weight`` (official names).
+    """
+    if all(value is None for value in (img_size, num_frames, tubelet, patch)):
+        return None
+    if to != 'mmaction2':
+        raise ValueError('--img-size/--num-frames/--tubelet/--patch set the pos_embed grid of --to mmaction2 only')
+    weight = state.get('patch_embed.proj.weight')
+    if weight is None or weight.dim() != 5:
+        raise ValueError('the checkpoint has no Conv3d patch_embed.proj.weight to take the tubelet/patch size from')
+    # Conv3d weight (C, 3, tubelet, patch, patch).
+    for flag, given, actual in (('--tubelet', tubelet, weight.shape[2]), ('--patch', patch, weight.shape[3])):
+        if given is not None and given != actual:
+            raise ValueError(f'{flag} {given} disagrees with patch_embed.proj.weight {tuple(weight.shape)} '
+                             f'(kernel {actual})')
+    tubelet, patch = weight.shape[2], weight.shape[3]
+    img_size = 224 if img_size is None else img_size
+    num_frames = 16 if num_frames is None else num_frames
+    if img_size <= 0 or num_frames <= 0 or img_size % patch or num_frames % tubelet:
+        raise ValueError(f'{num_frames} frames x {img_size} px do not tile into {tubelet}x{patch}x{patch} tubelets')
+    return num_frames // tubelet, img_size // patch, img_size // patch
+
+
+def _check_destination(out: Path) -> None:
+    """Refuse an output that cannot be written before reading what may be gigabytes (torch.save would report it as
+    a RuntimeError afterwards). A missing output folder is created later, once the input has been read."""
+    blocker = next((p for p in (out.parent, *out.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f'{out}: cannot create the output folder {out.parent}: {blocker} is not a folder')
+    if out.is_dir():
+        raise ValueError(f'{out}: is a folder; give a file name')
+
+
+def _save(payload: dict, out: Path, safetensors_meta: dict[str, str]) -> None:
+    """torch.save (or safetensors for a ``.safetensors`` name) through a temporary file renamed over ``out``."""
+    with atomic_path(out) as tmp:
+        if out.suffix != '.safetensors':
+            torch.save(payload, tmp)
+            return
+        from safetensors.torch import save_file
+        seen: set[int] = set()
+        flat = {}
+        for key, value in payload.items():  # safetensors refuses tensors that share memory
+            value = value.contiguous()
+            ptr = value.untyped_storage().data_ptr()
+            flat[key] = value.clone() if ptr in seen else value
+            seen.add(ptr)
+        save_file(flat, str(tmp), metadata=safetensors_meta)
+
+
+def convert_checkpoint_file(src: str | os.PathLike, out: str | os.PathLike, to: Layout, *,
+                            label_map: LabelMap | None = None, img_size: int | None = None,
+                            num_frames: int | None = None, tubelet: int | None = None, patch: int | None = None,
+                            weights_only: bool = True) -> str:
+    """Convert the checkpoint file ``src`` to the layout ``to`` and write it to ``out``, atomically.
+
+    ``official`` files are wrapped as the official code saves them (``module`` for a fine-tuned model, ``model`` for
+    a pre-training model), ``mmaction2`` files as mmengine checkpoints (``state_dict`` + ``meta``), ``hf`` files bare;
+    a ``.safetensors`` name gets a flat safetensors file. Any size option writes mmaction2's ``pos_embed`` for that
+    input size (:func:`token_grid`).
+
+    Returns:
+        The one-line summary (``wrote OUT: official -> mmaction2 (state_dict), ...``).
+    """
+    src, out = Path(src), Path(out)
+    _check_destination(out)
+    state, layout = to_official(src, weights_only)  # read once; the grid needs the patch-embed shape
+    grid = token_grid(state, to, img_size=img_size, num_frames=num_frames, tubelet=tubelet, patch=patch)
+    converted = convert_state_dict(state, to, grid=grid, label_map=label_map)
+    meta = {'source': src.name, 'source_layout': layout, 'converted_by': 'tools/convert_checkpoint.py'}
+    if out.suffix == '.safetensors':
+        payload, wrapper = converted, 'flat safetensors'
+    elif to == 'official':
+        wrapper = 'model' if any(is_pretrain_only(k) for k in state) else 'module'  # as the official code saves
+        payload = {wrapper: converted}
+    elif to == 'mmaction2':
+        payload = {'state_dict': converted,
+                   'meta': {**meta, 'label_map': label_map, 'pos_embed_grid': list(grid) if grid else None}}
+        wrapper = 'state_dict'
+    else:
+        payload, wrapper = converted, 'bare'
+    _save(payload, out, {'format': 'pt', **meta})
+    numel = sum(v.numel() for v in converted.values())
+    dtypes = ', '.join(sorted({str(v.dtype).removeprefix('torch.') for v in converted.values()}))
+    notes = [f'{layout} -> {to} ({wrapper})', f'{len(converted)} tensors', f'{numel:,} values ({dtypes})']
+    if label_map:
+        head = next(converted[k] for k in ('head.weight', 'cls_head.fc_cls.weight', 'classifier.weight')
+                    if k in converted)
+        notes.append(f'head sliced to {head.shape[0]} classes')
+    if grid:
+        notes.append(f'pos_embed for grid {grid}')
+    return f'wrote {out}: ' + ', '.join(notes)

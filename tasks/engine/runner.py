@@ -1,52 +1,48 @@
-"""Pieces shared by the Runner tools (``tools/train.py``, ``tools/test.py``): work directory, launcher set-up,
-building the Runner, and strict checkpoint loading for evaluation.
+"""The Runner tools' library (``tools/train.py``, ``tools/test.py``): config and launcher set-up, building the Runner,
+training, and testing a checkpoint loaded strictly.
 
-**Strict loading for evaluation** (:func:`load_for_test`). mmengine's ``load_from`` loads non-strictly and only warns,
-so a checkpoint with the wrong key names silently tests random weights. Here every weight of the model must come
-from the file, and nothing in the file may be left over. The file is read once (mmengine training checkpoints are
-accepted under an allow-list of their pickled classes, docs/checkpoints.md#k710-heads-and-safe-loading, docs/ecosystem.md), unwrapped (``state_dict`` / ``model`` /
-``module``) and tried in these layouts, in order, until one accounts for the model exactly:
-
-1. ``as saved``: the model's own names, after stripping the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile)
-   prefixes. This covers mmengine checkpoints written by ``tools/train.py`` for the same config, and mmaction2
-   recognizer files (``backbone.*``, ``cls_head.fc_cls.*``) for stock mmaction2 configs.
-2. ``official under backbone.``: any layout :func:`backbone.checkpoint.to_official` reads (official fine-tuned or
-   distilled files, HF transformers, mmaction2), renamed to official timm names and put under ``backbone.``. This
-   fits a model whose only weights are a ``VideoMAEv2ViT`` called ``backbone`` with its classification head inside.
-3. ``mmaction2``: the same file converted to mmaction2's recognizer layout (:func:`backbone.convert_state_dict`,
-   ``head.*`` -> ``cls_head.fc_cls.*``), which fits a stock ``Recognizer3D`` + ``TimeSformerHead`` config loading an
-   official fine-tuned file. A K710 head must be sliced beforehand (``tools/convert_checkpoint.py --label-map``).
-
-A pre-training checkpoint fits none of them (its head does not exist), and neither does a file whose head has another
-number of classes: both raise :class:`CheckpointError` with, per layout tried, the missing and unexpected keys. The
-fixed sinusoid ``pos_embed`` that mmaction2 files store is accepted where the backbone rebuilds it (its
-``_load_from_state_dict`` checks that it is the sinusoid). Loading happens in a hook at the very end of
-``before_run``, i.e. where ``Runner.test()`` would load ``load_from``, so hooks that keep a copy of the model (EMA)
-exist already and get the loaded weights through ``after_load_checkpoint``.
+mmengine's ``load_from`` loads non-strictly and only warns, so a file with the wrong key names would silently test
+random weights; :func:`load_for_test` instead requires every model weight from the file and every file weight used
+(docs/checkpoints.md#k710-heads-and-safe-loading).
 """
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import os.path as osp
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 
-__all__ = ['cpu_backend', 'resolve_work_dir', 'set_local_rank', 'build_runner', 'load_for_test',
-           'StrictCheckpointHook', 'CheckpointError']
+from backbone import filter_checkpoint
+from tasks.data.files import write_json_atomic
 
-from backbone.checkpoint import CheckpointError
+from .checkpoint import mmengine_checkpoint_globals
+from .report import text_table
+
+__all__ = ['StrictCheckpointHook', 'add_runner_options', 'build_runner', 'cpu_backend', 'evaluate_checkpoint',
+           'fill_out_dirs', 'finish_distributed', 'load_for_test', 'metrics_table', 'resolve_work_dir', 'train_config']
 
 
 # =====================================================================================================================
 # Config and launcher
 # =====================================================================================================================
+def add_runner_options(parser: argparse.ArgumentParser, cfg_example: str) -> None:
+    """The options of both Runner tools: ``--cfg-options``, ``--launcher`` and the ``--local-rank`` that
+    ``torch.distributed.launch`` (not torchrun) passes."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help=f'override config settings, e.g. {cfg_example} (key=value pairs; lists as key="[a,b]")')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='distributed launcher: "pytorch" under torchrun')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+
+
 def resolve_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> None:
     """``--work-dir`` wins, then the config's ``work_dir``, else ``./work_dirs/<config name>`` (mmaction2's rule)."""
     if work_dir is not None:
@@ -55,10 +51,17 @@ def resolve_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> Non
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
-def set_local_rank(args: argparse.Namespace) -> None:
-    """torch.distributed.launch (not torchrun) passes ``--local-rank``; hand it on as the environment variable."""
-    if args.launcher != 'none' and 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+def _load_config(config: str, work_dir: str | None, cfg_options: Mapping | None, launcher: str,
+                 local_rank: int) -> Config:
+    """The config with the command line applied (launcher, ``--cfg-options``, work directory)."""
+    if launcher != 'none' and 'LOCAL_RANK' not in os.environ:
+        # torch.distributed.launch (not torchrun) passes --local-rank; hand it on as the environment variable
+        os.environ['LOCAL_RANK'] = str(local_rank)
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    cfg.merge_from_dict(dict(cfg_options or {}))
+    resolve_work_dir(cfg, work_dir, config)
+    return cfg
 
 
 def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
@@ -83,8 +86,8 @@ def finish_distributed() -> None:
     """After a run under a launcher: wait for every rank, then destroy the process group.
 
     A rank that exits with the group alive, while another still finishes its last collective, can abort in gloo's
-    teardown (``terminate called without an active exception``, SIGABRT: seen once in the 2-process training test).
-    Not in a ``finally``: after an error on one rank the barrier would wait for it forever.
+    teardown (``terminate called without an active exception``, SIGABRT). Not in a ``finally``: after an error on one
+    rank the barrier would wait for it forever.
     """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -103,88 +106,51 @@ def build_runner(cfg: Config):
 
 
 # =====================================================================================================================
-# Strict checkpoint loading
+# Training
 # =====================================================================================================================
-_STRIP = ('module.', '_orig_mod.')
+def train_config(config: str, *, work_dir: str | None = None, resume: str | None = None,
+                 cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0) -> None:
+    """Train from a config with the Runner (``tools/train.py``).
+
+    Args:
+        resume: ``'auto'`` resumes from the newest checkpoint in the work directory, a path from that checkpoint,
+            None starts afresh.
+    """
+    cfg = _load_config(config, work_dir, cfg_options, launcher, local_rank)
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+    if launcher != 'none':
+        cpu_backend(cfg, 'tools/train.py')
+    runner = build_runner(cfg)  # the config's own runner_type if it names one
+    # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
+    # weights-only loading (torch >= 2.6 refuses them otherwise; docs/ecosystem.md).
+    with mmengine_checkpoint_globals():
+        runner.train()
+    finish_distributed()
 
 
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for prefix in _STRIP:
-            if key.startswith(prefix):
-                key, changed = key[len(prefix):], True
-    return key
-
-
-def _short(keys: list[str], limit: int = 6) -> str:
-    return ', '.join(keys[:limit]) + (f', ... (+{len(keys) - limit} more)' if len(keys) > limit else '')
-
-
-def _candidates(state: dict[str, torch.Tensor]) -> list[tuple[str, Callable[[], dict[str, torch.Tensor]]]]:
-    from backbone.checkpoint import convert_state_dict, to_official
-
-    def official_under_backbone() -> dict[str, torch.Tensor]:
-        official, _ = to_official(state)
-        return {f'backbone.{k}': v for k, v in official.items()}
-
-    return [
-        ('as saved', lambda: {_strip(k): v for k, v in state.items()}),
-        ('official names under backbone.', official_under_backbone),
-        ('mmaction2 recognizer', lambda: convert_state_dict(state, 'mmaction2')),
-    ]
-
-
+# =====================================================================================================================
+# Strict checkpoint loading and testing
+# =====================================================================================================================
 def load_for_test(model: nn.Module, checkpoint: str | os.PathLike) -> tuple[str, dict[str, torch.Tensor]]:
     """Load ``checkpoint`` into ``model`` so that every model weight comes from the file and every file weight is used.
 
-    Args:
-        model: the (unwrapped) model.
-        checkpoint: a checkpoint file in any layout of the module docstring.
+    The file goes through :func:`backbone.filter_checkpoint` in ``'exact'`` mode: any layout it reads (mmengine
+    checkpoints of the same config, official, mmaction2 or HF files for a model holding the ViT under ``backbone.``);
+    a model with a ``label_map`` (``VideoMAEv2Classifier``) gets a head of another size sliced as its ``load_from``
+    would.
 
     Returns:
-        (the layout that fitted, the state dict in the model's names that was loaded).
+        (the file's layout, the state dict in the model's names that was loaded).
 
     Raises:
-        CheckpointError: the file cannot be read, or no layout accounts for the model exactly; the message lists,
-            per layout, the missing and unexpected keys or the shape mismatches.
+        CheckpointError: the file cannot be read, or does not account for the model exactly (naming the keys).
     """
-    from backbone.checkpoint import read_checkpoint
-    from tasks.engine.checkpoint import mmengine_checkpoint_globals
-
-    name = str(checkpoint)
-    with mmengine_checkpoint_globals():  # mmengine training checkpoints pickle a message hub (docs/ecosystem.md)
-        state = read_checkpoint(checkpoint)
-    failures = []
-    for layout, build in _candidates(state):
-        try:
-            candidate = build()
-        except CheckpointError as err:
-            failures.append(f'{layout}: {err}')
-            continue
-        try:
-            # strict=False to get the key lists; success below requires both to be empty, i.e. a strict load. A failed
-            # attempt may have copied some tensors: that is harmless, since success later overwrites every weight
-            # and failure raises.
-            result = model.load_state_dict(candidate, strict=False)
-        except RuntimeError as err:  # shape mismatches (and errors from _load_from_state_dict hooks)
-            reason = ' '.join(str(err).split('\n\t')[1:]) or str(err)
-            failures.append(f'{layout}: {reason}')
-            continue
-        if not result.missing_keys and not result.unexpected_keys:
-            return layout, candidate
-        parts = []
-        if result.missing_keys:
-            parts.append(f'{len(result.missing_keys)} model weights not in the file ({_short(result.missing_keys)})')
-        if result.unexpected_keys:
-            parts.append(f'{len(result.unexpected_keys)} file weights the model does not have '
-                         f'({_short(result.unexpected_keys)})')
-        failures.append(f'{layout}: ' + '; '.join(parts))
-    raise CheckpointError(f'{name} does not fit the model {type(model).__name__} exactly, so testing it would '
-                          'evaluate partly random weights. Layouts tried:\n  ' + '\n  '.join(failures) +
-                          '\n(A pre-training checkpoint has no classifier: fine-tune it first. A K710 head must be '
-                          'sliced with tools/convert_checkpoint.py --label-map.)')
+    state, result = filter_checkpoint(checkpoint, model, label_map=getattr(model, 'label_map', None), mode='exact')
+    model.load_state_dict(state, strict=True)
+    return result.layout, state
 
 
 class StrictCheckpointHook(Hook):
@@ -192,7 +158,7 @@ class StrictCheckpointHook(Hook):
 
     ``Runner.test()`` runs ``before_run`` and then ``load_or_resume``; set ``load_from=None`` in the config so that the
     latter has nothing left to do. ``after_load_checkpoint`` is called with the loaded state dict, as mmengine's own
-    loading does, so an EMA hook copies the weights into its averaged model.
+    loading does, so an EMA hook (which copied the model in its ``before_run``) gets the loaded weights.
     """
 
     priority = 'LOWEST'
@@ -209,3 +175,98 @@ class StrictCheckpointHook(Hook):
         runner.logger.info(f'Loaded {self.checkpoint} strictly ({self.layout} layout): every model weight is '
                            'from the file')
         runner.call_hook('after_load_checkpoint', checkpoint={'state_dict': state, 'meta': {}})
+
+
+def _metric_configs(evaluator: Any) -> list[Any]:
+    """The metric config dicts of a ``test_evaluator``: one dict, a list of them, or ``dict(type=..., metrics=...)``."""
+    if isinstance(evaluator, (list, tuple)):
+        return [m for item in evaluator for m in _metric_configs(item)]
+    if isinstance(evaluator, dict) and 'metrics' in evaluator:
+        return _metric_configs(evaluator['metrics'])
+    return [evaluator] if isinstance(evaluator, dict) else []
+
+
+def _metric_class(metric_type: Any, scope: str | None) -> type | None:
+    """The class a metric config's ``type`` names (a registered name, possibly ``scope.Name``, or a class)."""
+    if inspect.isclass(metric_type):
+        return metric_type
+    from mmengine.registry import METRICS
+
+    try:
+        with METRICS.switch_scope_and_registry(scope) as registry:
+            return registry.get(metric_type)
+    except Exception:  # unknown here: the Runner will report it when it builds the evaluator
+        return None
+
+
+def fill_out_dirs(cfg: Config, out_dir: str) -> list[str]:
+    """Set ``out_dir=out_dir`` in every test metric config whose class accepts ``out_dir`` and that leaves it unset.
+
+    Returns:
+        The ``type`` names of the metrics that got it.
+    """
+    filled = []
+    for metric in _metric_configs(cfg.get('test_evaluator')):
+        if 'out_dir' in metric or 'type' not in metric:
+            continue
+        cls = _metric_class(metric['type'], cfg.get('default_scope'))
+        if cls is None:
+            continue
+        if 'out_dir' in inspect.signature(cls.__init__).parameters:
+            metric['out_dir'] = out_dir
+            filled.append(str(getattr(metric['type'], '__name__', metric['type'])))
+    return filled
+
+
+def _jsonable(value: Any) -> Any:
+    """Metric values as JSON: numpy / torch scalars and arrays become numbers and lists."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, 'tolist'):  # numpy and torch, scalars included
+        return value.tolist()
+    return value
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """``metric  value`` rows, numbers with 4 decimals."""
+    if not metrics:
+        return '(no metrics)'
+    rows = []
+    for key, value in _jsonable(dict(metrics)).items():
+        rows.append([key, f'{value:.4f}' if isinstance(value, float) else str(value)])
+    return text_table(['metric', 'value'], rows, rule=False)
+
+
+def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = None, out: str | None = None,
+                        cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0
+                        ) -> dict[str, Any]:
+    """Test ``checkpoint``, loaded strictly (:class:`StrictCheckpointHook`; the config's ``load_from`` is ignored),
+    with the config's test loop (``tools/test.py``).
+
+    Metrics that take an ``out_dir`` and leave it unset write their files into the work directory; the metrics go to
+    ``out`` (default ``<work_dir>/results.json``) and are printed as a table, on the main process.
+
+    Returns:
+        The metrics.
+    """
+    cfg = _load_config(config, work_dir, cfg_options, launcher, local_rank)
+    cfg.work_dir = osp.abspath(cfg.work_dir)
+    cfg.load_from, cfg.resume = None, False  # mmengine's load_from would load non-strictly
+    fill_out_dirs(cfg, cfg.work_dir)
+    if launcher != 'none':
+        cpu_backend(cfg, 'tools/test.py')
+    runner = build_runner(cfg)
+    runner.register_hook(StrictCheckpointHook(checkpoint))
+    with mmengine_checkpoint_globals():
+        metrics = dict(runner.test())
+    finish_distributed()
+
+    from mmengine.dist import is_main_process
+
+    if is_main_process():
+        out = out or osp.join(cfg.work_dir, 'results.json')
+        write_json_atomic(out, _jsonable(metrics))
+        print(f'\n{metrics_table(metrics)}\nmetrics written to {out}', flush=True)
+    return metrics

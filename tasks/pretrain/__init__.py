@@ -4,7 +4,7 @@ Importing this package registers, under names unique across mmengine and mmactio
 
 * ``VideoMAEv2PretrainDataset`` (DATASETS) and ``videomaev2_pretrain_collate`` (FUNCTIONS): videos ->
   repeated-augmentation views with tube/running-cell masks, seeded per (seed, epoch, index), whose epoch comes from
-  :class:`tasks.data.epoch_sampler.EpochIndexSampler` (DATA_SAMPLERS; also registered as ``VideoMAEv2PretrainSampler``);
+  :class:`tasks.data.epoch_sampler.EpochIndexSampler` (DATA_SAMPLERS);
 * ``VideoMAEv2PretrainModel`` and ``VideoMAEv2PretrainPreprocessor`` (MODELS): the mmengine ``BaseModel`` around
   :class:`backbone.pretrain.VideoMAEv2Pretrainer`;
 * ``PretrainLossCurveHook`` (HOOKS): loss-curve PNG/JSON and the list of skipped videos in the work directory;
@@ -14,14 +14,14 @@ They go into mmengine's root registries, which mmaction2's scoped registries fal
 """
 import tasks.data.epoch_sampler  # noqa: F401  (the (epoch, index) sampler its configs name)
 import tasks.engine  # noqa: F401  (the training wrappers its configs name)
-from .dataset import (VideoMAEv2PretrainDataset, VideoMAEv2PretrainSampler, VideoRecord, read_pretrain_list,
-                      sample_seeds, videomaev2_pretrain_collate)
+from .dataset import (VideoMAEv2PretrainDataset, VideoRecord, read_pretrain_list, sample_seeds,
+                      videomaev2_pretrain_collate)
 from .hooks import PretrainLossCurveHook, plot_loss_curve
 from .model import VideoMAEv2PretrainModel, VideoMAEv2PretrainPreprocessor
 from .transforms import PretrainAugmentation, PretrainView
 
 __all__ = [
-    'PretrainAugmentation', 'PretrainLossCurveHook', 'PretrainView',
-    'VideoMAEv2PretrainDataset', 'VideoMAEv2PretrainModel', 'VideoMAEv2PretrainPreprocessor',
-    'VideoMAEv2PretrainSampler', 'VideoRecord', 'plot_loss_curve', 'read_pretrain_list', 'sample_seeds', 'videomaev2_pretrain_collate',
+    'PretrainAugmentation', 'PretrainLossCurveHook', 'PretrainView', 'VideoMAEv2PretrainDataset',
+    'VideoMAEv2PretrainModel', 'VideoMAEv2PretrainPreprocessor', 'VideoRecord', 'plot_loss_curve',
+    'read_pretrain_list', 'sample_seeds', 'videomaev2_pretrain_collate',
 ]

@@ -1,24 +1,10 @@
-"""Pre-training data: a list of videos -> per sample, ``num_sample`` augmented and masked views of one decoded clip.
+"""Pre-training data: a video list -> per sample, ``num_sample`` augmented and masked views of one decoded clip (the
+official ``HybridVideoMAE`` with repeated augmentation, docs/pretraining.md#recipe).
 
-Reproduces OpenGVLab/VideoMAEv2 ``dataset/pretrain_datasets.py`` (``HybridVideoMAE`` and
-``DataAugmentationForVideoMAEv2``, docs/pretraining.md#masks-and-loss-2.5) on top of the shared video layer:
-
-* **Clip**: ``clip_len`` frames every ``frame_interval`` frames from a random window of ``clip_len * frame_interval``
-  frames (16 x 4 from 64; a start uniform in ``[0, num_frames - 64]``): the official ``_sample_train_indices`` with one
-  segment, which is mmaction2's ``SampleFrames`` (:func:`tasks.data.video.dense_sample` with ``protocol='mmaction2'``).
-  Shorter videos repeat their last frame.
-* **Repeated augmentation**: the clip is decoded **once** and ``num_sample`` views are cut from it, each with its own
-  multi-scale crop, tube mask and running-cell mask (:class:`~tasks.pretrain.transforms.PretrainAugmentation`).
-* **Broken videos**: a video that fails to decode (:class:`tasks.data.video.VideoDecodeError`) is reported once per
-  process and replaced by another video of the list, as the official loader does, so an epoch never stops on a bad
-  file; the failures travel with the batch and :class:`~tasks.pretrain.hooks.PretrainLossCurveHook` lists them.
-
-**Determinism.** All randomness of a sample (frame window, crops, masks, replacement videos) is drawn from generators
-seeded by ``(seed, epoch, index)``, never from global state. So a sample does not depend on the worker that loads it,
-on the number of workers or processes, or on the batch it lands in: two processes with batch b see exactly the
-samples one process with batch 2b sees. The epoch reaches the dataset through the sampler
-(:class:`tasks.data.epoch_sampler.EpochIndexSampler` yields ``(epoch, index)`` keys), because an attribute set on the dataset in
-the main process does not reach persistent data-loader workers.
+A video that fails to decode is reported once and replaced by another of the list, so an epoch never stops on a bad
+file. Every random draw of a sample comes from generators seeded by ``(seed, epoch, index)``, the epoch arriving with
+the key from :class:`tasks.data.epoch_sampler.EpochIndexSampler`, so a sample does not depend on the worker, the
+number of processes or the batch it lands in.
 """
 from __future__ import annotations
 
@@ -36,15 +22,15 @@ from mmengine.registry import DATASETS, FUNCTIONS
 
 from backbone.masking import DecoderMaskKind, MaskKind
 from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
-from tasks.data.epoch_sampler import EpochIndexSampler
 from tasks.data.video import VideoDecodeError, dense_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
+from tasks.data.video.rawframes import read_rawframes
 from tasks.data.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import PretrainAugmentation
 
-__all__ = ['VideoRecord', 'read_pretrain_list', 'VideoMAEv2PretrainDataset', 'VideoMAEv2PretrainSampler',
-           'videomaev2_pretrain_collate', 'sample_seeds']
+__all__ = ['VideoRecord', 'read_pretrain_list', 'VideoMAEv2PretrainDataset', 'videomaev2_pretrain_collate',
+           'sample_seeds']
 
 AnnFormat = Literal['video', 'rawframes', 'ssv2', 'kinetics']
 SampleKey = int | tuple[int, int]
@@ -103,27 +89,6 @@ def read_pretrain_list(ann_file: str | os.PathLike, ann_format: AnnFormat = 'vid
 
 def _join(prefix: str | os.PathLike | None, name: str) -> str:
     return os.path.join(prefix, name) if prefix is not None else name
-
-
-def _read_rawframes(folder: str, indices: np.ndarray, filename_tmpl: str, start_index: int) -> torch.Tensor:
-    """uint8 (T, H, W, 3) frames ``filename_tmpl.format(start_index + i)`` of a frame folder (SSv2: img_00001.jpg).
-
-    Decoded with PIL, as the official image loader does. (torchvision's libpng can clash with the zlib that the
-    video decoders bundle in the same process: "bad parameters to zlib".)
-    """
-    from PIL import Image
-
-    frames = []
-    for i in indices.tolist():
-        name = os.path.join(folder, filename_tmpl.format(start_index + i))
-        try:
-            with Image.open(name) as image:
-                frames.append(np.asarray(image.convert('RGB')))
-        except OSError as e:  # missing, unreadable or truncated image (PIL raises OSError subclasses)
-            raise VideoDecodeError(folder, f'frame {name!r}: {type(e).__name__}: {e}') from None
-    if any(f.shape != frames[0].shape for f in frames):
-        raise VideoDecodeError(folder, f'frames of different sizes: {sorted({f.shape for f in frames})}')
-    return torch.from_numpy(np.stack(frames))
 
 
 @DATASETS.register_module()
@@ -227,7 +192,7 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
         if record.total_frames is not None:  # raw frames: the count comes from the list
             sample = dense_sample(record.total_frames, clip_len=self.clip_len, frame_interval=self.frame_interval,
                                   protocol='mmaction2', generator=generator)
-            return _read_rawframes(record.path, sample.indices[0], self.filename_tmpl, self.start_index)
+            return read_rawframes(record.path, sample.indices[0], self.filename_tmpl, self.start_index)
         with open_video(record.path, self.backend, self.video_cache) as reader:
             sample = dense_sample(reader.num_frames, clip_len=self.clip_len, frame_interval=self.frame_interval,
                                   protocol='mmaction2', fps=reader.fps, generator=generator)
@@ -280,6 +245,3 @@ def videomaev2_pretrain_collate(batch: Sequence[dict[str, Any]]) -> dict[str, An
             index=torch.tensor([s['index'] for s in batch], dtype=torch.int64),
             failed=[f for s in batch for f in s['failed']]))
 
-
-#: The earlier name of :class:`tasks.data.epoch_sampler.EpochIndexSampler` (still registered under it).
-VideoMAEv2PretrainSampler = EpochIndexSampler

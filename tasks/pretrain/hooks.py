@@ -12,7 +12,6 @@ The history is stored in checkpoints, so a resumed run continues the same curve.
 """
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 from mmengine.dist import all_gather_object, all_reduce, is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from tasks.data.files import atomic_path, write_json_atomic
 
 __all__ = ['PretrainLossCurveHook', 'plot_loss_curve']
 
@@ -53,10 +54,9 @@ def plot_loss_curve(iters: list[int], losses: list[float], lrs: list[float], pat
     ax_lr.set_ylabel('lr')
     ax_lr.set_xlabel('iteration')
     ax_lr.grid(True, alpha=0.3)
-    tmp = f'{path}.tmp.png'
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:  # a reader never sees a half-written picture
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)  # a reader never sees a half-written picture
 
 
 @HOOKS.register_module()
@@ -137,9 +137,7 @@ class PretrainLossCurveHook(Hook):
         self._drawn_at = self.iters[-1]
         png = os.path.join(runner.work_dir, self.filename)
         stem = os.path.splitext(png)[0]
-        with open(f'{stem}.json.tmp', 'w', encoding='utf-8') as f:
-            json.dump(dict(iter=self.iters, loss=self.losses, lr=self.lrs), f)
-        os.replace(f'{stem}.json.tmp', f'{stem}.json')
+        write_json_atomic(f'{stem}.json', dict(iter=self.iters, loss=self.losses, lr=self.lrs), indent=None)
         title = (f'{runner.experiment_name}: loss {self.losses[0]:.4f} (iter {self.iters[0]}) -> '
                  f'{self.losses[-1]:.4f} (iter {self.iters[-1]})')
         plot_loss_curve(self.iters, self.losses, self.lrs, png, title=title)

@@ -7,9 +7,9 @@ Data flow of one training step (ViT-B recipe, per GPU)::
          inputs float (128, 3, 16, 224, 224), masks (128, 1568)
       -> VideoMAEv2PretrainModel.forward(mode='loss') -> backbone.loss(...) -> {'loss': scalar}
 
-The pre-training model sits under the attribute ``backbone`` so that checkpoints hold ``backbone.encoder.*``:
-:func:`backbone.load_checkpoint` strips the ``backbone.`` prefix and hands the encoder to a downstream
-:class:`~backbone.VideoMAEv2ViT` as it does for the official pre-training files.
+The pre-training model sits under the attribute ``backbone``, so checkpoints hold ``backbone.encoder.*``:
+:func:`backbone.load_checkpoint` reads them as it reads the official pre-training files (whole into a
+``VideoMAEv2Pretrainer``, the encoder into a downstream ``VideoMAEv2ViT``).
 """
 from __future__ import annotations
 

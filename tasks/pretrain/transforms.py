@@ -1,15 +1,7 @@
-"""Per-view augmentation of VideoMAE V2 pre-training: multi-scale crop of a decoded clip plus its two token masks.
-
-This is the glue between the shared video layer (:mod:`tasks.data.video.transforms`) and the mask generators
-(:mod:`backbone.masking`); it reproduces OpenGVLab/VideoMAEv2 ``DataAugmentationForVideoMAEv2`` (docs/pretraining.md#masks-and-loss-2.5):
-
-1. ``GroupMultiScaleCrop(input_size, [1, .875, .75, .66])``: one crop, the same for every frame of the clip, resized to
-   ``input_size`` x ``input_size`` (:func:`tasks.data.video.transforms.multi_scale_crop`). **No flip, no colour jitter.**
-2. The crop is rounded back to uint8, as the official PIL pipeline produces 8-bit images; the ImageNet normalisation
-   runs on the device in :class:`~tasks.pretrain.model.VideoMAEv2PretrainPreprocessor`, so a batch travels to the
-   GPU at a quarter of the float32 size.
-3. An encoder mask (tube, rho_e = 0.9) and a decoder mask (running cell, rho_d = 0.5) over the token grid
-   (T / tubelet, H / patch, W / patch) (:class:`backbone.masking.DualMaskGenerator`).
+"""Per-view augmentation of VideoMAE V2 pre-training (the official ``DataAugmentationForVideoMAEv2``,
+docs/pretraining.md#recipe): one multi-scale crop of a decoded clip, the same for every frame, rounded back to uint8
+(normalised later, on the device), with no flip and no colour jitter; then an encoder mask (tube) and a decoder mask
+(running cell) over its token grid (:class:`backbone.masking.DualMaskGenerator`).
 
 Every random draw comes from generators passed in by the caller, so a view is a pure function of (frames, seeds).
 """

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backbone import CheckpointError, convert_state_dict, load_checkpoint, read_checkpoint, sinusoid_table
+from backbone import (CheckpointError, convert_state_dict, filter_checkpoint, load_checkpoint, read_checkpoint,
+                      sinusoid_table)
 from backbone.videomaev2 import Block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,8 @@ def test_pretrain_layout_takes_the_encoder(tmp_path, tiny_vit, prefix, wrapper):
 
 
 def test_pretrain_into_detection_model_starts_norm_fresh(tiny_vit):
-    """mmaction2's detection ViT has a fresh `norm` (docs/backbone.md#pooling-head-and-initialisation): encoder.norm is dropped, not loaded into it."""
+    """mmaction2's detection ViT has a fresh `norm` (docs/backbone.md#pooling-head-and-initialisation): encoder.norm is
+    dropped, not loaded into it."""
     state = pretrain_state(randomize_(tiny_vit(num_classes=0), seed=2))
     model = tiny_vit(num_classes=0, featmap_norm=True)
     result = load_checkpoint(model, state)
@@ -250,6 +252,25 @@ def test_our_weights_load_strictly_into_mmaction2(tiny_vit, source, mmaction):
         assert (vit(x) - ours).abs().max() <= 1e-5
         assert (recognizer.backbone(x) - ours).abs().max() <= 1e-5
         assert torch.equal(recognizer.cls_head.fc_cls.weight, sd['head.weight'])
+
+
+def test_load_state_dict_of_a_parent_renames_mmaction2_keys(tiny_vit, source):
+    """The ViT's own load hook passes its keys through the filter's renaming, so a plain ``load_state_dict`` of an
+    mmaction2 recognizer state dict (what mmengine's load_from does) fills a model holding the ViT as ``backbone``;
+    the fixed ``backbone.pos_embed`` is dropped, a learned one is an error."""
+    _, sd = source
+    recognizer_state = convert_state_dict(sd, 'mmaction2', grid=GRID)
+    assert 'backbone.blocks.0.mlp.layers.0.0.weight' in recognizer_state and 'backbone.pos_embed' in recognizer_state
+    parent = nn.Module()
+    parent.backbone = tiny_vit(num_classes=0)
+    parent.cls_head = nn.Module()
+    parent.cls_head.fc_cls = nn.Linear(64, 5)
+    parent.load_state_dict(recognizer_state, strict=True)
+    assert_state_equal(parent.backbone, {k: v for k, v in sd.items() if not k.startswith('head.')})
+    assert torch.equal(parent.cls_head.fc_cls.weight, sd['head.weight'])
+    recognizer_state['backbone.pos_embed'] = recognizer_state['backbone.pos_embed'] + 0.01
+    with pytest.raises(RuntimeError, match='backbone: <state_dict>: pos_embed is learned'):
+        parent.load_state_dict(recognizer_state, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -384,6 +405,40 @@ def test_k710_head_errors(tmp_path, tiny_vit):
         load_checkpoint(tiny_vit(num_classes=1), sd, label_map=tmp_path / 'map.json')
     with pytest.raises(CheckpointError, match='model has no head'):
         load_checkpoint(tiny_vit(num_classes=0), sd, label_map=[0])
+
+
+def test_label_map_slices_only_a_head_of_another_size(tiny_vit):
+    """A file whose head already fits the model loads as it is (a chain stage given K400 weights and the K710 map);
+    a map whose length is not the model's class count is an error naming both."""
+    src = randomize_(tiny_vit(num_classes=7))
+    sd = src.state_dict()
+    model = tiny_vit(num_classes=7)
+    result = load_checkpoint(model, sd, label_map=[6, 5, 4, 3, 2, 1, 0])
+    assert not result.head_sliced and torch.equal(model.head.weight, sd['head.weight'])
+    result = load_checkpoint(tiny_vit(num_classes=3), sd, label_map=[6, 0, 2])
+    assert result.head_sliced
+    with pytest.raises(CheckpointError, match="label_map has 2 entries for the model's 3 classes"):
+        load_checkpoint(tiny_vit(num_classes=3), sd, label_map=[6, 0])
+
+
+def test_fresh_modules_and_exact_mode(tiny_vit, source):
+    """``fresh`` drops the file's head and leaves the model's fresh; ``'exact'`` mode accepts no fresh or dropped
+    weight (a pre-training file has no head), only the fixed pos_embed, which is no weight."""
+    _, sd = source
+    model = tiny_vit(num_classes=3)
+    fresh_head = model.head.weight.clone()
+    result = load_checkpoint(model, sd, fresh=('head.',))
+    assert (result.missing, result.unexpected) == (['head.bias', 'head.weight'], ['head.bias', 'head.weight'])
+    assert torch.equal(model.head.weight, fresh_head) and torch.equal(model.fc_norm.weight, sd['fc_norm.weight'])
+
+    state, result = filter_checkpoint({**sd, 'pos_embed': sinusoid_table(8, 64)}, tiny_vit(num_classes=5),
+                                      mode='exact')
+    assert sorted(state) == sorted(sd) and (result.missing, result.unexpected) == ([], ['pos_embed'])
+    pretrain = pretrain_state(randomize_(tiny_vit(num_classes=0), seed=2))
+    with pytest.raises(CheckpointError, match=r'\(pretrain layout\) does not fit the model VideoMAEv2ViT: 4 model keys '
+                                              r'missing from the checkpoint: fc_norm\.bias, fc_norm\.weight, '
+                                              r'head\.bias, head\.weight; .*no classifier'):
+        filter_checkpoint(pretrain, tiny_vit(num_classes=5), mode='exact')
 
 
 def test_head_dropped_for_headless_model(tiny_vit, source):

@@ -1,8 +1,8 @@
 """Mask generators for dual-masked pre-training (``backbone/masking.py``).
 
-Expected values come from docs/pretraining.md#tube-mask-2.4 (token counts at the real sizes, the four k = 2 cell states written out
-by hand) and from properties the masks must have (tube = same positions in every slice, running cell = each position
-kept in 2 of any 4 consecutive slices, t and t+2 complementary, only 4 distinct masks).
+Expected values come from docs/pretraining.md#tube-mask (token counts at the real sizes, the four k = 2 cell states
+written out by hand) and from properties the masks must have (tube = same positions in every slice, running cell =
+each position kept in 2 of any 4 consecutive slices, t and t+2 complementary, only 4 distinct masks).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def _draws(gen, count: int, seed: int = 0) -> np.ndarray:
 # =====================================================================================================================
 @pytest.mark.parametrize('grid, masked_per_slice, visible', [(P16, 176, 160), (G14, 230, 208)])
 def test_tube_counts_at_real_sizes(grid, masked_per_slice, visible):
-    # docs/pretraining.md#tube-mask: int(0.9 * 196) = 176 -> 160 of 1568 visible; int(0.9 * 256) = 230 -> 208 of 2048 visible.
+    # docs/pretraining.md#tube-mask: int(0.9 * 196) = 176 -> 160 of 1568 visible;
+    # int(0.9 * 256) = 230 -> 208 of 2048 visible.
     gen = TubeMaskGenerator(grid, 0.9)
     total = grid[0] * grid[1] * grid[2]
     for mask in _draws(gen, 5):
@@ -63,7 +64,8 @@ def test_seeded_and_global_rng_are_reproducible():
 # =====================================================================================================================
 # Running cell (decoder)
 # =====================================================================================================================
-# docs/pretraining.md#running-cell-mask, row-major 2x2 cell, 1 = dropped from the decoder, indexed by the pointer (mod 4).
+# docs/pretraining.md#running-cell-mask, row-major 2x2 cell, 1 = dropped from the decoder, indexed by the pointer
+# (mod 4).
 CELL_K2 = {0: [[1, 1], [0, 0]], 1: [[1, 0], [0, 1]], 2: [[0, 0], [1, 1]], 3: [[0, 1], [1, 0]]}
 # queue [1,0,0,0] / [1,1,1,0], cell[i] = queue[(i + pointer) % 4], written out by hand.
 CELL_K1 = {0: [[1, 0], [0, 0]], 1: [[0, 0], [0, 1]], 2: [[0, 0], [1, 0]], 3: [[0, 1], [0, 0]]}

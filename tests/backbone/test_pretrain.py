@@ -4,9 +4,11 @@ Independent references:
 
 * Hugging Face transformers' ``VideoMAEForPreTraining`` (VideoMAE V1: the decoder reconstructs every encoder-masked
   token, per-patch normalised targets) for V1 mode, predictions and loss;
-* the dual-masked forward of docs/pretraining.md#masks-and-loss steps 1-4 assembled by hand from the HF model's own modules;
-* hand computations: the official parameter names and shapes of docs/backbone.md#embedding-attention-and-blocks, docs/pretraining.md#encoder-and-decoder-sizes, the loss region on a hand-built
-  8-token case, the target normalisation from a literal loop over pixels with ``statistics.stdev``;
+* the dual-masked forward of docs/pretraining.md#masks-and-loss steps 1-4 assembled by hand from the HF model's own
+  modules;
+* hand computations: the official parameter names and shapes of docs/backbone.md#embedding-attention-and-blocks,
+  docs/pretraining.md#encoder-and-decoder-sizes, the loss region on a hand-built 8-token case, the target
+  normalisation from a literal loop over pixels with ``statistics.stdev``;
 * properties: over-fitting one clip, checkpointing changes nothing, meta -> to_empty -> load reproduces the model.
 
 Tiny CPU models throughout (``vit_test``: 64-d, 2 blocks; decoder 32-d, 2 blocks); the full presets are built on the
@@ -22,8 +24,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from backbone import (CheckpointError, VideoMAEv2Pretrainer, VideoMAEv2ViT, convert_state_dict, load_checkpoint,
-                      load_pretrain_checkpoint)
+from backbone import CheckpointError, VideoMAEv2Pretrainer, VideoMAEv2ViT, convert_state_dict, load_checkpoint
 from backbone.masking import DualMaskGenerator
 from backbone.pretrain import IMAGENET_MEAN, IMAGENET_STD, VideoMAEv2PretrainEncoder, patchify, unpatchify
 from backbone.videomaev2 import Block, PatchEmbed
@@ -56,7 +57,8 @@ def _masks(grid, batch: int = 2, seed: int = 0, **kwargs) -> tuple[torch.Tensor,
 
 
 # =====================================================================================================================
-# 1. Parameter names and sizes (docs/backbone.md#embedding-attention-and-blocks, docs/pretraining.md#encoder-and-decoder-sizes)
+# 1. Parameter names and sizes (docs/backbone.md#embedding-attention-and-blocks,
+# docs/pretraining.md#encoder-and-decoder-sizes)
 # =====================================================================================================================
 def official_pretrain_shapes(depth: int, dim: int, hidden: int, dec_depth: int, dec_dim: int, dec_hidden: int,
                              patch: int = 16) -> dict[str, tuple[int, ...]]:
@@ -81,7 +83,8 @@ def official_pretrain_shapes(depth: int, dim: int, hidden: int, dec_depth: int, 
     return shapes
 
 
-# docs/pretraining.md#encoder-and-decoder-sizes: encoder (C, L, MLP hidden), decoder (dim, heads, depth, MLP hidden), patch; output = 3*2*p^2.
+# docs/pretraining.md#encoder-and-decoder-sizes: encoder (C, L, MLP hidden), decoder (dim, heads, depth, MLP hidden),
+# patch; output = 3*2*p^2.
 PRESETS = {
     'vit_small': ((384, 12, 1536), (192, 3, 4, 768), 16),
     'vit_base': ((768, 12, 3072), (384, 6, 4, 1536), 16),
@@ -153,11 +156,38 @@ def test_official_pretrain_file_loads_strictly(tmp_path, wrapper, prefix):
     path = tmp_path / 'checkpoint-799.pth'
     torch.save({wrapper: {prefix + k: v for k, v in state.items()}, 'epoch': 799}, path)
     model = _model()
-    load_pretrain_checkpoint(model, path)
+    result = load_checkpoint(model, path)
+    assert (result.layout, result.missing, result.unexpected) == ('pretrain', [], [])  # loaded whole
     loaded = model.state_dict()
     assert set(loaded) == set(state)
     for key, value in state.items():
         assert torch.equal(loaded[key], value), key
+
+
+def test_one_pretraining_file_fills_the_pretrainer_whole_and_the_vit_with_its_encoder(tmp_path):
+    """The same official pre-training file through the same loader: the pre-trainer takes every tensor (its loss is
+    the source's, bit for bit), the downstream ViT takes the encoder and reports the decoder side as dropped."""
+    source = _randomise_(_model(), seed=4)
+    path = tmp_path / 'checkpoint-799.pth'  # official utils.save_model of a torch.compile'd model
+    torch.save({'model': {f'_orig_mod.{k}': v for k, v in source.state_dict().items()}}, path)
+
+    pretrainer = _model()
+    result = load_checkpoint(pretrainer, path)
+    assert (result.layout, result.missing, result.unexpected) == ('pretrain', [], [])
+    clip = _clip()
+    mask, decode_mask = _masks((2, 2, 2), encoder_ratio=0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(pretrainer.loss(clip, mask, decode_mask), source.loss(clip, mask, decode_mask),
+                                   atol=0, rtol=0)
+
+    vit = VideoMAEv2ViT('vit_test', img_size=32, all_frames=4, num_classes=5)
+    result = load_checkpoint(vit, path)
+    assert result.missing == ['fc_norm.bias', 'fc_norm.weight', 'head.bias', 'head.weight']
+    assert result.unexpected == sorted(k for k in source.state_dict()
+                                       if k.startswith(('decoder.', 'encoder_to_decoder.', 'mask_token',
+                                                        'encoder.norm.')))
+    with torch.no_grad():
+        torch.testing.assert_close(vit.forward_tokens(clip), source.encoder.forward_tokens(clip), atol=0, rtol=0)
 
 
 def test_pretrained_argument_and_init_cfg_load_on_init_weights(tmp_path):
@@ -174,12 +204,12 @@ def test_pretrain_file_errors_name_the_problem(tmp_path):
     missing = dict(state)
     missing.pop('decoder.blocks.1.mlp.fc2.bias')
     with pytest.raises(CheckpointError, match=r'missing from the checkpoint: decoder\.blocks\.1\.mlp\.fc2\.bias'):
-        load_pretrain_checkpoint(_model(), missing)
+        load_checkpoint(_model(), missing)
     with pytest.raises(CheckpointError, match=r'shape of mask_token: checkpoint \(1, 1, 32\) vs model \(1, 1, 48\)'):
-        load_pretrain_checkpoint(_model(decoder_embed_dim=48), state)
+        load_checkpoint(_model(decoder_embed_dim=48), state)
     downstream = {k.removeprefix('encoder.'): v for k, v in state.items() if k.startswith('encoder.')}
     with pytest.raises(CheckpointError, match='not a pre-training checkpoint'):
-        load_pretrain_checkpoint(_model(), downstream)
+        load_checkpoint(_model(), downstream)
 
 
 def test_meta_model_materialises_with_fixed_buffers(monkeypatch):
@@ -251,14 +281,14 @@ def test_v1_mode_matches_hf_pretraining(paired):
 def test_hf_pretraining_weights_load_strictly(paired):
     model, hf = paired
     fresh = _model(img_size=64)
-    load_pretrain_checkpoint(fresh, hf.state_dict())  # transformers names: decoder.decoder_layers, videomae.layernorm
+    load_checkpoint(fresh, hf.state_dict())  # transformers names: decoder.decoder_layers, videomae.layernorm
     for key, value in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
 
 
 def _reference_dual_forward(hf, clip, mask, decode_mask):
-    """docs/pretraining.md#masks-and-loss steps 1-4 from HF's modules: encode the visible tokens, project, add the decoder position,
-    append mask tokens at every decoder-kept position, return the outputs of the appended tokens."""
+    """docs/pretraining.md#masks-and-loss steps 1-4 from HF's modules: encode the visible tokens, project, add the
+    decoder position, append mask tokens at every decoder-kept position, return the outputs of the appended tokens."""
     batch = clip.shape[0]
     visible = hf.videomae(clip.transpose(1, 2), bool_masked_pos=mask).last_hidden_state
     visible = hf.encoder_to_decoder(visible)

@@ -1,7 +1,7 @@
 """Tests of the VideoMAE V2 ViT (``backbone/videomaev2.py``) and its position tables (``backbone/pos_embed.py``).
 
-Every expected value comes from outside the code under test: the exact sizes of docs/backbone.md#sizes (cross-checked by a
-hand formula), Hugging Face transformers' ``VideoMAEForVideoClassification`` and mmaction2's ``VisionTransformer`` as
+Every expected value comes from outside the code under test: the exact sizes of docs/backbone.md#sizes (cross-checked by
+a hand formula), Hugging Face transformers' ``VideoMAEForVideoClassification`` and mmaction2's ``VisionTransformer`` as
 reference implementations, hand-written formulas (sinusoid, linear interpolation, attention), and properties that must
 hold (checkpointing changes nothing, init statistics, drop-path schedule).
 
@@ -43,7 +43,8 @@ def _randomise_(model: nn.Module, std: float = 0.1) -> nn.Module:
 # =====================================================================================================================
 # 1. Sizes (docs/backbone.md#sizes)
 # =====================================================================================================================
-# docs/backbone.md#sizes: arch -> (patch, C, L, heads, head dim, MLP hidden, exact parameters without head, tokens of 16x224^2).
+# docs/backbone.md#sizes: arch -> (patch, C, L, heads, head dim, MLP hidden, exact parameters without head,
+# tokens of 16x224^2).
 SIZES = {
     'vit_small': (16, 384, 12, 6, 64, 1536, 21_879_936, 1568),
     'vit_base': (16, 768, 12, 12, 64, 3072, 86_227_200, 1568),
@@ -54,7 +55,8 @@ SIZES = {
 
 
 def _hand_param_count(patch: int, dim: int, depth: int, mlp_hidden: int) -> int:
-    """Parameters without head, counted by hand from the module list in docs/backbone.md#sizes, docs/backbone.md#embedding-attention-and-blocks."""
+    """Parameters without head, counted by hand from the module list in docs/backbone.md#sizes,
+    docs/backbone.md#embedding-attention-and-blocks."""
     patch_embed = 3 * 2 * patch * patch * dim + dim                  # Conv3d weight + bias
     attn = 3 * dim * dim + 2 * dim + dim * dim + dim                 # qkv (no bias), q_bias, v_bias, proj
     mlp = dim * mlp_hidden + mlp_hidden + mlp_hidden * dim + dim     # fc1, fc2
@@ -454,7 +456,8 @@ def test_official_finetune_pos_embed_64x266_vit_g():
         expected.append((1 - frac) * step1[lo] + frac * step1[hi])
     expected = torch.stack(expected).permute(0, 2, 3, 1).reshape(1, 11552, channels)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
-    # It is neither the fresh 64-frame table nor a clean resize of the native 16 x 224 px table (docs/backbone.md#position-embedding).
+    # It is neither the fresh 64-frame table nor a clean resize of the native 16 x 224 px table
+    # (docs/backbone.md#position-embedding).
     assert not torch.allclose(out, table, atol=1e-3)
     clean = resize_pos_embed(sinusoid_table(8 * 16 * 16, channels), (8, 16, 16), (32, 19, 19))
     assert not torch.allclose(out, clean, atol=1e-3)
@@ -574,7 +577,8 @@ def test_featmap_is_normed_tokens_in_grid_order(tiny_vit):
         fmap = model.forward_featmap(clip)
         tokens = model.norm(model.forward_tokens(clip))
     assert fmap.shape == (2, DIM, 2, 2, 3)
-    # Token n sits at (t, h, w) with n = (t * H' + h) * W' + w: time slowest (docs/backbone.md#embedding-attention-and-blocks).
+    # Token n sits at (t, h, w) with n = (t * H' + h) * W' + w: time slowest
+    # (docs/backbone.md#embedding-attention-and-blocks).
     for t, h, w in [(0, 0, 0), (0, 0, 2), (0, 1, 0), (1, 0, 1), (1, 1, 2)]:
         torch.testing.assert_close(fmap[:, :, t, h, w], tokens[:, (t * 2 + h) * 3 + w], atol=0, rtol=0)
     # Without featmap_norm the map holds the raw last-block tokens.
@@ -625,7 +629,7 @@ def test_built_from_config_loads_pretrained(tiny_vit, tmp_path):
 
 
 def test_drop_path_drops_whole_samples_and_rescales():
-    """Our local DropPath (timm's semantics): each sample is either zeroed or scaled by 1/keep_prob; eval is identity."""
+    """Our local DropPath (timm's semantics): each sample is zeroed or scaled by 1/keep_prob; eval is the identity."""
     layer = DropPath(0.25).train()
     x = torch.ones(4000, 3, 5)
     y = layer(x)

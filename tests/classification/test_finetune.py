@@ -1,5 +1,6 @@
 """Fine-tuning model: losses against timm, multi-view prediction, K710 head slicing on load, checkpoint chains,
-distillation, the fine-tuning configs against docs/classification.md#fine-tuning-recipe, and an end-to-end Runner fine-tune."""
+distillation, the fine-tuning configs against docs/classification.md#fine-tuning-recipe, and an end-to-end Runner
+fine-tune."""
 from __future__ import annotations
 
 import json
@@ -211,7 +212,8 @@ def test_stored_teacher_logits_are_averaged_and_mixed_like_the_clips():
 # --------------------------------------------------------------------------------------------------------------------
 # configs against docs/classification.md#fine-tuning-recipe
 # --------------------------------------------------------------------------------------------------------------------
-# (size, dataset): (official --lr, layer decay, drop path, head dropout, wd, epochs, per-GPU batch), docs/classification.md#fine-tuning-recipe.
+# (size, dataset): (official --lr, layer decay, drop path, head dropout, wd, epochs, per-GPU batch),
+# docs/classification.md#fine-tuning-recipe.
 RECIPES = {
     ('base', 'kinetics-400'): (7e-4, 0.75, 0.1, 0.0, 0.05, 90, 16),
     ('large', 'kinetics-400'): (2e-3, 0.75, 0.2, 0.0, 0.05, 35, 6),

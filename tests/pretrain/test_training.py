@@ -4,10 +4,10 @@
 What is checked, and against what:
 
 * data: frame windows against hand-derived indices (a lossless video whose frame i has a colour that encodes i),
-  mask counts against docs/pretraining.md#tube-mask-2.3, determinism per (seed, epoch, index), every list format of
+  mask counts against docs/pretraining.md#tube-mask, determinism per (seed, epoch, index), every list format of
   tasks/data/annotations, and broken videos being replaced and reported instead of stopping the epoch;
-* recipe: the five configs against the numbers of docs/pretraining.md#encoder-and-decoder-sizes-2.5, weight decay per parameter against the official
-  rule (1-D, bias, pos_embed, mask_token -> 0), and the lr per iteration against the official
+* recipe: the five configs against the numbers of docs/pretraining.md#recipe, weight decay per parameter against the
+  official rule (1-D, bias, pos_embed, mask_token -> 0), and the lr per iteration against the official
   ``utils.cosine_scheduler`` formula;
 * training: a few iterations of the tiny config through the Runner (finite loss, curve PNG/JSON, lr scaled from the
   batch of videos); ``tools/train.py --resume`` continuing from the saved iteration and reproducing the uninterrupted
@@ -117,7 +117,8 @@ def tiny_dataset(ann_file=None, root=None, **kwargs) -> VideoMAEv2PretrainDatase
 # ----------------------------------------------------------------------------------------------------------------------
 def test_clip_window_and_views_match_the_recipe(videos):
     """Frames come every `frame_interval` from a window starting in [0, n - clip_len * interval]; each view has
-    the docs/pretraining.md#tube-mask, docs/pretraining.md#running-cell-mask mask counts; one decode serves all views (same frames, different crops and masks)."""
+    the docs/pretraining.md#tube-mask, docs/pretraining.md#running-cell-mask mask counts; one decode serves all views
+    (same frames, different crops and masks)."""
     data = tiny_dataset(videos=[str(videos['index'])], num_sample=3, scales=(1, .875, .75, .66))
     starts = set()
     for epoch in range(12):
@@ -158,9 +159,9 @@ def test_samples_are_deterministic_per_seed_epoch_and_index(videos):
 
 
 def test_sampler_shards_the_same_samples_as_one_process(videos):
-    from mmengine.registry import DATA_SAMPLERS
-    assert DATA_SAMPLERS.get('VideoMAEv2PretrainSampler') is EpochIndexSampler  # the earlier name still builds
     """2 ranks with batch b cover, batch by batch, the keys 1 rank with batch 2b covers (DefaultSampler sharding)."""
+    from mmengine.registry import DATA_SAMPLERS
+    assert DATA_SAMPLERS.get('VideoMAEv2PretrainSampler') is EpochIndexSampler  # the alias configs may name
     data = tiny_dataset(videos['list'], videos['root'])
     single = EpochIndexSampler(data, shuffle=True, seed=7)
     single.set_epoch(2)
@@ -263,7 +264,8 @@ def test_configs_follow_the_official_recipe(arch):
     aug = PretrainAugmentation(**{k: ds[k] for k in ('clip_len', 'input_size', 'patch_size', 'scales', 'encoder_mask',
                                                      'encoder_mask_ratio', 'decoder_mask', 'decoder_mask_ratio')})
     enc, dec = aug.masks(np.random.default_rng(0))
-    # docs/pretraining.md#tube-mask, docs/pretraining.md#masks-and-loss: 160 visible of 1568 and 784 decoded (p16); 208 of 2048 and 1024 (ViT-g, p14)
+    # docs/pretraining.md#tube-mask, docs/pretraining.md#masks-and-loss: 160 visible of 1568 and 784 decoded (p16);
+    # 208 of 2048 and 1024 (ViT-g, p14)
     assert (int((~enc).sum()), int((~dec).sum()), enc.size) == ((160, 784, 1568) if patch == 16 else (208, 1024, 2048))
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, tuple(opt.betas), opt.weight_decay) == ('AdamW', lr, (0.9, 0.95), 0.05)
@@ -531,10 +533,13 @@ def test_bf16_autocast_wrapper_trains_on_cpu(videos):
 
 
 def test_reconstruction_picture(videos, trained, tmp_path, monkeypatch):
+    from tasks.pretrain import reconstruction
+
     tool = load_tool('visualize_reconstruction')
     out = tmp_path / 'recon.png'
     rows = {}
-    monkeypatch.setattr(tool, 'compose', lambda r, s, f=tool.compose: (rows.update(rows=r), f(r, s))[1])
+    monkeypatch.setattr(reconstruction, 'compose',
+                        lambda r, s, f=reconstruction.compose: (rows.update(rows=r), f(r, s))[1])
     cfg = tiny_cfg(videos, tmp_path / 'cfgdir')
     cfg_file = tmp_path / 'tiny.py'
     cfg.dump(str(cfg_file))
@@ -558,16 +563,17 @@ def test_reconstruction_picture(videos, trained, tmp_path, monkeypatch):
 
 
 def test_reconstruction_errors_compare_with_the_flat_clip_colour():
-    tool = load_tool('visualize_reconstruction')
+    from tasks.pretrain.reconstruction import reconstruction_errors
+
     # a clip whose left half is 0 and right half 1 (mean 0.5); the loss patches are the left column of pixels
     original = torch.zeros(3, 2, 4, 4)
     original[..., 2:] = 1.0
     where = torch.zeros(2, 4, 4, dtype=torch.bool)
     where[..., 0] = True
-    perfect, flat = tool.reconstruction_errors(original, original.clone(), where)
+    perfect, flat = reconstruction_errors(original, original.clone(), where)
     assert perfect == 0.0 and flat == pytest.approx(0.25)  # (0 - 0.5)^2
     # predicting 0.1 where the truth is 0: 0.01, better than the flat colour
-    assert tool.reconstruction_errors(original, original + 0.1, where) == (pytest.approx(0.01), pytest.approx(0.25))
+    assert reconstruction_errors(original, original + 0.1, where) == (pytest.approx(0.01), pytest.approx(0.25))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """``tools/test.py`` and the strict checkpoint loading behind it (``tasks/engine/runner.py``).
 
-* :func:`tasks.engine.runner.load_for_test` on a tiny model: official / HF / mmengine files load and reproduce the weights
-  exactly; a pre-training file (no head), a head of the wrong size or extra weights raise ``CheckpointError`` naming
-  the keys;
+* :func:`tasks.engine.runner.load_for_test` on a tiny model: official / HF / mmengine files load and reproduce the
+  weights exactly; a pre-training file (no head), a head of the wrong size or extra weights raise ``CheckpointError``
+  naming the keys; a model with a ``label_map`` gets a 710-way head sliced;
 * ``fill_out_dirs``: only metrics whose class takes ``out_dir`` and leave it unset get the work directory;
 * end to end: the stock mmaction2 ViT config (shrunk to ``vit_test`` at 32 px, 5 clips x 3 crops unchanged) with
   ``test_evaluator = [VideoClsMetric, AccMetric]`` on generated mp4 files. The per-video scores written by
@@ -34,8 +34,8 @@ pytest.importorskip('av', reason='test videos are written with PyAV')
 
 from mmengine.config import Config  # noqa: E402
 
-from backbone import VideoMAEv2ViT, convert_state_dict  # noqa: E402
-from tasks.engine.runner import CheckpointError, load_for_test  # noqa: E402
+from backbone import CheckpointError, VideoMAEv2ViT, convert_state_dict  # noqa: E402
+from tasks.engine.runner import fill_out_dirs, load_for_test, metrics_table  # noqa: E402
 from tasks.data.video import write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,28 +87,41 @@ def assert_same_weights(model: nn.Module, reference: dict[str, torch.Tensor]) ->
         assert torch.equal(state[key], value.to(state[key].dtype)), key
 
 
-@pytest.mark.parametrize('layout', ['official-module-fp16', 'hf', 'mmengine'])
+@pytest.mark.parametrize('layout', ['official-module-fp16', 'hf', 'mmaction2', 'mmengine'])
 def test_load_for_test_layouts(tmp_path, layout):
     source = randomised(TinyClassifier(), seed=1)
     reference = source.state_dict()
     official = source.backbone.state_dict()
     path = tmp_path / 'ckpt.pth'
-    if layout == 'official-module-fp16':  # DeepSpeed fine-tuned files: fp16 under 'module' (docs/checkpoints.md#released-files)
+    if layout == 'official-module-fp16':  # DeepSpeed: fp16 under 'module' (docs/checkpoints.md#released-files)
         reference = {k: v.half().float() for k, v in reference.items()}
         torch.save({'module': {k: v.half() for k, v in official.items()}}, path)
-        expected_layout = 'official names under backbone.'
-    elif layout == 'hf':
-        torch.save(convert_state_dict(official, 'hf'), path)
-        expected_layout = 'official names under backbone.'
+        expected_layout = 'official'
+    elif layout in ('hf', 'mmaction2'):  # mmaction2: a recognizer file with its fixed pos_embed, which is dropped
+        torch.save(convert_state_dict(official, layout, grid=(2, 2, 2)), path)
+        expected_layout = layout
     else:  # what tools/train.py writes: state_dict + meta + message hub with a HistoryBuffer (needs the allow-list)
         from mmengine.logging import HistoryBuffer
         torch.save({'meta': {'epoch': 3}, 'state_dict': {f'module.{k}': v for k, v in reference.items()},
                     'message_hub': {'log_scalars': {'train/loss': HistoryBuffer([1.0, 0.5], [1, 1])}}}, path)
-        expected_layout = 'as saved'
+        expected_layout = 'official'
     model = randomised(TinyClassifier(), seed=2)
-    layout_used, _ = load_for_test(model, path)
+    layout_used, loaded = load_for_test(model, path)
     assert layout_used == expected_layout
+    assert sorted(loaded) == sorted(reference)  # in the model's names, as EMA hooks receive them
     assert_same_weights(model, reference)
+
+
+def test_load_for_test_slices_the_head_of_a_model_with_a_label_map(tmp_path):
+    """A classifier's label_map applies in strict loading as in its load_from: row i of the head = file row map[i]."""
+    source = randomised(TinyClassifier(10), seed=1).backbone.state_dict()
+    torch.save({'module': source}, tmp_path / 'k10.pth')
+    model = TinyClassifier(3)
+    model.label_map = [9, 0, 4]
+    load_for_test(model, tmp_path / 'k10.pth')
+    assert torch.equal(model.backbone.head.weight, source['head.weight'][[9, 0, 4]])
+    assert torch.equal(model.backbone.head.bias, source['head.bias'][[9, 0, 4]])
+    assert torch.equal(model.backbone.fc_norm.weight, source['fc_norm.weight'])
 
 
 def test_load_for_test_refuses_partial_checkpoints(tmp_path):
@@ -118,39 +131,53 @@ def test_load_for_test_refuses_partial_checkpoints(tmp_path):
     pretrain['encoder.norm.weight'], pretrain['encoder.norm.bias'] = torch.ones(64), torch.zeros(64)
     pretrain['decoder.head.weight'] = torch.zeros(1536, 32)
     torch.save({'model': pretrain}, tmp_path / 'pretrain.pth')
-    with pytest.raises(CheckpointError, match=r'(?s)pretrain.pth does not fit.*backbone\.fc_norm\.weight'):
+    with pytest.raises(CheckpointError, match=r'(?s)pretrain.pth \(pretrain layout\) does not fit the model '
+                                              r'TinyClassifier: 4 model keys missing from the checkpoint: '
+                                              r'backbone\.fc_norm\.bias, backbone\.fc_norm\.weight.*'
+                                              r'checkpoint keys the model does not have: decoder\.head\.weight.*'
+                                              r'no classifier'):
         load_for_test(TinyClassifier(), tmp_path / 'pretrain.pth')
-    # A 10-way head for a 4-class model: shape error on the head.
+    # A 10-way head for a 4-class model: shape error on the head, in the model's names.
     torch.save({'module': randomised(TinyClassifier(10), 1).backbone.state_dict()}, tmp_path / 'k10.pth')
-    with pytest.raises(CheckpointError, match=r'(?s)head\.weight.*\[10, 64\]|head\.weight.*10, 64'):
+    with pytest.raises(CheckpointError, match=r'shape of backbone\.head\.weight: checkpoint \(10, 64\) vs model '
+                                              r'\(4, 64\)'):
         load_for_test(TinyClassifier(), tmp_path / 'k10.pth')
     # Extra weights are refused too.
     torch.save({'module': dict(official, extra=torch.zeros(1))}, tmp_path / 'extra.pth')
-    with pytest.raises(CheckpointError, match='file weights the model does not have'):
+    with pytest.raises(CheckpointError, match='1 checkpoint keys the model does not have: extra$'):
         load_for_test(TinyClassifier(), tmp_path / 'extra.pth')
     with pytest.raises(CheckpointError, match='no such checkpoint'):
         load_for_test(TinyClassifier(), tmp_path / 'missing.pth')
+
+
+def test_metrics_table():
+    """Names left-aligned to the longest, numbers with 4 decimals, numpy scalars as numbers."""
+    table = metrics_table({'acc/top1': 1 / 3, 'acc/mean1': np.float32(0.5), 'count': 3})
+    assert table == ('metric     value\n'
+                     'acc/top1   0.3333\n'
+                     'acc/mean1  0.5000\n'
+                     'count      3')
+    assert metrics_table({}) == '(no metrics)'
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # out_dir contract
 # ---------------------------------------------------------------------------------------------------------------------
 def test_fill_out_dirs():
-    tool = load_tool()
     cfg = Config(dict(default_scope='mmaction', custom_imports=dict(imports=['tasks.classification.metric']),
                       test_evaluator=[dict(type='VideoClsMetric'), dict(type='AccMetric'),
                                       dict(type='VideoClsMetric', out_dir='/keep', prefix='b'),
                                       dict(type='mmaction.AccMetric', prefix='c')]))
     import tasks.classification.metric  # noqa: F401
-    assert tool.fill_out_dirs(cfg, '/work') == ['VideoClsMetric']
+    assert fill_out_dirs(cfg, '/work') == ['VideoClsMetric']
     assert cfg.test_evaluator[0].out_dir == '/work'
     assert 'out_dir' not in cfg.test_evaluator[1] and 'out_dir' not in cfg.test_evaluator[3]  # AccMetric has none
     assert cfg.test_evaluator[2].out_dir == '/keep'
     # An Evaluator dict holding its metrics, and a single metric dict.
     cfg = Config(dict(test_evaluator=dict(type='Evaluator', metrics=[dict(type='VideoClsMetric')])))
-    assert tool.fill_out_dirs(cfg, '/w') == ['VideoClsMetric'] and cfg.test_evaluator.metrics[0].out_dir == '/w'
+    assert fill_out_dirs(cfg, '/w') == ['VideoClsMetric'] and cfg.test_evaluator.metrics[0].out_dir == '/w'
     cfg = Config(dict(test_evaluator=dict(type='VideoClsMetric')))
-    tool.fill_out_dirs(cfg, '/w')
+    fill_out_dirs(cfg, '/w')
     assert cfg.test_evaluator.out_dir == '/w'
 
 
@@ -281,7 +308,9 @@ def test_stock_config_end_to_end(stock_run, tmp_path, capsys, checkpoint, ema):
 
 def test_wrong_checkpoint_stops_before_testing(stock_run, tmp_path):
     run = stock_run
-    with pytest.raises(CheckpointError, match=r'(?s)wrong_head\.pth does not fit.*fc_cls\.weight.*7'):
+    with pytest.raises(CheckpointError, match=r'wrong_head\.pth \(official layout\) does not fit the model '
+                                              r'Recognizer3D: .*shape of cls_head\.fc_cls\.weight: checkpoint '
+                                              r'\(7, 64\) vs model \(6, 64\)'):
         load_tool().main([str(run['root'] / 'config.py'), str(run['root'] / 'wrong_head.pth'),
                           '--work-dir', str(tmp_path), '--cfg-options', 'experiment_name=test_tool_wrong'])
     assert not (tmp_path / 'results.json').exists() and not (tmp_path / 'cls_scores.npz').exists()
