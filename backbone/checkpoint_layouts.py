@@ -1,15 +1,10 @@
-"""The checkpoint layouts of VideoMAE (V1/V2) and the renames between them (docs/checkpoints.md).
+"""The checkpoint layouts of VideoMAE V1/V2 and the renames between them (docs/checkpoints.md).
 
-* ``official``: timm names (``patch_embed.proj``, ``blocks.N.attn.qkv.weight``, ``attn.q_bias`` ...).
-* ``pretrain``: the official pre-training files: ``encoder.*`` (with ``encoder.norm``), ``decoder.*``,
-  ``encoder_to_decoder.weight``, ``mask_token``.
-* ``mmaction2``: ``patch_embed.projection``, ``mlp.layers.0.0`` / ``mlp.layers.1`` (mmcv FFN), ``cls_head.fc_cls``
-  and a persistent ``pos_embed``, under ``backbone.``.
-* ``hf``: Hugging Face transformers VideoMAE (``videomae.encoder.layer.N.attention.attention.query`` ..., both the
-  ``q_bias`` naming of transformers 4 and the ``query.bias`` naming of transformers 5).
-
-:func:`to_official` reads any of them into *official names*: the downstream ViT's names, plus the pre-training-only
-keys as they are. :func:`convert_state_dict` writes official names back out in any layout.
+Layouts: ``official`` (timm names, the downstream ViT's), ``pretrain`` (the official pre-training files: ``encoder.*``
+with ``encoder.norm``, ``decoder.*``, ``encoder_to_decoder.weight``, ``mask_token``), ``mmaction2``
+(docs/checkpoints.md#mmaction2-layout) and ``hf`` (transformers 4 and 5, docs/checkpoints.md#transformers-layout).
+:func:`to_official` reads any of them into official names (pre-training-only keys kept as they are);
+:func:`convert_state_dict` writes official names back out in any layout.
 """
 from __future__ import annotations
 

@@ -1,25 +1,10 @@
-"""Token masks for (dual-masked) VideoMAE pre-training.
+"""Token masks for dual-masked VideoMAE pre-training: tube, random, frame and running-cell generators.
 
-Reference: OpenGVLab/VideoMAEv2 ``dataset/masking_generator.py`` (``TubeMaskingGenerator``,
-``RunningCellMaskingGenerator``, ``Cell``) and ``dataset/pretrain_datasets.py`` (how the two masks are combined);
-docs/pretraining.md#tube-mask. The random and frame generators are the ablation baselines of the VideoMAE papers (V1
-Table 1b for the encoder, V2 Table 1 for the decoder).
-
-Conventions, the same as the official code:
-
-* A generator is built for a token grid ``input_size = (T', H', W')`` and, when called, returns a **flat** mask of
-  length ``N = T'*H'*W'`` in the model's token order (T' slowest, then rows, then columns).
-* **1 / True = masked**: for an encoder mask, the token is hidden from the encoder; for a decoder mask, the token is
-  dropped from the decoder (neither fed to it as a mask token nor reconstructed). Masks are ``numpy`` bool arrays,
-  which collate to the ``(B, N)`` bool tensors :class:`backbone.pretrain.VideoMAEv2Pretrainer` takes.
-* Every call draws a mask with the *same* number of masked tokens, so samples batch into equal-length sequences.
-* Randomness comes from the ``numpy.random.Generator`` passed to the call or, without one, from numpy's global state,
-  as the official generators (which the data-loader worker seeding then controls).
-
-Typical use (the official ViT recipe: tube 0.9 for the encoder, running cell 0.5 for the decoder)::
-
-    masks = DualMaskGenerator((8, 14, 14))
-    encoder_mask, decoder_mask = masks(rng)        # (1568,) bool each; 160 visible, 784 decoded
+A generator is built for a token grid ``(T', H', W')``; each call returns a flat numpy bool mask of length
+``N = T'*H'*W'`` in the model's token order, **True = masked** (hidden from the encoder, or dropped from the decoder),
+always with the same number of masked tokens so that samples batch. Randomness comes from the
+``numpy.random.Generator`` passed in, else from numpy's global state, as in the official generators
+(docs/pretraining.md#tube-mask, docs/pretraining.md#running-cell-mask, docs/pretraining.md#masks-and-loss).
 """
 from __future__ import annotations
 
@@ -106,7 +91,7 @@ class TubeMaskGenerator:
 
 class RandomMaskGenerator:
     """Random masking: ``int(mask_ratio * N)`` tokens drawn uniformly over the whole clip (VideoMAE V1's
-    ``RandomMaskingGenerator``; the "random" rows of the masking ablations)."""
+    ``RandomMaskingGenerator``; the "random" rows of the masking ablations, V1 Table 1b and V2 Table 1)."""
 
     def __init__(self, input_size: tuple[int, int, int], mask_ratio: float):
         self.input_size = _grid(input_size)
@@ -249,6 +234,12 @@ def build_mask_generator(kind: DecoderMaskKind | str, input_size: tuple[int, int
 
 class DualMaskGenerator:
     """The (encoder mask, decoder mask) pair of one pre-training sample (``DataAugmentationForVideoMAEv2``).
+
+    Both masks are numpy bool arrays, which collate to the ``(B, N)`` bool tensors
+    :class:`backbone.pretrain.VideoMAEv2Pretrainer` takes. The official ViT recipe (tube 0.9, running cell 0.5)::
+
+        masks = DualMaskGenerator((8, 14, 14))
+        encoder_mask, decoder_mask = masks(rng)        # (1568,) bool each; 160 visible, 784 decoded
 
     Args:
         input_size: token grid (T', H', W').

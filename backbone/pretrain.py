@@ -1,18 +1,10 @@
-"""VideoMAE V2 dual-masked pre-training model (encoder on visible tokens, decoder on a running-cell subset).
+"""VideoMAE V2 dual-masked pre-training model: encoder on the visible tokens, decoder on a running-cell subset
+(docs/pretraining.md#encoder-and-decoder-sizes, docs/pretraining.md#masks-and-loss).
 
-Paper: Wang et al., "VideoMAE V2: Scaling Video Masked Autoencoders with Dual Masking", CVPR 2023 (arXiv 2303.16727).
-Numerical reference: OpenGVLab/VideoMAEv2 ``models/modeling_pretrain.py`` (model) and ``engine_for_pretraining.py``
-(targets and loss), commit 29eab1e; docs/pretraining.md#encoder-and-decoder-sizes, docs/pretraining.md#masks-and-loss.
-
-Parameter names are the official ones (``encoder.*`` with ``encoder.norm``, ``decoder.blocks.N.*``, ``decoder.norm``,
-``decoder.head``, ``encoder_to_decoder.weight``, ``mask_token``), so :func:`backbone.load_checkpoint` loads an official
-pre-training checkpoint into this model whole, and its encoder into a downstream :class:`~backbone.VideoMAEv2ViT`
-(``fc_norm`` and ``head`` start fresh). The encoder *is* a ``VideoMAEv2ViT`` (subclassed, as MAE's ``models_vit.py``
-subclasses timm), so blocks, patch embedding, position tables and activation checkpointing are the downstream code,
-not a copy.
-
-Layout (MAE order): helpers (patchify, targets) -> encoder -> decoder -> the model -> registration.
-Masks are built by :mod:`backbone.masking`.
+Parameter names are the official ones, so :func:`backbone.load_checkpoint` loads an official pre-training file into
+this model whole, and its encoder into a downstream :class:`~backbone.VideoMAEv2ViT`. The encoder *is* a
+``VideoMAEv2ViT`` subclass, so blocks, patch embedding, position tables and activation checkpointing are the
+downstream code, not a copy. Masks come from :mod:`backbone.masking`.
 """
 from __future__ import annotations
 
@@ -193,6 +185,9 @@ class VideoMAEv2Pretrainer(nn.Module):
              decoder-kept position (~M_d)                (B, 160 + 784, 384)  (kept visible positions appear twice)
           -> decoder blocks -> norm -> head, last 784    (B, 784, 1536)  = forward: predictions, kept-position order
           -> MSE vs per-patch-normalised pixels, averaged over tokens in ~M_d AND M_e   = loss
+
+    Parameter names: ``encoder.*`` (with ``encoder.norm``), ``decoder.blocks.N.*``, ``decoder.norm``,
+    ``decoder.head``, ``encoder_to_decoder.weight``, ``mask_token``.
 
     Args:
         arch: preset name (``vit_small`` ... ``vit_giant``, ``vit_test``); encoder and decoder sizes follow it, and

@@ -1,16 +1,9 @@
 """Conversion to and from the one-``.npy``-per-video layout of VideoMAE V2, ActionFormer and OpenTAD
-(docs/feature_caching.md).
+(docs/feature_caching.md#one-npy-file-per-video).
 
-``export_npy`` writes ``<folder>/<video_id>.npy`` (float32 [T, C]; an id with '/' becomes a sub-folder, which is
-what ``os.path.join(feat_folder, video_id + '.npy')`` in those loaders expects) and a sidecar
-``<folder>/features_meta.json`` holding what npy files cannot: the file info and every video's metadata::
-
-    {"format": "videomaev2-suite features_meta", "schema_version": 1,
-     "info": {<StoreInfo fields>},
-     "videos": {"<video_id>": {<VideoFeatureMeta fields, centre_frames as a list, offset_frames>}, ...}}
-
-``import_npy`` reads such a folder back into a store. Bare npy folders (the official extractor's output, released
-feature tarballs) carry no provenance at all, so without a sidecar every fact must be given as an argument.
+:func:`export_npy` writes the npy files plus a ``features_meta.json`` sidecar holding the provenance and per-video
+metadata npy files cannot; :func:`import_npy` reads such a folder back into a store, or a bare folder given the facts
+as arguments. The sidecar's format: ``feature_store/README.md``, "npy export and import".
 """
 from __future__ import annotations
 
@@ -38,8 +31,9 @@ _SIDECAR_FORMAT = 'videomaev2-suite features_meta'
 def export_npy(store_path: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Write every video of a store as ``<folder>/<video_id>.npy`` (float32 [T, C]) plus ``features_meta.json``.
 
-    Each file is written under a temporary name and renamed; the sidecar is written last, so a folder with a
-    sidecar is complete. Returns the sidecar path.
+    An id with '/' becomes a sub-folder, which is what ``os.path.join(feat_folder, video_id + '.npy')`` in the
+    ActionFormer and OpenTAD loaders expects. Each file is written under a temporary name and renamed; the sidecar
+    is written last, so a folder with a sidecar is complete. Returns the sidecar path.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,17 +1,9 @@
 """The HDF5 feature store: one file, one ``[num_clips, C]`` dataset per video with its metadata as attributes and
-the provenance as file attributes (layout: ``feature_store/README.md``; plain h5py reads it, ``h5[video_id][()]``).
+the provenance as file attributes (layout and examples: ``feature_store/README.md``; plain h5py reads it).
 
-:class:`FeatureStore` opens, reads and appends; a dataset exists under a video id only when complete (written under
-``__incomplete__/`` and renamed). :func:`build_store` writes whole files atomically (a SIGKILL leaves the old file or
-the new one) and :func:`merge_stores` merges shards; both refuse stores whose provenance differs
-(:meth:`StoreInfo.differences`).
-
-Example::
-
-    build_store('feats.h5', info, read_parts('work/parts'), base='feats.h5')
-    with FeatureStore.open('feats.h5') as store:
-        feats, meta = store.read('video_test_0000004')       # (T, C), VideoFeatureMeta
-        t = meta.row_to_seconds(np.arange(len(feats)))        # centre time of every row
+:class:`FeatureStore` opens, reads and appends (a dataset exists under a video id only when complete);
+:func:`build_store` writes whole files atomically and :func:`merge_stores` merges shards; both refuse stores whose
+provenance differs (docs/feature_caching.md#the-provenance-rule).
 """
 from __future__ import annotations
 

@@ -12,14 +12,8 @@ Reads every layout :func:`backbone.load_checkpoint` reads (official fine-tuned/d
   ``VideoMAEForPreTraining``).
 
 An OUT ending in ``.safetensors`` is written with safetensors (flat dict). The file is written under a temporary name
-and renamed, so OUT is never half-written. Examples::
-
-    python tools/convert_checkpoint.py vit_g_hybrid_pt_1200e_k710_ft.pth vit_g_k400.pth --to official \\
-        --label-map label_710to400.json
-    python tools/convert_checkpoint.py vit_b_k710_dl_from_giant.pth vit_b_mmaction.pth --to mmaction2 --img-size 224
-    python tools/convert_checkpoint.py vit_s_k710_dl_from_giant.pth model.safetensors --to hf
-
-Errors are one line on stderr with exit status 2.
+and renamed, so OUT is never half-written. Errors are one line on stderr with exit status 2. Examples are in the
+README's checkpoint section; the layouts in docs/checkpoints.md.
 """
 from __future__ import annotations
 

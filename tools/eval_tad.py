@@ -8,12 +8,10 @@ Usage::
 
 ``GT.json``: ActionFormer or OpenTAD annotations (detected from the content; ``--format`` forces one).
 ``PRED.json``: ``{"results": {video: [{"segment": [s, e], "label": name, "score": x}]}}``. ``--subset`` is
-``train`` (THUMOS14 validation videos), ``test`` or a subset name as written in the file. The evaluator is the
-ActivityNet one (duplicate ground truth removed, greedy score-ordered matching, all-point interpolated AP; Ambiguous
-segments are not a class); ``--ambiguous-aware`` adds the THUMOS14 kit's rule that drops unmatched detections
-overlapping an Ambiguous segment. Prints a table with the random-detection baseline, writes per-class AP to
-``--out``, the mAP-vs-tIoU chart to ``--plot`` (default: ``--out`` with ``.png``) and the per-class AP chart next to
-it (``<plot name>_per_class.png``). Exit status 2 on bad input.
+``train`` (THUMOS14 validation videos), ``test`` or a subset name as written in the file. ``--ambiguous-aware``
+applies the THUMOS14 kit's Ambiguous rule on top of the ActivityNet evaluator. Prints a table with the
+random-detection baseline, writes per-class AP to ``--out``, the mAP-vs-tIoU chart to ``--plot`` (default: ``--out``
+with ``.png``) and the per-class AP chart next to it (``<plot name>_per_class.png``). Exit status 2 on bad input.
 """
 from __future__ import annotations
 

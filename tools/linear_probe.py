@@ -5,14 +5,10 @@ Usage::
 
     python tools/linear_probe.py TRAIN.h5 VAL.h5 --labels TRAIN_LABELS [VAL_LABELS] [--out probe.json]
 
-TRAIN.h5 and VAL.h5 are feature stores written by ``tools/extract_features.py`` (they may be the same file when it
-holds both splits). Label files may be mmaction2 video / raw-frame lists, SSv2 split json files (class ids from the
-``labels.json`` beside them or ``--label-map``) or Kinetics csv files (``--label-map label_map_k400.txt``, else the
-training csv's sorted class names). A video's feature is the mean of its store rows (``--pool centre``: its middle
-clip). The linear probe is MAE's head, BatchNorm1d without affine parameters + Linear, trained full-batch with SGD and
-a cosine schedule; k-NN is DINO's cosine, temperature-weighted vote (:mod:`tasks.classification.probe`).
-
-Prints top-1 (and top-5 with more than 5 classes) of both and writes them with the settings to ``--out``.
+TRAIN.h5 and VAL.h5 are feature stores written by ``tools/extract_features.py`` (the same file when it holds both
+splits); label files are mmaction2 video / raw-frame lists, SSv2 split json files or Kinetics csv files
+(:func:`tasks.classification.probe.read_labels`). Prints top-1 (and top-5 with more than 5 classes) of both probes
+and writes them with the settings to ``--out``. The methods: docs/classification.md#linear-probe-and-k-nn.
 """
 from __future__ import annotations
 

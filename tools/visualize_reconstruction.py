@@ -5,28 +5,11 @@ Usage::
 
     python tools/visualize_reconstruction.py CONFIG CHECKPOINT VIDEO --out recon.png [--seed 0] [--scale 2]
 
-One clip is sampled and masked exactly as in training (the config's ``train_dataloader.dataset`` settings: frame
-window, multi-scale crop, tube and running-cell masks; ``--seed`` picks the draw) and the picture has one column per
-frame and four rows:
-
-1. **original**: the crop the model gets;
-2. **encoder input**: the same with the encoder-masked patches grey (about 10% of the patches stay);
-3. **decoder targets**: the patches the loss covers, decoder-kept *and* encoder-masked (the rest grey);
-4. **reconstruction**: the model's predictions at those patches, mapped back to pixels with each patch's own
-   per-channel mean and standard deviation (the targets are normalised per patch, so the prediction carries no
-   brightness or contrast of its own).
-
-The title and the printed line give the pixel MSE of the reconstruction at the loss patches next to that of the
-clip's flat mean colour: a reconstruction that shows where things are beats the flat colour.
-
-Picture size in pixels, with S the crop side, T the clip length and ``--scale`` k::
-
-    width  = 120 + T * k*S + (T - 1) * 2
-    height = 4 * k*S + 3 * 2
-
-CHECKPOINT is a checkpoint written by ``tools/train.py`` (``backbone.*`` keys) or an official VideoMAE V2
-pre-training file of the config's architecture. The library behind it is
-:func:`tasks.pretrain.reconstruction.visualize_reconstruction`.
+One clip is sampled and masked as in training; :mod:`tasks.pretrain.reconstruction` describes the picture (one column
+per frame; the crop, the encoder's view, the loss patches, the reconstruction) and its size. The printed line gives
+the pixel MSE of the reconstruction at the loss patches next to that of the clip's flat mean colour. CHECKPOINT is a
+``tools/train.py`` checkpoint (``backbone.*`` keys) or an official VideoMAE V2 pre-training file of the config's
+architecture.
 """
 from __future__ import annotations
 

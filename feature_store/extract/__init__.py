@@ -1,15 +1,11 @@
 """Clip-feature extraction from untrimmed videos into the feature store (``tools/extract_features.py``).
 
-One code path computes the features, for the store and on-line inside tasks:
-
-* :mod:`.preprocess`: :class:`Preprocess`, decoded uint8 frames -> model input (the official TAD ``squash``, or
-  short-side resize + centre crop; ImageNet normalisation optional);
-* :mod:`.clips`: :func:`build_model`, :func:`sample_windows` (the official TAD windows,
-  docs/thumos14.md#official-feature-extractor), :func:`iter_clip_batches` (every frame decoded once although windows
-  overlap, docs/video_decoding.md), :func:`forward_clips` and :func:`extract_video_features` for one video;
-* :mod:`.inputs`: :func:`list_videos`; :mod:`.provenance`: :class:`ExtractConfig` and :func:`make_store_info`;
-* :mod:`.decode`: decoding ahead of the model; :mod:`.run`: :func:`extract_to_store`, resumable, crash-safe and
-  distributed; :mod:`.cli`: :func:`main`.
+One code path computes the features, for the store and on-line inside tasks: :mod:`.preprocess` (frames -> model
+input), :mod:`.clips` (the model, the official TAD windows of docs/thumos14.md#official-feature-extractor, each frame
+decoded once although windows overlap, docs/video_decoding.md#decode-once-cut-windows-from-a-buffer),
+:mod:`.inputs` (the video list), :mod:`.provenance` (:class:`ExtractConfig`, the store's info), :mod:`.decode`
+(decoding ahead of the model), :mod:`.run` (:func:`extract_to_store`: resumable, crash-safe, distributed) and
+:mod:`.cli`.
 """
 from .cli import build_parser, config_from_args, main
 from .clips import ComputeDType, build_model, extract_video_features, forward_clips, iter_clip_batches, sample_windows

@@ -2,41 +2,10 @@
 benchmark, one mmengine dataset for all of them (docs/classification.md#data,
 docs/classification.md#test-protocols-and-metrics).
 
-**Lists** (:func:`read_cls_list`): mmaction2 video lists (``path label``) and raw-frame lists (``frame_dir
-total_frames label``), the official Kinetics csv (``label,youtube_id,time_start,time_end,split``; class names are
-numbered by a label-map file, one name a line, e.g. ``misc/label_map_k400.txt``, or alphabetically), the SSv2 json
-split + ``labels.json`` (webm videos ``<id>.webm``), and the synthetic benchmark's lists (mmaction2 and SSv2 formats).
-
-**Training sample** (``test_mode=False``): one decoded clip, ``num_sample`` independently augmented views
-(repeated augmentation, official ``--num_sample 2``) built by :class:`~tasks.classification.transforms.
-ClsTrainAugmentation`.
-
-* ``sampling='dense'`` (Kinetics, ``VideoClsDataset``): a random window of ``clip_len * frame_interval`` frames, 16
-  evenly spaced frames (16 x 4 from 64) -- :func:`tasks.data.video.dense_sample`, ``protocol='official'``.
-* ``sampling='segment'`` (SSv2, ``SSVideoClsDataset``): ``clip_len`` TSN segments, one random frame each --
-  :func:`tasks.data.video.segment_sample`; no flip.
-
-**Test sample** (``test_mode=True``): every view of one video in one sample, uint8 (V, 3, T, S, S):
-
-* Kinetics "16x5x3": every 4th frame, 5 clips of 16 at evenly spaced starts, short side 224, 3 crops: V = 15;
-* SSv2 "16x2x3": 16 segments x 2 temporal offsets (segment starts, segment midpoints) x 3 crops: V = 6;
-* ``num_clips=1, num_crops=1`` gives the single centre view the official code validates with during training.
-
-**Broken videos** (:class:`tasks.data.video.VideoDecodeError`) are reported once per process with the list entry and the
-reason. In training they are replaced by another video drawn from the sample's own seed, as the official loader and
-:class:`tasks.pretrain.VideoMAEv2PretrainDataset` do; in testing a replacement would score the wrong video, so the
-sample is returned with ``valid=False`` and no views, and the model leaves it out of the predictions (the official
-test loader substitutes a random video instead). Either way ``failed`` carries ``(path, reason)`` pairs.
-
-**Determinism**: as the pre-training dataset, every random draw of a sample comes from generators seeded by ``(seed,
-epoch, index)`` (:func:`tasks.data.video.retry.sample_seeds`); the epoch arrives in the key from
-:class:`tasks.data.epoch_sampler.EpochIndexSampler`.
-
-**Kinetics-710 label maps** (docs/checkpoints.md#k710-heads-and-safe-loading): :func:`read_class_names` reads
-``label_map_k{400,600,700,710}.txt``, :func:`label_map_between` builds the ``label_710to{400,600,700}.json`` index
-lists from two name files (new row i = K710 row ``list[i]``), :func:`read_label_map_json` /
-:func:`write_label_map_json` read and write them, and :func:`remap_labels` moves a list's labels into another label
-space.
+:func:`read_cls_list` reads every supported list, :class:`VideoMAEv2ClsDataset` turns a video into training views or
+all its test views, and the Kinetics-710 label-map helpers (:func:`read_class_names`, :func:`label_map_between`,
+:func:`read_label_map_json`, :func:`write_label_map_json`, :func:`remap_labels`) move labels between label spaces
+(docs/checkpoints.md#k710-heads-and-safe-loading).
 """
 from __future__ import annotations
 
@@ -289,6 +258,22 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
     * ``valid``: False for a test video that failed to decode; ``failed``: ``(path, reason)`` pairs of every video that
       failed while producing this sample.
 
+    A training sample is one decoded clip, ``sampling='dense'`` (Kinetics: a random window of ``clip_len *
+    frame_interval`` frames, :func:`tasks.data.video.dense_sample`) or ``'segment'`` (SSv2: one random frame per TSN
+    segment, :func:`tasks.data.video.segment_sample`), and ``num_sample`` views of it augmented independently by
+    :class:`~tasks.classification.transforms.ClsTrainAugmentation` (repeated augmentation). A test sample holds every
+    view of one video: V = 15 for Kinetics (5 clips x 3 crops), V = 6 for SSv2 (2 temporal offsets, the segment
+    starts and the segment midpoints, x 3 crops).
+
+    A broken video (:class:`tasks.data.video.VideoDecodeError`) is reported once per process with its list entry and
+    the reason. In training it is replaced by another video drawn from the sample's own seed, as the official loader
+    does; in testing a replacement would score the wrong video (the official test loader substitutes a random one),
+    so the sample comes back with ``valid=False`` and no views, and the model leaves it out of the predictions.
+
+    Every random draw comes from generators seeded by ``(seed, epoch, index)``
+    (:func:`tasks.data.video.retry.sample_seeds`); the epoch arrives in the key from
+    :class:`tasks.data.epoch_sampler.EpochIndexSampler`.
+
     Args:
         ann_file: the list (see :func:`read_cls_list`).
         data_prefix: folder the listed paths are relative to.
@@ -309,7 +294,8 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
         input_size: crop side S (224).
         short_side: test-time short side before cropping (224).
         num_clips: test clips per video (Kinetics 5, SSv2 2).
-        num_crops: test crops per clip (3, or 1 for a centre crop).
+        num_crops: test crops per clip (3, or 1 for a centre crop; ``num_clips=1, num_crops=1`` is the single centre
+            view the official code validates with during training).
         num_sample: training views per decoded video (official ``--num_sample 2``).
         rand_augment: timm RandAugment string, or None.
         rrc_scale: random-resized-crop area range.

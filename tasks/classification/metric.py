@@ -1,28 +1,9 @@
-"""``VideoClsMetric``: video-level top-k / mean class accuracy for the mmengine Runner, with per-video outputs.
+"""``VideoClsMetric``: video-level top-k and mean class accuracy for the mmengine Runner, with per-video outputs.
 
-A data sample carries one ``(K,)`` score vector per video, its views already merged by the model (softmax per view,
-then the mean, docs/classification.md#test-protocols-and-metrics); the arithmetic is
-:mod:`tasks.classification.evaluation`. Metric names follow mmaction2's ``AccMetric`` (``acc/top1``, ``acc/top5``,
-``acc/mean1``), so a config can swap one for the other without touching ``save_best``.
-
-Data samples may be plain dicts or mmaction2 ``ActionDataSample``s, in either mmaction2 spelling:
-
-============  ========================================  ==============================================
-field         mmaction2 1.1.0 (``LabelData``)            mmaction2 1.2.0 / our classification model
-============  ========================================  ==============================================
-scores        ``pred_scores['item']``: (K,)              ``pred_score``: (K,)
-label         ``gt_labels['item']``: (1,)                ``gt_label``: int, 0-d or (1,)
-video id      ``video_id`` or ``filename`` meta key      ``video_id``
-============  ========================================  ==============================================
-
-A ``filename`` gives the id :func:`tasks.data.video.ids.video_id_of`; without either, a video is named by its
-position in the dataset (mmengine gathers the ranks' results back into dataset order, so position ``i`` is line ``i``
-of the annotation file).
-
-With ``out_dir``, rank 0 also writes (atomically) ``cls_scores.npz`` (``video_ids`` (N,) str, ``scores`` (N, K)
-float32, ``labels`` (N,), ``preds`` (N,), ``confusion`` (K, K) int64, row = ground truth) or ``cls_scores.jsonl``
-(one ``{"video_id", "label", "pred", "scores"}`` line per video), ``cls_results.json`` (metrics, counts, per-class
-accuracy) and ``cls_confusion.png``.
+Each data sample carries one ``(K,)`` score vector per video, its views already merged by the model
+(docs/classification.md#test-protocols-and-metrics); the arithmetic is :mod:`tasks.classification.evaluation`.
+Metric names follow mmaction2's ``AccMetric`` (``acc/top1``, ``acc/top5``, ``acc/mean1``), so a config can swap one
+for the other without touching ``save_best``.
 """
 from __future__ import annotations
 
@@ -90,6 +71,25 @@ def per_class_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) 
 @METRICS.register_module()
 class VideoClsMetric(BaseMetric):
     """Top-k accuracy and mean class accuracy over videos, from per-video merged scores.
+
+    Data samples may be plain dicts or mmaction2 ``ActionDataSample``s, in either mmaction2 spelling:
+
+    ============  ========================================  ==============================================
+    field         mmaction2 1.1.0 (``LabelData``)            mmaction2 1.2.0 / our classification model
+    ============  ========================================  ==============================================
+    scores        ``pred_scores['item']``: (K,)              ``pred_score``: (K,)
+    label         ``gt_labels['item']``: (1,)                ``gt_label``: int, 0-d or (1,)
+    video id      ``video_id`` or ``filename`` meta key      ``video_id``
+    ============  ========================================  ==============================================
+
+    A ``filename`` gives the id :func:`tasks.data.video.ids.video_id_of`; without either, a video is named by its
+    position in the dataset (mmengine gathers the ranks' results back into dataset order, so position ``i`` is line
+    ``i`` of the annotation file).
+
+    With ``out_dir``, rank 0 also writes (atomically) ``cls_scores.npz`` (``video_ids`` (N,) str, ``scores`` (N, K)
+    float32, ``labels`` (N,), ``preds`` (N,), ``confusion`` (K, K) int64, row = ground truth) or ``cls_scores.jsonl``
+    (one ``{"video_id", "label", "pred", "scores"}`` line per video), ``cls_results.json`` (metrics, counts,
+    per-class accuracy) and ``cls_confusion.png``.
 
     Args:
         topk: the k of the reported ``top{k}`` accuracies (k larger than K gives 1.0, as "the label is among all

@@ -1,22 +1,9 @@
-"""mmengine glue for fine-tuning: the data preprocessor (normalise, random erasing, Mixup/CutMix) and the classifier
+"""mmengine glue for fine-tuning: the data preprocessor (normalisation, random erasing, Mixup/CutMix) and the classifier
 (loss, multi-view prediction, checkpoint loading with K710 head slicing, distillation).
 
-Data flow of a training step (ViT-B Kinetics recipe, per GPU)::
-
-    collate: inputs uint8 (16, 2, 3, 16, 224, 224), erase_boxes (16, 2, 1, 4)        16 videos x 2 RA views
-      -> VideoMAEv2ClsPreprocessor: views folded into the batch, ImageNet normalisation, cube random erasing,
-         Mixup/CutMix (timm, per batch)  -> inputs float (32, 3, 16, 224, 224), soft targets (32, K)
-      -> VideoMAEv2Classifier.loss: backbone (ViT + fc_norm + dropout + head) -> logits (32, K)
-         -> SoftTargetCrossEntropy  (+ distillation KL at temperature T against a teacher)
-
-and of a test step (Kinetics 5 clips x 3 crops)::
-
-    inputs uint8 (B, 15, 3, 16, 224, 224) -> (B*15, ...) -> logits -> softmax per view -> mean over the 15 views
-      -> one dict per video: pred_score (K,), gt_label, video_id, index          (what VideoClsMetric reads)
-
-The head is the backbone's own (``backbone.head``, official layout: ``fc_norm`` -> ``head_dropout`` -> ``head``,
-initialised trunc-normal .02 x ``init_scale`` 0.001), so official fine-tuned checkpoints load into ``backbone``
-unchanged, and checkpoints of this model hold ``backbone.*``, which :func:`backbone.load_checkpoint` reads back.
+The head is the backbone's own (official layout, docs/backbone.md#pooling-head-and-initialisation), so official
+fine-tuned checkpoints load into ``backbone`` unchanged, and checkpoints of this model hold ``backbone.*``, which
+:func:`backbone.load_checkpoint` reads back (docs/checkpoints.md#k710-heads-and-safe-loading).
 """
 from __future__ import annotations
 
@@ -120,6 +107,19 @@ class VideoMAEv2ClsPreprocessor(BaseDataPreprocessor):
 @MODELS.register_module()
 class VideoMAEv2Classifier(BaseModel):
     """VideoMAE V2 ViT fine-tuned for classification (mmengine ``BaseModel``).
+
+    A training step (ViT-B Kinetics recipe, per GPU)::
+
+        collate: inputs uint8 (16, 2, 3, 16, 224, 224), erase_boxes (16, 2, 1, 4)    16 videos x 2 RA views
+          -> VideoMAEv2ClsPreprocessor: views folded into the batch, ImageNet normalisation, cube random erasing,
+             Mixup/CutMix (timm, per batch)  -> inputs float (32, 3, 16, 224, 224), soft targets (32, K)
+          -> loss: backbone (ViT + fc_norm + dropout + head) -> logits (32, K)
+             -> SoftTargetCrossEntropy  (+ distillation KL at temperature T against a teacher)
+
+    and a test step (Kinetics 5 clips x 3 crops)::
+
+        inputs uint8 (B, 15, 3, 16, 224, 224) -> (B*15, ...) -> logits -> softmax per view -> mean over the 15 views
+          -> one dict per video: pred_score (K,), gt_label, video_id, index          (what VideoClsMetric reads)
 
     Args:
         backbone: :class:`backbone.VideoMAEv2ViT` arguments, e.g. ``dict(arch='vit_base', num_classes=400,

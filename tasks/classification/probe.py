@@ -1,49 +1,9 @@
-"""Fast backbone comparison on cached features: a linear probe and k-NN on pooled per-video features.
+"""Fast backbone comparison on cached features: a linear probe and k-NN on pooled per-video features
+(docs/classification.md#linear-probe-and-k-nn).
 
-Both read features from the feature store (``feature_store/``), so a backbone is compared in seconds to minutes
-without running it again; ``tools/linear_probe.py`` is the command line.
-
-**Features.** A store row is one clip; a video's feature is the **mean of its rows** (``pool='mean'``: every clip
-of the video counts equally, the feature-space analogue of averaging over test views), or its middle row
-(``pool='centre'``, a single-clip probe). Rows of pooled features (``feature_kind='pooled'``) are already
-``fc_norm(mean of tokens)`` (docs/backbone.md#pooling-head-and-initialisation).
-
-**Labels** come from any list :mod:`tasks.data.annotations` reads, and are matched to store ids the way the extractor
-names videos (:func:`tasks.data.video.ids.video_id_of`: the file name up to the first '.'):
-
-* mmaction2 video list ``path label`` -> ``video_id_of(path)``; raw-frame list ``frame_dir total_frames label`` ->
-  ``video_id_of(frame_dir)``;
-* SSv2 ``train.json`` / ``validation.json`` -> the entry ``id`` (files are ``<id>.webm``); class ids from the
-  ``labels.json`` next to the split file, or ``label_map``;
-* Kinetics csv -> ``<youtube_id>_<start:06d>_<end:06d>`` (the official download scripts' clip names), falling back to
-  the bare ``youtube_id``; class ids from ``label_map`` (a text file of class names, one a line, in id order, e.g.
-  mmaction2's ``label_map_k400.txt``), or else the sorted class names of the training csv.
-
-Videos in the store without a label are ignored (so one store may hold both splits); a labelled video missing from
-the store is an error unless ``allow_missing``.
-
-**Linear probe** (MAE's ``main_linprobe.py`` head): ``BatchNorm1d(C, affine=False)`` then ``Linear(C, K)`` with
-weights trunc-normal std 0.01 and bias 0, cross-entropy, no weight decay, no augmentation. What we changed, and why:
-
-* *SGD with momentum 0.9 and a cosine schedule with linear warm-up instead of LARS.* MAE uses LARS with lr
-  0.1 x batch / 256 at batch 16384 for 90 epochs (~1300 steps on ImageNet). LARS makes every step a fixed fraction of
-  the weight norm, which keeps huge-batch training stable whatever the features' scale, but its lr rule ties the
-  step count to the data-set size: on a few hundred videos in one batch it would take ~90 steps of 0.006 % each and
-  barely move from the init. Here the problem is convex (cross-entropy on standardised features), so instead of
-  LARS the default step is the classical safe one for gradient descent, **lr = 1 / L**, with L = max(1, lambda_max)
-  / 2 the smoothness constant of the loss: lambda_max is the largest eigenvalue of the correlation matrix of the
-  BatchNorm-standardised training features (the ``1`` is the bias input) and 1/2 bounds the curvature of softmax
-  cross-entropy. Heavy-ball momentum 0.9 is stable up to 3.8 / L, so the default cannot diverge, and it needs no
-  tuning per backbone (ViT features are strongly correlated, lambda_max grows with the width). ``lr`` overrides it.
-* *Full-batch by default* (``batch_size=None``): the whole training set is one batch when it fits, so an "epoch" is
-  one step, there is no shuffling to seed, and BatchNorm's batch statistics are the training-set statistics. With
-  ``batch_size`` set, batches are drawn from a seeded permutation. BatchNorm keeps a cumulative average
-  (``momentum=None``), which for equal batches is exactly the training-set mean used at evaluation time.
-
-**k-NN** (DINO's ``eval_knn.py`` / InstDisc): features L2-normalised, cosine similarity to every training video, the
-``k`` nearest vote with weight ``exp(similarity / temperature)`` (``vote='weighted'``, k 20, T 0.07 as in DINO), or
-one vote each (``vote='majority'``; ties go to the lower class id). Class scores are the summed votes, so top-5 is
-read off the same scores.
+Both read the feature store, so a backbone is compared in seconds to minutes without running it again;
+``tools/linear_probe.py`` is the command line. Labels come from any list :mod:`tasks.data.annotations` reads
+(:func:`read_labels`) and are matched to store ids the way the extractor names videos (:func:`match_labels`).
 """
 from __future__ import annotations
 
@@ -107,14 +67,20 @@ def _detect_format(path: Path) -> str:
 
 def read_labels(path: str | os.PathLike, label_map: str | os.PathLike | Sequence[str] | Mapping[str, int] | None = None,
                 ) -> tuple[list[LabelEntry], list[str] | None]:
-    """Read a label file of any classification format (see the module docstring).
+    """Read a label file of any classification format.
+
+    Each entry lists the store ids that may hold its video, named as the extractor names videos
+    (:func:`tasks.data.video.ids.video_id_of`, the file name up to the first '.'): ``video_id_of(path)`` for an
+    mmaction2 video list (``path label``), ``video_id_of(frame_dir)`` for a raw-frame list (``frame_dir total_frames
+    label``), the entry ``id`` for SSv2 (files ``<id>.webm``), and for a Kinetics csv
+    ``<youtube_id>_<start:06d>_<end:06d>`` (the official download scripts' clip names), then the bare ``youtube_id``.
 
     Args:
         path: an mmaction2 video / raw-frame list, an SSv2 split json, or a Kinetics csv (chosen by the suffix:
             ``.json`` SSv2, ``.csv`` Kinetics, anything else a list).
-        label_map: class names for formats that name classes (SSv2 ``labels.json`` path or mapping, or a names file /
-            list in id order for Kinetics). SSv2 defaults to the ``labels.json`` beside ``path``; Kinetics to the
-            sorted class names of this file.
+        label_map: class names for formats that name classes (SSv2 ``labels.json`` path or mapping, or a names file,
+            one a line in id order like mmaction2's ``label_map_k400.txt``, or a list for Kinetics). SSv2 defaults
+            to the ``labels.json`` beside ``path``; Kinetics to the sorted class names of this file.
 
     Returns:
         (entries, class names in id order, or None when the format has numeric labels only).
@@ -180,7 +146,12 @@ def _nonblank(path: Path):
 # Features
 # =====================================================================================================================
 def pooled_features(store: FeatureStore, video_id: str, pool: Pool = 'mean') -> np.ndarray:
-    """(C,) float32 feature of one video: the mean of its rows, or its middle row (``(T - 1) // 2``)."""
+    """(C,) float32 feature of one video: the mean of its rows, or its middle row (``(T - 1) // 2``).
+
+    A row is one clip, so ``'mean'`` counts every clip of the video equally (the feature-space analogue of averaging
+    over test views) and ``'centre'`` is a single-clip probe. Rows of ``pooled`` stores are already
+    ``fc_norm(mean of tokens)`` (docs/backbone.md#pooling-head-and-initialisation).
+    """
     rows = store.read_features(video_id, dtype=np.float32)
     if pool == 'mean':
         return rows.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -192,6 +163,8 @@ def pooled_features(store: FeatureStore, video_id: str, pool: Pool = 'mean') -> 
 def match_labels(store: FeatureStore, entries: Sequence[LabelEntry], pool: Pool = 'mean',
                  allow_missing: bool = False) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """Features and labels of the labelled videos found in ``store``.
+
+    Videos of the store without a label are ignored, so one store may hold both splits.
 
     Returns:
         (video ids, features (N, C) float32, labels (N,) int64, labelled entries not in the store, as ``where``).
@@ -228,15 +201,16 @@ def match_labels(store: FeatureStore, entries: Sequence[LabelEntry], pool: Pool 
 # =====================================================================================================================
 @dataclass
 class LinearProbeConfig:
-    """Linear-probe settings (see the module docstring for the choices).
+    """Linear-probe settings (the choices: docs/classification.md#linear-probe-and-k-nn).
 
     Attributes:
         epochs: passes over the training set (= steps when full-batch).
-        lr: peak learning rate of SGD (after warm-up); None: 1 / L from the training features (module docstring).
+        lr: peak learning rate of SGD (after warm-up); None: :func:`safe_lr` of the training features.
         momentum: SGD momentum.
         weight_decay: L2 on the linear weight (MAE: 0).
         warmup_epochs: linear warm-up from 0 to ``lr``; then cosine to 0.
-        batch_size: None = full batch.
+        batch_size: None = full batch: an epoch is one step, there is no order to seed, and BatchNorm's batch
+            statistics are the training-set statistics. Otherwise batches come from a seeded permutation.
         seed: weight init and batch order.
     """
 
@@ -276,7 +250,10 @@ def safe_lr(train_x: np.ndarray | torch.Tensor, max_rows: int = 65536) -> float:
     """1 / L for cross-entropy on BatchNorm-standardised ``train_x`` (N, C): L = max(1, lambda_max) / 2.
 
     lambda_max is the largest eigenvalue of the correlation matrix of the standardised features (estimated on at most
-    ``max_rows`` evenly spaced rows; the estimate only sets a step size).
+    ``max_rows`` evenly spaced rows; the estimate only sets a step size), the ``1`` stands for the bias input, and
+    1/2 bounds the curvature of softmax cross-entropy. Heavy-ball momentum 0.9 is stable up to 3.8 / L, so this step
+    cannot diverge. ViT features are strongly correlated and lambda_max grows with the width, hence a value per
+    backbone rather than one lr for all.
     """
     x = torch.as_tensor(train_x, dtype=torch.float64)
     if len(x) > max_rows:
@@ -358,7 +335,7 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, query_x: np.ndarray, nu
         num_classes: K.
         k: neighbours (at most N).
         temperature: weighted votes are ``exp(cos / temperature)``.
-        vote: ``'weighted'`` (DINO) or ``'majority'`` (one vote per neighbour).
+        vote: ``'weighted'`` (DINO) or ``'majority'`` (one vote per neighbour; ties go to the lower class id).
         chunk: queries per similarity block (memory: chunk x N).
         device: where to compute.
     """

@@ -2,36 +2,8 @@
 
 Reproduces mmaction2's AVA pipeline (``AVADataset`` + ``SampleAVAFrames`` + ``RandomRescale`` / ``RandomCrop`` /
 ``Flip`` / ``Resize``; docs/ava.md#files-and-frames, docs/ava.md#data-and-schedules) without mmdet, reading the
-annotation files with :mod:`tasks.data.annotations`:
-
-* **Keyframes**: one sample per ``(video_id, timestamp)``. Training uses the keyframes of the annotation csv, with
-  their ground-truth boxes (rows merged into one box with every action, AVA action ids 1..``num_classes``). Testing
-  uses, with ``keyframes='all'`` (the official protocol, which scores detections on every keyframe), every keyframe of
-  the annotated videos that has proposals, plus the annotated ones; ``keyframes='annotated'`` keeps only the annotated
-  ones (mmaction2's val set). Excluded timestamps are skipped in both.
-* **Clip**: ``clip_len`` frames every ``frame_interval`` frames centred on the keyframe
-  (:func:`tasks.data.video.keyframe_sample`; frame ``round(fps * (t - timestamp_start))``, per-frame jitter in
-  training).
-  AVA videos cut at 900 s use ``timestamp_start=900`` and 30 fps; the synthetic benchmark uses the same clock.
-* **Boxes at test time**: person proposals (mmaction2 pickle), those with score >= ``person_det_score_thr`` (0.9), or
-  the best one when none reaches it, or the whole frame for a keyframe without proposals (mmaction2's rules). Without a
-  proposal file the ground-truth boxes are used (oracle localisation).
-* **Training boxes**: ground truth; with ``train_with_proposals`` also the proposals whose IoU with a ground-truth
-  box is >= ``proposal_iou`` (0.9, mmaction2's ``MaxIoUAssignerAVA``), labelled like that box.
-* **Spatial transforms**: training: short side rescaled to a random size in ``train_scale`` ((256, 320)), a random
-  ``crop_size`` square (256), horizontal flip with ``flip_ratio``; boxes follow, clipped to the crop, and those left
-  with less than ``min_visible`` of their area are dropped (their action may no longer be visible; mmaction2 keeps
-  them clipped, even when empty). Testing: short side resized to ``test_short_side`` (256), no crop, no flip. Frames
-  whose size is not a multiple of the patch size are padded at the bottom/right by the data preprocessor, which
-  leaves the box coordinates unchanged.
-* **Broken videos**: a video that cannot be decoded is reported once per process (warning with the file and reason).
-  In training the sample is replaced by another keyframe; at test time the sample keeps its keyframe and boxes, with a
-  blank clip and ``failed`` set, so that the metric writes no detection for it and lists it (its ground truth then
-  counts as missed, as it should).
-
-Randomness (jitter, scale, crop, flip, replacements) is drawn from generators seeded by ``(seed, epoch, index)``
-(:func:`tasks.data.video.retry.sample_seeds`), with the epoch coming from ``EpochIndexSampler``'s
-``(epoch, index)`` keys, so a sample does not depend on the worker or process that loads it.
+annotation files with :mod:`tasks.data.annotations`. :class:`VideoMAEv2AVADataset` says which keyframes and boxes
+it uses and where it departs from mmaction2.
 """
 from __future__ import annotations
 
@@ -117,6 +89,27 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
       ``labels`` float32 (N, num_classes), ``scores`` (N,), ``img_shape`` (H, W) and ``failed`` (None or the reason
       the video could not be decoded).
 
+    * **Keyframes**: one sample per ``(video_id, timestamp)``, excluded timestamps skipped. Training uses the
+      keyframes of the annotation csv with their ground-truth boxes (rows merged into one box with every action).
+      Testing uses, with ``keyframes='all'`` (the official protocol, which scores detections on every keyframe),
+      every keyframe of the annotated videos that has proposals plus the annotated ones; ``'annotated'`` keeps only
+      the annotated ones (mmaction2's val set).
+    * **Clip**: :func:`tasks.data.video.keyframe_sample`, frame ``round(fps * (t - timestamp_start))``, per-frame
+      jitter in training.
+    * **Boxes**: at test time the proposals (:func:`select_proposals`), or without a proposal file the ground truth
+      (oracle localisation); in training the ground truth, plus with ``train_with_proposals`` the proposals whose IoU
+      with a ground-truth box is >= ``proposal_iou`` (mmaction2's ``MaxIoUAssignerAVA``), labelled like that box.
+    * **Spatial transforms**: in training boxes follow the rescale, crop and flip, clipped to the crop, and a box
+      left with less than ``min_visible`` of its area is dropped, since its action may no longer be visible
+      (mmaction2 keeps it clipped, even when empty). Frames whose size is not a multiple of the patch size are padded
+      at the bottom/right by the data preprocessor, which leaves box coordinates unchanged.
+    * **Broken videos** are reported once per process (file and reason). In training the sample is replaced by
+      another keyframe; at test time it keeps its keyframe and boxes with a blank clip and ``failed`` set, so the
+      metric writes no detection for it and lists it (its ground truth counts as missed).
+    * **Randomness** (jitter, scale, crop, flip, replacements) comes from generators seeded by ``(seed, epoch,
+      index)`` (:func:`tasks.data.video.retry.sample_seeds`), so a sample does not depend on the worker or process
+      that loads it.
+
     Args:
         ann_file: ``ava_{train,val}_v2.2.csv``.
         data_prefix: folder of the videos, named ``<video_id><video_ext>``.
@@ -126,7 +119,7 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         test_mode: test samples (proposals, no augmentation) instead of training samples.
         num_classes: length of the multi-hot vector, action ids 1..num_classes (80 for AVA).
         labels_from_label_map: train only the label-map classes (mmaction2's ``custom_classes``); other rows dropped.
-        keyframes: test keyframes, ``'all'`` (official) or ``'annotated'`` (mmaction2); see the module docstring.
+        keyframes: test keyframes, ``'all'`` (official) or ``'annotated'`` (mmaction2).
         video_ext: extension of the video files.
         fps: frame rate used to find a keyframe's frame; None: the container's average rate (AVA: 30).
         timestamp_start: time of frame 0 (900 for AVA's cut videos and the synthetic benchmark).

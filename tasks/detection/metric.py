@@ -1,20 +1,8 @@
 """mmengine metric: detector outputs -> official AVA submission csv -> frame mAP (:mod:`tasks.detection.evaluation`).
 
-For every test keyframe the detector gives scores for its boxes (proposals); each (box, label-map class) with a score
->= ``action_thr`` becomes a submission row, as mmaction2's ``AVAMetric`` writes them (``action_thr=0.002``; the
-official evaluator then keeps the 50 best rows per keyframe). The rows are evaluated with the chosen protocol, and
-three references are reported next to the mAP: random action scores on the same boxes (what the boxes give without
-any recognition), random scores on as many randomly placed boxes (no localisation either: the floor of a detector
-that has learnt nothing) and perfect scores on the same boxes (the ceiling the proposals allow, below 1 where they
-miss people).
-
-With ``out_dir`` (``tools/test.py`` fills in its work directory) the metric writes there:
-
-* ``ava_predictions.csv``: the official submission csv (``video_id,timestamp,x1,y1,x2,y2,action_id,score``), which
-  ``tools/eval_ava.py`` evaluates to the same numbers;
-* ``ava_results.json``: per-class AP, mAP, both references, the protocol, and the keyframes whose video could not be
-  decoded;
-* ``ava_per_class_ap.png``: the per-class AP chart.
+For every test keyframe each (box, label-map class) scoring at least ``action_thr`` becomes a submission row, as
+mmaction2's ``AVAMetric`` writes them; the rows are evaluated with the chosen protocol (docs/ava.md#evaluation) and
+reported next to reference mAPs that show what the boxes alone allow.
 """
 from __future__ import annotations
 
@@ -46,7 +34,15 @@ class VideoMAEv2AVAMetric(BaseMetric):
     Returned keys (with the default prefix ``ava``): ``ava/mAP``, ``ava/mAP_random`` (random scores on the same
     boxes, mean over ``baseline_seeds``), ``ava/mAP_random_boxes`` (random scores on as many boxes placed at random:
     detections that neither localise nor recognise), ``ava/mAP_oracle`` (perfect scores on the same boxes) and
-    ``ava/AP/<class name>`` for every label-map class (NaN when the class is left out of the mean).
+    ``ava/AP/<class name>`` for every label-map class (NaN when the class is left out of the mean). The random
+    references are the floor of a detector that recognises nothing (on the same boxes) or neither localises nor
+    recognises (random boxes); the perfect scores are the ceiling the proposals allow, below 1 where they miss people.
+
+    With ``out_dir`` (``tools/test.py`` fills in its work directory) the metric writes there
+    ``ava_predictions.csv``, the official submission csv (``video_id,timestamp,x1,y1,x2,y2,action_id,score``) that
+    ``tools/eval_ava.py`` evaluates to the same numbers; ``ava_results.json``, the per-class AP, the mAP, the
+    references, the protocol and the keyframes whose video could not be decoded; and ``ava_per_class_ap.png``, the
+    per-class AP chart.
 
     Args:
         ann_file: ground-truth csv of the evaluated split.

@@ -1,24 +1,8 @@
 """AVA action detector for a plain VideoMAE V2 ViT on torch + torchvision only (no mmdet, no mmcv ops).
 
-Data flow (docs/ava.md#roi-head; ViT-B, one 16 x 256 x 341 test clip with N person boxes)::
-
-    clip (B, 3, 16, H, W), boxes in input pixels
-      -> VideoMAEv2ViT.forward_featmap          (B, C, T', H/p, W/p)     = (1, 768, 8, 16, 21)
-      -> mean over T'                           (B, C, H/p, W/p)
-      -> torchvision roi_align, 8x8, aligned,   (K, C, 8, 8)             K = boxes of the whole batch
-         spatial_scale = 1 / p (p from the backbone: 1/16, or 1/14 for ViT-g)
-      -> max over the 8x8 cells                 (K, C)
-      -> dropout 0.5 -> Linear(C, num_classes)  (K, num_classes)          logits; column j = AVA action id j + 1
-      -> sigmoid BCE against the multi-hot labels (training) / sigmoid scores (test)
-
-This is mmaction2's ``FastRCNN`` + ``SingleRoIExtractor3D(RoIAlign, output_size=8, with_temporal_pool=True)`` +
-``BBoxHeadAVA(multilabel=True, dropout_ratio=0.5)`` with the RPN-free, GT-box training path it uses for AVA:
-``torchvision.ops.roi_align(..., sampling_ratio=0, aligned=True)`` computes what mmcv's avg/aligned RoIAlign does, and
-the spatial scale is read from the backbone, so a patch-14 ViT-g needs no extra setting (mmaction2's default stride 16
-would misalign every RoI). Differences from mmaction2, on purpose: no background column (``num_classes`` = action ids,
-80 for AVA, instead of 81 with a column 0 that the loss ignores), and the dropout comes after the spatial max by
-default (``dropout_before_pool=True`` gives mmaction2's order). As in mmaction2, only RoIs with at least one label
-enter the loss, which is the mean of the element-wise BCE over (RoI, class).
+It computes what mmaction2's ``FastRCNN`` + ``SingleRoIExtractor3D`` + ``BBoxHeadAVA`` compute on the RPN-free,
+ground-truth-box training path mmaction2 uses for AVA (docs/ava.md#roi-head), with the RoIAlign spatial scale read
+from the backbone, so a patch-14 ViT-g needs no extra setting.
 """
 from __future__ import annotations
 
@@ -96,6 +80,10 @@ class VideoMAEv2AVAPreprocessor(BaseDataPreprocessor):
 class VideoMAEv2RoIHead(nn.Module):
     """Temporal mean -> RoIAlign -> spatial max -> dropout -> Linear, on a ViT feature map.
 
+    ``torchvision.ops.roi_align(..., sampling_ratio=0, aligned=True)`` computes what mmcv's average, aligned RoIAlign
+    computes. Unlike mmaction2's ``BBoxHeadAVA`` there is no background column (``num_classes`` = action ids, 80 for
+    AVA, instead of 81 with a column 0 the loss ignores), and by default the dropout comes after the spatial max.
+
     Args:
         in_channels: C of the feature map.
         num_classes: outputs (AVA action ids 1..num_classes in columns 0..num_classes-1).
@@ -158,6 +146,19 @@ class VideoMAEv2AVADetector(BaseModel):
     """mmengine model: VideoMAE V2 ViT feature map + :class:`VideoMAEv2RoIHead`, classifying given person boxes.
 
     Checkpoints hold ``backbone.*`` (the ViT, the names of an mmaction2 recognizer's backbone) and ``roi_head.*``.
+
+    Data flow (ViT-B, one 16 x 256 x 341 test clip with N person boxes)::
+
+        clip (B, 3, 16, H, W), boxes in input pixels
+          -> VideoMAEv2ViT.forward_featmap          (B, C, T', H/p, W/p)     = (1, 768, 8, 16, 21)
+          -> mean over T'                           (B, C, H/p, W/p)
+          -> roi_align 8x8, aligned, 1 / p          (K, C, 8, 8)             K = boxes of the whole batch
+          -> max over the 8x8 cells                 (K, C)
+          -> dropout 0.5 -> Linear(C, num_classes)  (K, num_classes)         logits; column j = AVA action id j + 1
+          -> sigmoid BCE against the multi-hot labels (training) / sigmoid scores (test)
+
+    As in mmaction2, only RoIs with at least one label enter the loss, the mean of the element-wise BCE over
+    (RoI, class).
 
     Args:
         backbone: keyword arguments of :class:`backbone.VideoMAEv2ViT` (``type='VideoMAEv2ViT'`` may be given);

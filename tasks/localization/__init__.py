@@ -1,15 +1,9 @@
 """THUMOS14-style temporal action localisation on cached (or on-line) clip features (docs/thumos14.md).
 
-Importing this package registers, under names unique across mmengine and mmaction2:
-
-* ``TADFeatureDataset`` (DATASETS) and ``tad_collate`` (FUNCTIONS): annotations (ActionFormer / OpenTAD json) +
-  features from the HDF5 feature store, rows <-> seconds from the store's provenance, fps check, training crops,
-  on-line extraction of missing videos;
-* ``ActionFormerTAD`` and ``TADDataPreprocessor`` (MODELS): the ActionFormer detector and its padding;
-* ``TADmAPMetric`` (METRICS): ActivityNet-style json, mAP at tIoU 0.3:0.1:0.7, per-class AP, mAP-vs-tIoU plot.
-
-Pure-numpy pieces: :mod:`.evaluation` (the evaluator, also behind ``tools/eval_tad.py``) and :mod:`.nms`
-(Gaussian Soft-NMS).
+Importing this package registers, under names unique across mmengine and mmaction2: ``TADFeatureDataset`` and
+``tad_collate`` (:mod:`.dataset`), ``ActionFormerTAD`` and ``TADDataPreprocessor`` (:mod:`.model`) and
+``TADmAPMetric`` (:mod:`.metric`). :mod:`.evaluation` (the evaluator behind ``tools/eval_tad.py``) and :mod:`.nms`
+(Gaussian Soft-NMS) are plain numpy.
 """
 import tasks.data.epoch_sampler  # noqa: F401  (the (epoch, index) sampler its configs name)
 import tasks.engine  # noqa: F401  (the training wrappers and layer decay its configs name)

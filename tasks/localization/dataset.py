@@ -1,26 +1,9 @@
 """THUMOS14-style detection data: annotations + clip features from the HDF5 feature store (``feature_store/``).
 
-One item per video of the chosen subset: its features (C, T) and its instances as *fractional feature rows*. The
-seconds -> rows conversion is the store's own (:meth:`feature_store.VideoFeatureMeta.seconds_to_row`, from the fps,
-stride and clip centres recorded at extraction), so no config carries a stride, fps or offset of its own: the
-bookkeeping that most often breaks THUMOS14 numbers (docs/thumos14.md#time-and-feature-rows). The same metadata
-travels with each item to :meth:`tasks.localization.model.ActionFormerTAD.postprocess`, which maps predicted rows
-back to seconds.
-
-Checks at construction (errors name the video and both files):
-
-* every video is in the store, or is extracted on-line (``online=``) with :func:`feature_store.extract.extract_to_store`
-  and cached there; that call refuses a store made with other settings (model, checkpoint, preprocessing, windows),
-  so cached and on-line features cannot be mixed up;
-* the annotation's frame rate (ActionFormer ``fps``; OpenTAD ``frame / duration``) agrees with the store's within
-  ``fps_rtol``: features of another encoding of the video would put every instance at the wrong rows.
-
-Training items are randomly cropped (ActionFormer's ``truncate_feats``): a video longer than ``max_seq_len`` rows
-gets a random ``max_seq_len`` window, a shorter one a random window of ``crop_ratio`` (0.9-1.0) of its length; the
-window is redrawn (up to 200 times) until it keeps at least one instance by ``trunc_thresh`` (half) of its length,
-and instances are cut to the window. The model's data preprocessor then pads to ``max_seq_len``. Randomness comes from
-``(seed, epoch, index)`` (the keys :class:`tasks.data.epoch_sampler.EpochIndexSampler` yields), so crops differ between
-epochs and do not depend on workers.
+One item per video of the chosen subset: its features (C, T) and its instances as *fractional feature rows*. Seconds
+are converted to rows with the store's own metadata (:meth:`feature_store.VideoFeatureMeta.seconds_to_row`: the fps,
+stride and clip centres recorded at extraction), so no config carries a stride, fps or offset of its own, the
+bookkeeping that most often breaks THUMOS14 numbers (docs/thumos14.md#time-and-feature-rows).
 """
 from __future__ import annotations
 
@@ -75,6 +58,9 @@ def truncate(num_rows: int, segments: np.ndarray, rng: np.random.Generator, max_
              max_trials: int = 200) -> tuple[int, int, np.ndarray]:
     """A random training window ``[start, start + length)`` of a video (ActionFormer's ``truncate_feats``).
 
+    A video longer than ``max_seq_len`` rows gets a random ``max_seq_len`` window, a shorter one a random window of
+    ``crop_ratio`` of its length; the window is redrawn until it keeps an instance.
+
     Args:
         num_rows: rows of the video.
         segments: (N, 2) instances in rows.
@@ -113,12 +99,25 @@ def truncate(num_rows: int, segments: np.ndarray, rng: np.random.Generator, max_
 
 @DATASETS.register_module()
 class TADFeatureDataset(torch.utils.data.Dataset):
-    """Videos of one THUMOS14-style subset with their clip features and instances (module docstring).
+    """Videos of one THUMOS14-style subset with their clip features and instances.
 
     An item (``dataset[index]`` or ``dataset[(epoch, index)]``) is ``{'inputs': (C, T) float32, 'data_samples':
     {...}}`` with ``video_id``, ``segments`` (N, 2) float32 rows relative to the window, ``labels`` (N,) int64,
-    ``meta`` (the video's :class:`~feature_store.VideoFeatureMeta`), ``row_offset`` (first row of the window),
-    ``duration`` (seconds, from the annotations) and ``num_rows`` (rows of the whole video).
+    ``meta`` (the video's :class:`~feature_store.VideoFeatureMeta`, which
+    :meth:`~tasks.localization.model.ActionFormerTAD.postprocess` uses to map predicted rows back to seconds),
+    ``row_offset`` (first row of the window), ``duration`` (seconds, from the annotations) and ``num_rows`` (rows of
+    the whole video).
+
+    Construction checks (errors name the video and both files) that every video is in the store or is extracted
+    on-line (``online=``, :func:`feature_store.extract.extract_to_store`, which refuses a store made with other
+    settings, so cached and on-line features cannot be mixed up), and that the annotation's frame rate (ActionFormer
+    ``fps``; OpenTAD ``frame / duration``) agrees with the store's within ``fps_rtol``: features of another encoding
+    of the video would put every instance at the wrong rows.
+
+    Training items are randomly cropped (:func:`truncate`); the model's data preprocessor then pads to
+    ``max_seq_len``. The crops come from ``(seed, epoch, index)`` (the keys
+    :class:`tasks.data.epoch_sampler.EpochIndexSampler` yields), so they differ between epochs and do not depend on
+    workers.
 
     Args:
         ann_file: ActionFormer or OpenTAD json (``ann_format``).

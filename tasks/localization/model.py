@@ -1,33 +1,9 @@
 """ActionFormer-style temporal action detector on clip features (docs/thumos14.md#actionformer), as an mmengine
-``BaseModel``.
+``BaseModel``: convolutional embedding, local-attention transformer pyramid, shared heads, Soft-NMS.
 
-Data flow (THUMOS14 recipe, V2-g features; B videos padded to T rows)::
-
-    features (B, 1408, T), mask (B, T)                                   one row per 16-frame clip, stride 4
-      -> embedding: 2 x (masked conv k3 -> channel LayerNorm -> ReLU)     (B, 512, T)
-      -> stem: 2 transformer blocks, local attention window 19           (B, 512, T)
-      -> branch: 5 blocks, each downsampling x2 (strided q/k/v convs, max-pool skip)
-         = 6 pyramid levels, strides 1, 2, 4, 8, 16, 32                   [(B, 512, T / s)]
-      -> neck: LayerNorm per level (identity FPN)
-      -> shared heads on every level: classification (B, T/s, 20) logits; regression (B, T/s, 2) distances to the
-         start and end in units of the level's stride (per-level learnable scale, ReLU)
-      -> training: centre-sampling assignment + sigmoid focal loss + 1-D DIoU loss, normalised by an EMA of #positives
-      -> inference: per level top 2000 candidates -> per-class Gaussian Soft-NMS -> 200 segments, rows -> seconds
-
-**Units.** Everything inside the model is in *feature rows* (the store's grid): point ``i`` of level ``l`` sits at
-row ``i * 2^l``, ground truth arrives as fractional rows, and predictions leave as rows. Only
-:meth:`ActionFormerTAD.postprocess` converts rows to seconds, with the store's own per-video mapping
-(:meth:`feature_store.VideoFeatureMeta.row_to_seconds`: the clip centres, stride and fps recorded at extraction), never
-with hand-set stride/fps/offset numbers. For the official windows (16 frames every 4) this is exactly ActionFormer's
-``t = (row * 4 + 0.5 * 16) / fps`` (docs/thumos14.md#time-and-feature-rows).
-
-**Padding.** Every masked op zeroes padded rows before it reads them and the skip max-pool treats them as -inf, so
-the outputs on real rows do not depend on how much padding follows (ActionFormer pads inference inputs to
-``max_seq_len``; here the data preprocessor pads test batches only to a multiple of the coarsest stride, which gives
-the same numbers for less compute; ``tests/localization/test_model.py`` checks the invariance).
-
-Local attention is computed exactly over the window (keys gathered with ``unfold``: O(T * window) memory), not with
-ActionFormer's overlapping-chunk approximation of the band, which needs lengths divisible by 576.
+Everything inside the model is in *feature rows* (the store's grid): ground truth arrives as fractional rows and
+predictions leave as rows. Only :meth:`ActionFormerTAD.postprocess` converts rows to seconds, with the store's own
+per-video mapping, never with hand-set stride, fps or offset numbers.
 """
 from __future__ import annotations
 
@@ -89,7 +65,9 @@ class LocalMaskedAttention(nn.Module):
     """Multi-head self-attention of each row over the ``window`` rows centred on it, on real rows only.
 
     q, k and v first go through a depthwise conv (k3, stride ``stride``) + LayerNorm, then a 1x1 projection
-    (ActionFormer's ``LocalMaskedMHCA``); with ``stride`` 2 the block halves the sequence.
+    (ActionFormer's ``LocalMaskedMHCA``); with ``stride`` 2 the block halves the sequence. The attention is exact
+    over the window (keys gathered with ``unfold``: O(T * window) memory), not ActionFormer's overlapping-chunk
+    approximation of the band, which needs lengths divisible by 576.
 
     Args:
         dim: channels.
@@ -318,7 +296,9 @@ class TADDataPreprocessor(BaseDataPreprocessor):
 
     Training batches are padded to ``max_seq_len`` (ActionFormer; the dataset has already cropped longer videos).
     Test batches are padded to the next multiple of ``pad_multiple`` (the coarsest pyramid stride), at least
-    ``min_len``: the model's outputs on real rows do not depend on the padding (module docstring).
+    ``min_len``: every masked op of the model zeroes padded rows before it reads them and the skip max-pool treats
+    them as -inf, so its outputs on real rows do not depend on the padding, and this gives ActionFormer's numbers
+    (which pads test inputs to ``max_seq_len``) for less compute.
 
     Args:
         max_seq_len: training length (2304 for THUMOS14).
@@ -363,8 +343,23 @@ class TADDataPreprocessor(BaseDataPreprocessor):
 # =====================================================================================================================
 @MODELS.register_module()
 class ActionFormerTAD(BaseModel):
-    """ActionFormer on pre-extracted clip features (module docstring; defaults: the THUMOS14 recipe,
-    docs/thumos14.md#actionformer).
+    """ActionFormer on pre-extracted clip features (defaults: the THUMOS14 recipe, docs/thumos14.md#actionformer).
+
+    Data flow (THUMOS14 recipe, V2-g features; B videos padded to T rows)::
+
+        features (B, 1408, T), mask (B, T)                                 one row per 16-frame clip, stride 4
+          -> embedding: 2 x (masked conv k3 -> channel LayerNorm -> ReLU)   (B, 512, T)
+          -> stem: 2 transformer blocks, local attention window 19         (B, 512, T)
+          -> branch: 5 blocks, each downsampling x2 (strided q/k/v convs, max-pool skip)
+             = 6 pyramid levels, strides 1, 2, 4, 8, 16, 32                 [(B, 512, T / s)]
+          -> neck: LayerNorm per level (identity FPN)
+          -> shared heads on every level: classification (B, T/s, 20) logits; regression (B, T/s, 2) distances to
+             the start and end in units of the level's stride (per-level learnable scale, ReLU)
+          -> training: centre-sampling assignment + sigmoid focal loss + 1-D DIoU loss, normalised by an EMA of
+             the number of positives
+          -> inference: per level top 2000 candidates -> per-class Gaussian Soft-NMS -> 200 segments -> seconds
+
+    Point ``i`` of level ``l`` sits at row ``i * 2^l``.
 
     Args:
         in_dim: feature channels (1408 V2-g, 768 ViT-B, 384 ViT-S).
@@ -546,6 +541,10 @@ class ActionFormerTAD(BaseModel):
     def postprocess(self, segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, sample: dict
                     ) -> dict[str, Any]:
         """Soft-NMS in rows, then rows -> seconds with the video's store metadata, clipped to its duration.
+
+        The mapping is :meth:`feature_store.VideoFeatureMeta.row_to_seconds` (the clip centres, stride and fps
+        recorded at extraction); for the official windows (16 frames every 4) it is exactly ActionFormer's
+        ``t = (row * 4 + 0.5 * 16) / fps`` (docs/thumos14.md#time-and-feature-rows).
 
         ``sample`` holds ``video_id``, ``meta`` (:class:`feature_store.VideoFeatureMeta`), ``row_offset`` (first
         row of the window fed to the model; 0 at test time) and ``duration`` (seconds, from the annotations).

@@ -1,15 +1,9 @@
-"""Gaussian Soft-NMS for 1-D segments, per class (ActionFormer's THUMOS14 post-processing,
-docs/thumos14.md#actionformer).
+"""Gaussian Soft-NMS for 1-D segments, per class: ActionFormer's THUMOS14 post-processing
+(docs/thumos14.md#actionformer) in numpy, without a compiled extension to rebuild after every torch update.
 
-Soft-NMS (Bodla et al., 2017) does not delete the neighbours of a kept segment, it lowers their scores: repeatedly
-take the highest-scoring remaining segment, keep it, and multiply every other remaining score by
-``exp(-IoU^2 / sigma)`` (the Gaussian variant; ``sigma`` 0.5), dropping segments whose score falls below
-``min_score`` (0.001). ActionFormer runs it per class (``multiclass_nms``) with its compiled ``nms_1d_cpu`` op, keeps
-at most ``max_seg_num`` (200) segments per class, then the ``max_seg_num`` best over all classes. This is the same
-procedure in numpy, without a compiled extension to rebuild after every torch update (docs/thumos14.md#actionformer).
-
-Segments are ``[start, end]`` in any unit (ActionFormer works in feature-grid units before converting to seconds;
-IoU does not depend on the unit).
+Soft-NMS (Bodla et al., 2017) lowers the scores of a kept segment's neighbours instead of deleting them: repeatedly
+keep the highest-scoring remaining segment and scale every other remaining score by ``exp(-IoU^2 / sigma)``.
+Segments are ``[start, end]`` in any unit (IoU does not depend on it; ActionFormer works in feature rows).
 """
 from __future__ import annotations
 
@@ -68,6 +62,9 @@ def soft_nms_1d(segments: np.ndarray, scores: np.ndarray, sigma: float = 0.5, mi
 def batched_soft_nms(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, sigma: float = 0.5,
                      min_score: float = 0.001, max_num: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Soft-NMS of every class on its own, then the ``max_num`` highest new scores over all classes.
+
+    This is ActionFormer's ``multiclass_nms`` with its compiled ``nms_1d_cpu`` op (sigma 0.5, min_score 0.001,
+    ``max_seg_num`` 200 on THUMOS14).
 
     Args:
         segments: (N, 2) [start, end].

@@ -1,16 +1,10 @@
 """VideoMAE V2 dual-masked pre-training with the mmengine Runner (``tools/train.py``, ``configs/pretrain/``).
 
-Importing this package registers, under names unique across mmengine and mmaction2:
-
-* ``VideoMAEv2PretrainDataset`` (DATASETS) and ``videomaev2_pretrain_collate`` (FUNCTIONS): videos ->
-  repeated-augmentation views with tube/running-cell masks, seeded per (seed, epoch, index), whose epoch comes from
-  :class:`tasks.data.epoch_sampler.EpochIndexSampler` (DATA_SAMPLERS);
-* ``VideoMAEv2PretrainModel`` and ``VideoMAEv2PretrainPreprocessor`` (MODELS): the mmengine ``BaseModel`` around
-  :class:`backbone.pretrain.VideoMAEv2Pretrainer`;
-* ``PretrainLossCurveHook`` (HOOKS): loss-curve PNG/JSON and the list of skipped videos in the work directory;
-
-They go into mmengine's root registries, which mmaction2's scoped registries fall back to, so configs find them with
-``default_scope='mmaction'`` as well as without a scope.
+Importing this package registers ``VideoMAEv2PretrainDataset`` and ``videomaev2_pretrain_collate``,
+``VideoMAEv2PretrainModel`` and ``VideoMAEv2PretrainPreprocessor`` (around
+:class:`backbone.pretrain.VideoMAEv2Pretrainer`) and ``PretrainLossCurveHook``, under names unique across mmengine and
+mmaction2. They go into mmengine's root registries, which mmaction2's scoped registries fall back to, so configs find
+them with ``default_scope='mmaction'`` as well as without a scope.
 """
 import tasks.data.epoch_sampler  # noqa: F401  (the (epoch, index) sampler its configs name)
 import tasks.engine  # noqa: F401  (the training wrappers its configs name)

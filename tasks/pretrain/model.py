@@ -1,12 +1,5 @@
 """mmengine glue for pre-training: the data preprocessor and the ``BaseModel`` wrapper.
 
-Data flow of one training step (ViT-B recipe, per GPU)::
-
-    collate: inputs uint8 (32, 4, 3, 16, 224, 224), masks bool (32, 4, 1568)      32 videos x 4 views
-      -> VideoMAEv2PretrainPreprocessor: to the device, views folded into the batch, ImageNet normalisation
-         inputs float (128, 3, 16, 224, 224), masks (128, 1568)
-      -> VideoMAEv2PretrainModel.forward(mode='loss') -> backbone.loss(...) -> {'loss': scalar}
-
 The pre-training model sits under the attribute ``backbone``, so checkpoints hold ``backbone.encoder.*``:
 :func:`backbone.load_checkpoint` reads them as it reads the official pre-training files (whole into a
 ``VideoMAEv2Pretrainer``, the encoder into a downstream ``VideoMAEv2ViT``).
@@ -74,6 +67,13 @@ class VideoMAEv2PretrainPreprocessor(BaseDataPreprocessor):
 @MODELS.register_module()
 class VideoMAEv2PretrainModel(BaseModel):
     """mmengine model around :class:`backbone.pretrain.VideoMAEv2Pretrainer` (dual-masked pre-training).
+
+    Data flow of one training step (ViT-B recipe, per GPU)::
+
+        collate: inputs uint8 (32, 4, 3, 16, 224, 224), masks bool (32, 4, 1568)      32 videos x 4 views
+          -> VideoMAEv2PretrainPreprocessor: to the device, views folded into the batch, ImageNet normalisation
+             inputs float (128, 3, 16, 224, 224), masks (128, 1568)
+          -> forward(mode='loss') -> backbone.loss(...) -> {'loss': scalar}
 
     Args:
         arch: encoder preset (``vit_small`` ... ``vit_giant``, ``vit_test``).

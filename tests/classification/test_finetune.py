@@ -193,20 +193,38 @@ def test_online_teacher_is_not_part_of_the_student(tmp_path):
     assert set(mixed.loss(x, dict(label=torch.tensor([0, 1]), num_views=1))) == {'loss_kd', 'loss_cls'}
 
 
-def test_stored_teacher_logits_are_averaged_and_mixed_like_the_clips():
-    model = _classifier(3, distill=dict(teacher_logits_store='unused.h5', temperature=2.0))
+def _logits_store(path: Path, videos: dict[str, np.ndarray]) -> Path:
+    """A feature store of teacher logits: one (views, K) dataset per video, written with ``feature_store``."""
+    from feature_store import FeatureStore, StoreInfo, VideoFeatureMeta
 
-    class Store:
-        def read_features(self, video_id):
-            return {'a': np.array([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]), 'b': np.array([[4.0, 0.0, 0.0]])}[video_id]
+    info = StoreInfo(arch='vit_test', checkpoint_sha256='t' * 64, feature_kind='logits', preprocessing={},
+                     dtype='float32', config={})
+    with FeatureStore.create(path, info, overwrite=True) as store:
+        for vid, rows in videos.items():
+            meta = VideoFeatureMeta(vid, fps=30.0, num_frames=16, duration=16 / 30, clip_len=16, frame_interval=1,
+                                    stride=1, centre_frames=8 + np.arange(len(rows)))
+            store.add(vid, np.asarray(rows, dtype=np.float32), meta)
+    return path
 
-    object.__setattr__(model, '_store', Store())
-    samples = dict(video_id=['a', 'b'], num_views=2, mix_lam=0.75)
-    probs = model._teacher_probs(torch.zeros(4, 3, 4, 32, 32), samples)
-    pa = torch.softmax(torch.tensor([0.0, 1.0, 0.0]) / 2.0, -1)  # mean of a's two rows, temperature 2
-    pb = torch.softmax(torch.tensor([4.0, 0.0, 0.0]) / 2.0, -1)
+
+def test_stored_teacher_logits_are_averaged_and_mixed_like_the_clips(tmp_path):
+    """The KL term against a logits store equals T^2 KL(teacher || student) with the teacher's rows averaged per
+    video, repeated over its views and mixed with the clips' Mixup weight (clip i with clip N-1-i)."""
+    store = _logits_store(tmp_path / 'teacher_logits.h5', {'a': [[0.0, 2.0, 0.0], [0.0, 0.0, 0.0]],
+                                                           'b': [[4.0, 0.0, 0.0]]})
+    temperature = 2.0
+    model = _classifier(3, distill=dict(teacher_logits_store=str(store), temperature=temperature)).eval()
+    x = torch.randn(4, 3, 4, 32, 32)  # 2 videos x 2 views
+    losses = model.loss(x, dict(label=torch.tensor([0, 1]), video_id=['a', 'b'], num_views=2, mix_lam=0.75))
+
+    pa = torch.softmax(torch.tensor([0.0, 1.0, 0.0]) / temperature, -1)  # mean of a's two rows
+    pb = torch.softmax(torch.tensor([4.0, 0.0, 0.0]) / temperature, -1)
     unmixed = torch.stack([pa, pa, pb, pb])
-    torch.testing.assert_close(probs, 0.75 * unmixed + 0.25 * unmixed.flip(0))
+    teacher = 0.75 * unmixed + 0.25 * unmixed.flip(0)
+    log_student = torch.log_softmax(model.backbone(x).detach() / temperature, -1)
+    expected = (teacher * (teacher.log() - log_student)).sum(-1).mean() * temperature ** 2
+    assert set(losses) == {'loss_kd'}  # alpha 1: the label loss has weight 0
+    torch.testing.assert_close(losses['loss_kd'].detach(), expected)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -335,13 +353,23 @@ def test_runner_fine_tunes_and_tests_the_synthetic_config(tmp_path):
             'train_dataloader.batch_size': 5, 'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1,
             # the tiny preset's 16-frame clips: 8 frames every 2nd
             'train_dataloader.dataset.frame_interval': 2, 'val_dataloader.dataset.frame_interval': 2,
-            'test_dataloader.dataset.frame_interval': 2, 'visualizer.vis_backends': [], 'param_scheduler': []}
+            'test_dataloader.dataset.frame_interval': 2, 'visualizer.vis_backends': [], 'param_scheduler': [],
+            'test_evaluator.out_dir': str(tmp_path / 'work' / 'test'), 'test_evaluator.plot': False}
     cfg = _synthetic_cfg(tmp_path / 'syn', tmp_path / 'work', **fast)
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert (tmp_path / 'work' / 'epoch_1.pth').exists()
     metrics = runner.test()
-    assert 0.0 <= metrics['acc/top1'] <= 1.0 and 0.0 <= metrics['acc/top5'] <= 1.0
+    # top-k recomputed from the per-video scores the metric wrote and the labels of the list file
+    written = np.load(tmp_path / 'work' / 'test' / 'cls_scores.npz')
+    listed = {Path(path).name.split('.')[0]: int(label) for path, label in
+              (line.split() for line in (tmp_path / 'syn' / 'classification' / 'val_list_videos.txt').read_text()
+               .splitlines())}
+    assert sorted(written['video_ids']) == sorted(listed)
+    labels = np.array([listed[v] for v in written['video_ids']])
+    ranked = np.argsort(-written['scores'], axis=1)
+    assert metrics['acc/top1'] == pytest.approx(np.mean(ranked[:, 0] == labels))
+    assert metrics['acc/top5'] == pytest.approx(np.mean([y in r[:5] for y, r in zip(labels, ranked)]))
     # the config's class names are the generator's labels.json in id order, and reach the metric
     ids = json.loads((tmp_path / 'syn' / 'classification' / 'labels.json').read_text())
     generated = tuple(sorted(ids, key=lambda name: int(ids[name])))

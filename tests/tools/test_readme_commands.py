@@ -591,8 +591,16 @@ def _before_visualize(ws: Workspace, s: Snippet) -> None:
 
 
 def _after_visualize(ws: Workspace, s: Snippet, out: str) -> None:
-    png = ws.path(option(s.text, '--out'))
-    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    from mmengine.config import Config
+    from PIL import Image
+
+    data = Config.fromfile(str(REPO / s.text.split()[2])).train_dataloader.dataset
+    frames, side = data.clip_len, data.input_size
+    scale = int(option(s.text, '--scale')) if '--scale' in s.text.split() else (2 if side < 128 else 1)
+    with Image.open(ws.path(option(s.text, '--out'))) as png:
+        # the size the tool documents: a 120-px label column, one column per frame, four rows, 2-px gaps
+        size = (120 + frames * scale * side + (frames - 1) * 2, 4 * scale * side + 3 * 2)
+        assert (png.format, png.size) == ('PNG', size)
     assert 'MSE' in out or 'mse' in out, out
 
 

@@ -278,7 +278,18 @@ def check_outputs(work: Path, run: dict, hand: np.ndarray, metrics: dict) -> Non
         assert {k: metrics[f'{prefix}/{k}'] for k in expected} == pytest.approx(expected)
     assert json.loads((work / 'cls_results.json').read_text())['metrics'] == pytest.approx(
         {f'acc/{k}': v for k, v in expected.items()})
-    assert (work / 'cls_confusion.png').stat().st_size > 0
+    # the picture is the confusion matrix of the hand-ranked predictions against the list's labels
+    from PIL import Image
+
+    from tasks.classification.metric import plot_confusion
+
+    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    np.add.at(matrix, (np.array(run['labels']), hand.argmax(axis=1)), 1)
+    plot_confusion(matrix, work / 'expected.png', title=f"top-1 {expected['top1']:.3f}, mean class acc. "
+                                                        f"{expected['mean1']:.3f}, {len(run['names'])} videos")
+    with Image.open(work / 'cls_confusion.png') as drawn, Image.open(work / 'expected.png') as reference:
+        assert drawn.format == 'PNG'
+        np.testing.assert_array_equal(np.asarray(drawn), np.asarray(reference))
 
 
 @pytest.mark.parametrize('checkpoint, ema', [('official_fp16.pth', False), ('mmaction2.pth', False),

@@ -1,17 +1,6 @@
 """Build the whole synthetic benchmark into one folder: presets, parallel rendering, manifest, skip-if-complete.
 
-Layout of ``out/``::
-
-    manifest.json                       written last; its presence means the folder is complete
-    classification/videos/<id>.mp4      + train_list_videos.txt, val_list_videos.txt (mmaction2 lists),
-                                          labels.json, train.json, validation.json (SSv2 format)
-    ava/videos/<id>.mp4                 + annotations/ (csv, excluded csv, label-map pbtxt, proposals pkl)
-    thumos/videos/<id>.mp4              + annotations/ (ActionFormer json, OpenTAD json, class map, official txt)
-
-Determinism: every video draws from its own ``numpy`` generator seeded by ``(seed, task, split, index)``, so the output
-does not depend on the number of worker processes or on which worker renders which video; annotation files are
-written by the parent in a fixed order. The decoded frames are identical for a seed; the mp4 bytes are too as long as
-the same FFmpeg/x264 build and thread count are used (x264 is deterministic for a given build and thread count).
+The folder's layout, the determinism guarantees and the manifest are described in ``tasks/data/synthetic/README.md``.
 """
 from __future__ import annotations
 
@@ -166,7 +155,8 @@ def generate(
     Args:
         out: destination folder (created if missing).
         preset: ``'tiny'`` for tests, ``'default'`` for the main job.
-        seed: non-negative integer; the same seed gives the same annotation files and decoded frames.
+        seed: non-negative integer; the same seed gives the same annotation files and decoded frames (and the same
+            mp4 bytes with the same FFmpeg/x264 build and thread count), whatever the number of workers.
         workers: rendering processes; ``None`` uses one per CPU, at most 8; 1 renders in this process.
         force: regenerate even if ``out`` already holds this benchmark.
         log: progress messages.

@@ -1,17 +1,8 @@
 """Pixel-level building blocks of the synthetic benchmarks: textures, sprites, compositing.
 
-Conventions:
-
-* Frames are float32 (H, W, 3) canvases in [0, 1] until :func:`to_uint8`.
-* Continuous image coordinates: pixel (row i, column j) covers [j, j + 1) x [i, i + 1), so its centre is at
-  (x, y) = (j + 0.5, i + 0.5); x grows to the right, y grows *downwards*.
-* Angles are in radians and a positive angle turns a sprite **anticlockwise as seen on screen** (with y pointing
-  down this is a clockwise rotation in the maths convention; :func:`draw` takes care of it).
-* ``wrap=True`` draws on a torus: a sprite leaving on the right re-enters on the left. The classification scenes rely on
-  it so that the position of an object in any single frame is uniform over the frame whatever its motion (see
-  ``classification.py``).
-
-All randomness comes from a ``numpy.random.Generator`` passed in, so a scene is a pure function of its seed.
+Frames are float32 (H, W, 3) canvases in [0, 1] until :func:`to_uint8`; :func:`draw` gives the coordinate and angle
+conventions. All randomness comes from a ``numpy.random.Generator`` passed in, so a scene is a pure function of its
+seed.
 """
 from __future__ import annotations
 
@@ -273,6 +264,12 @@ def draw(
         wrap: bool = False,
 ) -> Coverage | None:
     """Composite ``sprite`` onto ``canvas`` in place ("over" operator, premultiplied alpha).
+
+    Coordinates are continuous: pixel (row i, column j) covers [j, j + 1) x [i, i + 1), so its centre is at
+    (x, y) = (j + 0.5, i + 0.5); x grows to the right, y grows *downwards*. A positive angle turns the sprite
+    **anticlockwise as seen on screen** (with y pointing down, a clockwise rotation in the maths convention).
+    ``wrap=True`` draws on a torus, so a sprite leaving on the right re-enters on the left: the classification scenes
+    rely on it so that an object's position in any single frame is uniform over the frame whatever its motion.
 
     Args:
         canvas: (H, W, 3) float32 frame.

@@ -1,20 +1,10 @@
 """Frame-accurate video reading with decord (default) or PyAV behind one interface.
 
-Two access patterns cover every task:
-
-* **Random access** (:meth:`VideoReader.get_frames`): a handful of frames per clip for classification and AVA. The
-  requested frames are decoded once each, in ascending order, and gathered into the requested order.
-* **Sliding windows** (:meth:`VideoReader.iter_windows`): overlapping clips over a whole untrimmed video for temporal
-  localization. Each needed frame is decoded **once**, sequentially in chunks, optionally transformed once (e.g.
-  resized in torch), kept in a small buffer while a window still needs it, and windows are cut from that buffer.
-  The official extractor instead calls ``get_batch`` per window, so decord re-decodes from the previous keyframe for
-  every window; decoding once is 23-31x faster with bit-identical frames (docs/video_decoding.md).
-
-Frame indices are 0-based presentation order. Out-of-range indices are clipped to ``[0, num_frames - 1]`` (so a clip
-running past the end repeats the last frame), never wrapped and never an error.
-
-Every failure to open or decode a file -- missing, empty, truncated, not a video, corrupt stream -- raises
-:class:`~tasks.data.video.errors.VideoDecodeError` naming the file and the reason.
+Random access (:meth:`VideoReader.get_frames`) serves the few frames per clip of classification and AVA; sliding
+windows (:meth:`VideoReader.iter_windows`) serve whole untrimmed videos for temporal localization and decode each
+frame once (docs/video_decoding.md#decode-once-cut-windows-from-a-buffer). Indices are 0-based presentation order,
+clipped to the video; every failure to open or decode a file raises :class:`~tasks.data.video.errors.VideoDecodeError`
+naming the file and the reason.
 """
 from __future__ import annotations
 
@@ -378,11 +368,14 @@ class VideoReader:
                            f'or corrupt ({type(e).__name__}: {_last_line(e)})') from None
 
     def clip_indices(self, indices) -> np.ndarray:
-        """``indices`` as int64, clipped to ``[0, num_frames - 1]``."""
+        """``indices`` as int64, clipped to ``[0, num_frames - 1]``: a clip running past the end repeats the last
+        frame; indices never wrap and are never an error."""
         return np.clip(np.asarray(indices, dtype=np.int64), 0, self.num_frames - 1)
 
     def get_frames(self, indices) -> torch.Tensor:
         """Frames at the given indices, in the given order (repeats allowed).
+
+        The requested frames are decoded once each, in ascending order, and gathered into the requested order.
 
         Args:
             indices: int array-like of any shape, e.g. (T,) or a sampler's (num_clips, clip_len); clipped to the video.
@@ -408,7 +401,14 @@ class VideoReader:
         """Yield clips over the video, decoding (and transforming) every needed frame exactly once.
 
         Frames are decoded in ascending order in chunks of ``chunk_size``; a frame stays in the buffer until no later
-        window needs it, so memory holds about one window span plus one chunk.
+        window needs it, so memory holds about one window span plus one chunk. The official extractor instead calls
+        ``get_batch`` per window, which decodes again from the previous keyframe every time
+        (docs/video_decoding.md#decode-once-cut-windows-from-a-buffer). The official TAD input::
+
+            with VideoReader('video.mp4') as reader:
+                sample = sliding_window_sample(reader.num_frames, clip_len=16, stride=4, fps=reader.fps)
+                for w in reader.iter_windows(sample.indices, transform=squash_resize, frame_dim=1):
+                    clip = w.frames  # (3, 16, 224, 224) float in [0, 1]
 
         Args:
             windows: (num_windows, clip_len) frame indices, e.g. ``sliding_window_sample(...).indices``. Clipped to the

@@ -1,34 +1,10 @@
 """Frame samplers: which frames make up each clip, plus the metadata later stages need.
 
-Every sampler is a pure function of the frame count (and a ``torch.Generator`` when it is random) returning a
-:class:`ClipSample`: (num_clips, clip_len) frame indices, clipped to the video, with the fps, frame count and the
-centre frame of every clip, so that features can be mapped back to time without out-of-band settings.
-
-=====================  ===========================  =============================================================
-sampler                task                         reference behaviour reproduced
-=====================  ===========================  =============================================================
-:func:`dense_sample`   Kinetics (16 frames x 4)     official VideoMAE V2 ``VideoClsDataset`` (train: random
-                                                    64-frame window -> 16 evenly spaced frames; test: every 4th
-                                                    frame, N clips at evenly spaced starts) or mmaction2
-                                                    ``SampleFrames`` (``out_of_bound_opt='repeat_last'``)
-:func:`segment_sample` SSv2 (16 TSN segments)       official ``SSVideoClsDataset`` (train: one random frame per
-                                                    segment; test: segment starts and segment midpoints) or
-                                                    mmaction2 ``UniformSample``
-:func:`sliding_window  temporal localization        ``official``: the V2 TAD extractor's starts
-_sample`                                            ``range(0, n - span + 1, stride)``; ``centred``: mmaction2
-                                                    ``UntrimmedSampleFrames`` (centres at stride//2 + k*stride)
-:func:`keyframe_sample` AVA (16 frames x 4)         mmaction2 ``SampleAVAFrames`` (centred on the keyframe)
-=====================  ===========================  =============================================================
-
-**Short videos.** A video shorter than a clip is padded by repeating its last frame (indices are clipped to
-``num_frames - 1``); nothing wraps around to the start (mmaction2's default ``'loop'`` does, we do not). Where a
-reference protocol pads differently, the sampler docstring says what it does.
-
-**Centre frame.** ``ClipSample.centres[k]`` is the frame at position ``clip_len // 2`` of clip k before clipping to the
-video: ``start + (clip_len // 2) * frame_interval`` for regular clips. For the official TAD windows (16 frames from
-``start``) it is ``start + 8``, the point ActionFormer assigns to a feature (``0.5 * num_frames`` after the start,
-docs/thumos14.md#time-and-feature-rows) and OpenTAD's ``offset_frames=8``; for ``centred`` windows it is mmaction2's
-clip centre.
+Every sampler is a pure function of the frame count (and of a ``torch.Generator`` when it is random) returning a
+:class:`ClipSample`: frame indices clipped to the video, with the fps, frame count and centre frame of every clip, so
+that features map back to time without out-of-band settings. A video shorter than a clip is padded by repeating its
+last frame; nothing wraps around to the start (mmaction2's default ``'loop'`` does). Each sampler's docstring names
+the official or mmaction2 sampler it reproduces and where it pads differently.
 """
 from __future__ import annotations
 
@@ -50,8 +26,11 @@ class ClipSample:
 
     Attributes:
         indices: (num_clips, clip_len) int64 frame indices, in ``[0, num_frames - 1]``.
-        centres: (num_clips,) int64 centre frame of every clip before clipping (see the module docstring); may lie
-            outside the video for padded clips.
+        centres: (num_clips,) int64 centre frame of every clip before clipping to the video: the frame at position
+            ``clip_len // 2``, ``start + (clip_len // 2) * frame_interval`` for regular clips; may lie outside the
+            video for padded clips. For the official TAD windows (16 frames from ``start``) it is ``start + 8``, the
+            point ActionFormer assigns to a feature and OpenTAD's ``offset_frames=8``
+            (docs/thumos14.md#time-and-feature-rows); for ``centred`` windows it is mmaction2's clip centre.
         num_frames: frames in the video.
         fps: frame rate of the video if the caller gave it, else ``None``.
         clip_len: frames per clip.
@@ -300,7 +279,7 @@ def sliding_window_sample(
 
     * ``'official'`` (OpenGVLab/VideoMAEv2 ``extract_tad_feature.py``): clips start at frame 0 and every ``stride``
       frames, ``range(0, n - span + 1, stride)`` with ``span = (clip_len - 1) * frame_interval + 1``; trailing frames
-      that do not fill a clip are dropped. Clip k is centred (see the module docstring) on ``k * stride +
+      that do not fill a clip are dropped. Clip k is centred (:attr:`ClipSample.centres`) on ``k * stride +
       (clip_len // 2) * frame_interval`` (frame 8 + 4k for 16 frames at stride 4). A video shorter than one clip
       gives one clip padded with its last frame (the official script would fail on it).
     * ``'centred'`` (mmaction2 ``UntrimmedSampleFrames``): clip centres at ``stride // 2 + k * stride`` for every

@@ -1,22 +1,10 @@
 """Batched clip transforms in torch: every frame of a clip gets the same crop, flip and resize in one call.
 
-Inputs are uint8 or float tensors of shape (T, H, W, 3) (what :class:`~tasks.data.video.reader.VideoReader` returns) or
-(T, 3, H, W); the layout is recognised from which dimension has size 3. Spatial transforms return (T, 3, H', W')
-(channels first, what ``F.interpolate`` works on); crops and flips keep the dtype, resizing returns float32 on the
-0-255 scale (no rounding back to uint8). :func:`normalize` then gives the model's float input and :func:`to_cthw`
-the (3, T, H, W) layout the backbone takes. Random transforms draw from a ``torch.Generator`` so one seed reproduces
-an epoch.
-
-Typical pipelines (docs/classification.md#data, docs/classification.md#test-protocols-and-metrics,
-docs/ava.md#data-and-schedules, docs/thumos14.md#official-feature-extractor)::
-
-    # Kinetics test view: short side 224, three crops along the long side, ImageNet normalisation
-    views = three_crop(short_side_resize(frames, 224), 224)               # (3, T, 3, 224, 224)
-    clips = [to_cthw(normalize(v)) for v in views]                        # 3 x (3, T, 224, 224)
-    # Kinetics train: random resized crop (scale 0.08-1, ratio 3/4-4/3) to 224, flip
-    clip = to_cthw(normalize(random_hflip(random_resized_crop(frames, 224, generator=g), generator=g)))
-    # official TAD features: squash to 224x224, /255, no mean/std
-    clip = squash_resize(frames, 224)                                     # (3, T, 224, 224)
+Inputs are uint8 or float (T, H, W, 3) (what :class:`~tasks.data.video.reader.VideoReader` returns) or (T, 3, H, W),
+recognised by which dimension has size 3. Spatial transforms return (T, 3, H', W'); crops and flips keep the dtype,
+resizing returns float32 on the 0-255 scale. :func:`normalize` then gives the model's float input and :func:`to_cthw`
+the backbone's (3, T, H, W) layout. Random transforms draw from a ``torch.Generator``, so one seed reproduces an
+epoch (the pipelines: docs/classification.md#data, docs/ava.md#data-and-schedules).
 """
 from __future__ import annotations
 
@@ -149,6 +137,10 @@ def three_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     crops (0, floor((L - size) / 2), L - size); the short side is centre-cropped if it exceeds ``size`` (normally
     the frames were short-side resized to ``size`` first). mmaction2's ``ThreeCrop`` orders them left, right,
     centre and puts the right crop at ``2 * ((L - size) // 2)``, one pixel off when L - size is odd.
+    A Kinetics test view (docs/classification.md#test-protocols-and-metrics)::
+
+        views = three_crop(short_side_resize(frames, 224), 224)      # (3, T, 3, 224, 224)
+        clips = [to_cthw(normalize(v)) for v in views]               # 3 x (3, T, 224, 224)
 
     Returns:
         (3, T, 3, size, size), same dtype.
