@@ -6,6 +6,7 @@ and line, before it becomes a circle or a dependency in the wrong direction.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,3 +161,16 @@ def test_the_rules_see_real_imports():
         within(s, 'feature_store') and within(t, 'tasks.data') for s, t in targets)
     assert any(within(s, 'tasks.classification') and within(t, 'backbone') for s, t in targets)
     assert 'tasks.data.video.reader' in MODULES and 'backbone.videomaev2' in MODULES
+
+
+def test_readme_diagram_names_every_package_and_only_real_ones():
+    """The README's Architecture diagram shows the floors as they are: every package it names exists, and every
+    package of the suite (backbone, feature_store, tools and each package under tasks/) appears in it."""
+    readme = (REPO / 'README.md').read_text()
+    section = readme.split('## Architecture', 1)[1].split('\n## ', 1)[0]
+    diagram = section.split('```', 2)[1]
+    named = set(re.findall(r'\b((?:backbone|feature_store|tools|tasks)(?:/\w+)*)/?', diagram))
+    assert all((REPO / name).exists() or (REPO / f'{name}.py').exists() for name in named), named
+    packages = {'backbone', 'feature_store', 'tools'} | {f'tasks/{p.name}' for p in (REPO / 'tasks').iterdir()
+                                        if (p / '__init__.py').is_file()} | {'tasks/demo'}
+    assert packages <= named, f'packages missing from the README diagram: {sorted(packages - named)}'
