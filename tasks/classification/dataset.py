@@ -22,7 +22,8 @@ import torch
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS, FUNCTIONS
 
-from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
+from tasks.data.annotations import (AnnotationError, read_class_names, read_kinetics_csv, read_ssv2_split,
+                                    read_video_list)
 from tasks.data.video.rawframes import read_rawframes
 from tasks.data.video import VideoDecodeError, dense_sample, segment_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
@@ -63,31 +64,6 @@ class ClsRecord:
 # ---------------------------------------------------------------------------------------------------------------------
 # label maps
 # ---------------------------------------------------------------------------------------------------------------------
-def read_class_names(path: str | os.PathLike) -> list[str]:
-    """Class names, one a line (``label_map_k400.txt``; blank lines skipped); line order = class index.
-
-    Raises:
-        AnnotationError: a missing or empty file, or a name listed twice (naming both lines).
-    """
-    try:
-        text = Path(path).read_text(encoding='utf-8')
-    except OSError as e:
-        raise AnnotationError(path, f'cannot read the class-name file ({e.strerror or e})') from None
-    names: list[str] = []
-    seen: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        name = line.strip()
-        if not name:
-            continue
-        if name in seen:
-            raise AnnotationError(path, f'class {name!r} is listed twice (first on line {seen[name]})', line=n)
-        seen[name] = n
-        names.append(name)
-    if not names:
-        raise AnnotationError(path, 'the file lists no class names')
-    return names
-
-
 def _name_key(name: str) -> str:
     # Kinetics label maps spell names with spaces, some csv mirrors with underscores; both mean the same class
     return ' '.join(name.replace('_', ' ').split()).lower()

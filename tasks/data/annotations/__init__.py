@@ -6,19 +6,19 @@ docs/thumos14.md#annotation-formats. Every reader returns plain dataclasses / di
 :class:`AnnotationError`, naming the file, the line (or the key, for pickles) and what is wrong.
 """
 from .ava import AVABox, group_by_keyframe, read_ava_csv, read_ava_excluded, read_ava_label_map, read_ava_proposals
-from .common import AnnotationError
+from .common import AnnotationError, read_class_names
 from .lists import KineticsEntry, VideoListEntry, read_kinetics_csv, read_video_list
 from .ssv2 import SSv2Entry, read_ssv2_labels, read_ssv2_split, ssv2_class_name
 from .tad import (AMBIGUOUS, AnnFormat, TADAnnotations, TADSegment, TADVideo, class_names, detect_format,
-                  read_actionformer_json, read_annotations, read_class_map, read_opentad_json, read_thumos_txt,
+                  read_actionformer_json, read_annotations, read_opentad_json, read_thumos_txt,
                   resolve_subset)
 
 __all__ = [
-    'AnnotationError',
+    'AnnotationError', 'read_class_names',
     'VideoListEntry', 'read_video_list',
     'SSv2Entry', 'read_ssv2_labels', 'read_ssv2_split', 'ssv2_class_name',
     'KineticsEntry', 'read_kinetics_csv',
     'AVABox', 'read_ava_csv', 'read_ava_label_map', 'read_ava_excluded', 'read_ava_proposals', 'group_by_keyframe',
-    'TADSegment', 'TADVideo', 'TADAnnotations', 'read_actionformer_json', 'read_opentad_json', 'read_class_map',
+    'TADSegment', 'TADVideo', 'TADAnnotations', 'read_actionformer_json', 'read_opentad_json',
     'read_thumos_txt', 'AMBIGUOUS', 'AnnFormat', 'detect_format', 'read_annotations', 'class_names', 'resolve_subset',
 ]

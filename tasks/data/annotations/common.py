@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ['PathLike', 'AnnotationError', 'read_text', 'text_lines', 'parse_int', 'parse_float', 'csv_rows']
+__all__ = ['PathLike', 'AnnotationError', 'read_text', 'text_lines', 'read_class_names', 'parse_int', 'parse_float',
+           'csv_rows']
 
 PathLike = str | os.PathLike
 
@@ -51,6 +52,8 @@ def read_text(path: PathLike) -> str:
         raise AnnotationError(path, 'file not found') from None
     except UnicodeDecodeError as e:
         raise AnnotationError(path, f'not UTF-8 text ({e.reason} at byte {e.start})') from None
+    except OSError as e:  # a folder, no permission, an I/O error
+        raise AnnotationError(path, f'cannot read it ({e.strerror or e})') from None
 
 
 def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
@@ -59,6 +62,25 @@ def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
         line = line.strip()
         if line:
             yield n, line
+
+
+def read_class_names(path: PathLike) -> list[str]:
+    """Class names, one a line, blank lines skipped; line order = class index (Kinetics ``label_map_k400.txt``,
+    OpenTAD ``category_idx.txt``).
+
+    Raises:
+        AnnotationError: a missing or unreadable file, no names, or a name listed twice (naming both lines).
+    """
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for n, name in text_lines(path):
+        if name in seen:
+            raise AnnotationError(path, f'class {name!r} is listed twice (first on line {seen[name]})', line=n)
+        seen[name] = n
+        names.append(name)
+    if not names:
+        raise AnnotationError(path, 'the file lists no class names')
+    return names
 
 
 def parse_int(path: PathLike, line: int | None, value: Any, what: str, *, minimum: int | None = None) -> int:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .common import AnnotationError, PathLike, parse_float, parse_int, text_lines
+from .common import AnnotationError, PathLike, parse_float, parse_int, read_class_names, text_lines
 from .located_json import LocatedJSON
 
 __all__ = ['AMBIGUOUS', 'AnnFormat', 'TADSegment', 'TADVideo', 'TADAnnotations', 'read_actionformer_json',
-           'read_opentad_json', 'read_class_map', 'read_thumos_txt', 'detect_format', 'read_annotations',
+           'read_opentad_json', 'read_thumos_txt', 'detect_format', 'read_annotations',
            'class_names', 'resolve_subset']
 
 # THUMOS14 marks unclear instances with this pseudo-class; they are not a class to detect (docs/thumos14.md#evaluation).
@@ -171,24 +171,6 @@ def read_actionformer_json(path: PathLike) -> TADAnnotations:
     return TADAnnotations(videos=videos, classes=dict(sorted(classes.items())))
 
 
-def read_class_map(path: PathLike) -> list[str]:
-    """Read an OpenTAD class map (``category_idx.txt``: one class name a line, line order = 0-based id).
-
-    Raises:
-        AnnotationError: a duplicate name or an empty file.
-    """
-    names = []
-    seen: dict[str, int] = {}
-    for n, line in text_lines(path):
-        if line in seen:
-            raise AnnotationError(path, f'class {line!r} already listed on line {seen[line]}', line=n)
-        seen[line] = n
-        names.append(line)
-    if not names:
-        raise AnnotationError(path, 'no class names')
-    return names
-
-
 def read_opentad_json(path: PathLike, class_map: Sequence[str] | PathLike | None = None) -> TADAnnotations:
     """Read an OpenTAD THUMOS14 json.
 
@@ -207,7 +189,7 @@ def read_opentad_json(path: PathLike, class_map: Sequence[str] | PathLike | None
     """
     doc, db = _tad_database(path, depth=4)
     if isinstance(class_map, (str, os.PathLike)):
-        class_map = read_class_map(class_map)
+        class_map = read_class_names(class_map)
     raw = []
     for vid, info in db.items():
         vline = doc.line_of(info)
@@ -313,7 +295,7 @@ def class_names(ann: TADAnnotations, class_map: Sequence[str] | PathLike | None 
     """
     class_map = _class_map_beside(path, class_map)
     if isinstance(class_map, (str, os.PathLike)):
-        class_map = read_class_map(class_map)
+        class_map = read_class_names(class_map)
     if class_map is None:
         if sorted(ann.classes) != list(range(len(ann.classes))):
             raise AnnotationError(path, f'class ids {sorted(ann.classes)} are not 0..{len(ann.classes) - 1} (the '

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.data.annotations import (class_names, detect_format, read_actionformer_json, read_annotations,
-                                    read_class_map, read_opentad_json, read_thumos_txt, resolve_subset)
+                                    read_class_names, read_opentad_json, read_thumos_txt, resolve_subset)
 
 ACTIONFORMER = """
 {
@@ -96,7 +96,7 @@ def test_opentad_json_with_and_without_class_map(write, raises_at):
     assert [(s.label, s.label_id) for s in val.segments] == [('Billiards', 1)]
     assert val.ambiguous == [(5.0, 6.0)]
     class_map = write('category_idx.txt', 'BaseballPitch\nBasketballDunk\nBilliards\n')
-    assert read_class_map(class_map) == ['BaseballPitch', 'BasketballDunk', 'Billiards']
+    assert read_class_names(class_map) == ['BaseballPitch', 'BasketballDunk', 'Billiards']
     got = read_opentad_json(path, class_map)
     assert [(s.label, s.label_id) for s in got.videos['video_validation_0000051'].segments] == [('Billiards', 2)]
     assert [v.video_id for v in got.subset('training')] == ['video_validation_0000051']
@@ -106,8 +106,8 @@ def test_opentad_json_with_and_without_class_map(write, raises_at):
     with raises_at(bad, 12, 'frame must be an integer'):
         read_opentad_json(bad)
     dup = write('dup_map.txt', 'A\nB\nA\n')
-    with raises_at(dup, 3, "class 'A' already listed on line 1"):
-        read_class_map(dup)
+    with raises_at(dup, 3, "class 'A' is listed twice \\(first on line 1\\)"):
+        read_class_names(dup)
 
 
 def test_thumos_official_txt(write, raises_at):
