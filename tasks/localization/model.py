@@ -105,8 +105,7 @@ class LocalMaskedAttention(nn.Module):
         k = self.k_proj(self.k_norm(k))
         v = self.v_proj(self.v_norm(v))
         b, c, t = q.shape
-        h, d, w = self.num_heads, self.head_dim, self.window
-        half = w // 2
+        h, d = self.num_heads, self.head_dim
         q = q.view(b, h, d, t).transpose(2, 3) * self.scale                        # (B, h, T', d)
         if t <= self.dense_max_len:
             out = self._dense(q, k.view(b, h, d, t), v.view(b, h, d, t), out_mask)

@@ -22,7 +22,7 @@ from mmengine.registry import DATASETS, FUNCTIONS
 
 from backbone.masking import DecoderMaskKind, MaskKind
 from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2_split, read_video_list
-from tasks.data.video import VideoDecodeError, dense_sample
+from tasks.data.video import dense_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
 from tasks.data.video.rawframes import read_rawframes
 from tasks.data.video.retry import load_with_replacements, sample_seeds
