@@ -20,3 +20,13 @@ def tiny_vit():
         kwargs.setdefault('all_frames', 4)
         return VideoMAEv2ViT('vit_test', **kwargs).eval()
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors on a shared 2-core machine: one intra-op thread, since more only wait on each other (OpenMP spin
+    contention made such tests up to 10x slower here); the thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

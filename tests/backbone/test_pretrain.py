@@ -435,13 +435,6 @@ def test_reconstruct_returns_the_clip_when_predictions_are_perfect(monkeypatch):
 # =====================================================================================================================
 # 5. Training behaviour
 # =====================================================================================================================
-@pytest.fixture
-def one_thread():
-    """Tiny ops on a shared 2-core machine: one intra-op thread avoids OpenMP spin contention (10x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_single_clip_overfits(one_thread):

@@ -25,13 +25,7 @@ from tasks.classification.probe import (LinearProbeConfig, ProbeError, knn_score
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: intra-op threads only add synchronisation (seconds on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def make_store(path: Path, videos: dict[str, np.ndarray], checkpoint: str = 'a' * 64, **config) -> Path:

@@ -52,14 +52,7 @@ def _num_windows(n: int, clip_len: int, stride: int) -> int:
     return len(range(0, n - clip_len + 1, stride))
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: several intra-op threads spend more time waiting on each other than
-    # computing (the tool itself runs the model on the cores its decoders leave).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 @pytest.fixture(scope='module')

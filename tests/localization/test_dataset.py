@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from feature_store import FeatureStore, StoreInfo, VideoFeatureMeta
 from tasks.localization.dataset import TADFeatureDataset, truncate
@@ -172,13 +171,12 @@ def tiny_thumos(tmp_path_factory):
 ONLINE = dict(arch='vit_test', size=32, clip_len=4, stride=4, batch_size=8, num_workers=0, backend='pyav', seed=1)
 
 
-def test_online_extraction_caches_missing_videos(tiny_thumos, tmp_path):
+def test_online_extraction_caches_missing_videos(tiny_thumos, tmp_path, one_thread):
     from feature_store.extract import extract_video_features, extract_to_store, sample_windows, Preprocess, \
         build_model
     from tasks.localization.dataset import online_extract_config
     from tasks.data.video import VideoReader
 
-    torch.set_num_threads(1)
     ann = tiny_thumos / 'annotations' / 'thumos14.json'
     videos = tiny_thumos / 'videos'
     store = tmp_path / 'feats.h5'

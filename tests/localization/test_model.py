@@ -18,13 +18,7 @@ from tasks.localization.model import (
 CONFIG = 'configs/localization/thumos14/actionformer_vit-giant-p14_videomaev2-k710-ft-feat_16x4_thumos14.py'
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors on a shared 2-core machine: extra intra-op threads only wait on each other
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: one intra-op thread (tests/conftest.py)
 
 
 def tiny(**kw) -> ActionFormerTAD:
