@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ['CheckpointError', 'Source', 'abbreviate_keys', 'read_checkpoint', 'source_name',
-           'training_checkpoint_globals']
+__all__ = ['CheckpointError', 'Source', 'TRAINING_CHECKPOINT_GLOBALS', 'abbreviate_keys', 'load_checkpoint_file',
+           'read_checkpoint', 'scoped_allowlists', 'source_name']
 
 Source = str | os.PathLike | Mapping[str, torch.Tensor]
 
@@ -40,8 +40,9 @@ def read_checkpoint(src: Source, weights_only: bool = True) -> dict[str, torch.T
     Args:
         src: a ``.pth``/``.pt``/``.bin``/``.safetensors`` path, or a mapping.
         weights_only: passed to ``torch.load``; set False only for trusted files that pickle Python objects other
-            than those of an mmengine training checkpoint (:func:`training_checkpoint_globals`), e.g. the raw
-            training checkpoints of the official code with an argparse Namespace.
+            than those of an mmengine training checkpoint (:data:`TRAINING_CHECKPOINT_GLOBALS`, which are read as
+            inert stand-ins and dropped), e.g. the raw training checkpoints of the official code with an argparse
+            Namespace.
 
     Returns:
         A flat ``{name: tensor}`` dict (CPU tensors, original dtypes).
@@ -53,7 +54,14 @@ def read_checkpoint(src: Source, weights_only: bool = True) -> dict[str, torch.T
     name = source_name(src)
     if isinstance(src, Mapping):
         return _unwrap(src, name)
-    path = Path(src)
+    return _unwrap(load_checkpoint_file(src, weights_only), name)
+
+
+def load_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> object:
+    """What a ``.pth``/``.pt``/``.bin``/``.safetensors`` file holds, on the CPU, not unwrapped: :func:`read_checkpoint`
+    without its last step, with the same checks and errors. Under ``weights_only`` the objects of
+    :data:`TRAINING_CHECKPOINT_GLOBALS` are inert stand-ins, unless an allow-list for them is in force."""
+    name, path = str(path), Path(path)
     if not path.exists():
         raise CheckpointError(f'{name}: no such checkpoint file')
     if not path.is_file():
@@ -65,9 +73,17 @@ def read_checkpoint(src: Source, weights_only: bool = True) -> dict[str, torch.T
     with path.open('rb') as handle:
         magic = handle.read(9)
     if path.suffix == '.safetensors' or _looks_like_safetensors(magic, size):
-        return _unwrap(_read_safetensors(path, name), name)
+        return _read_safetensors(path, name)
     _check_torch_container(path, name, magic, size)
-    return _unwrap(_torch_load(path, name, weights_only), name)
+    return _torch_load(path, name, weights_only)
+
+
+def _refusal_reason(message: str) -> str:
+    """What torch's weights-only refusal says beyond its boilerplate (e.g. a checked stand-in's reason)."""
+    boilerplate = ('Weights only load failed', 'Please file an issue', 'Check the documentation', '(1)', '(2)')
+    lines = [line.split('WeightsUnpickler error:', 1)[-1].strip() for line in message.splitlines()]
+    reason = ' '.join(line for line in lines if line and not line.startswith(boilerplate))
+    return f'it holds an object the allow-list refuses ({reason})' if reason else 'it pickles Python objects'
 
 
 def _check_torch_container(path: Path, name: str, magic: bytes, size: int) -> None:
@@ -87,59 +103,69 @@ def _check_torch_container(path: Path, name: str, magic: bytes, size: int) -> No
 
 def _torch_load(path: Path, name: str, weights_only: bool) -> object:
     try:
-        with training_checkpoint_globals() if weights_only else contextlib.nullcontext():
+        with _training_objects_skipped() if weights_only else contextlib.nullcontext():
             return torch.load(path, map_location='cpu', weights_only=weights_only)
     except Exception as err:  # torch raises many types here (UnpicklingError, RuntimeError, OSError, EOFError ...)
         message = str(err)
         if weights_only and 'Weights only load failed' in message:
             found = sorted(set(re.findall(r'GLOBAL ([\w.]+)', message)))
-            what = f' ({", ".join(found)})' if found else ''
+            what = (f'it pickles Python objects ({", ".join(found)}), as raw training checkpoints do' if found
+                    else _refusal_reason(message))
             raise CheckpointError(
-                f'{name}: torch.load(weights_only=True) refused the file: it pickles Python objects{what}, as raw '
-                'training checkpoints do. If you trust the file, load it with weights_only=False '
-                '(convert_checkpoint.py --unsafe-pickle), or allowlist the types with '
+                f'{name}: torch.load(weights_only=True) refused the file: {what}. If you trust the file, load it '
+                'with weights_only=False (convert_checkpoint.py --unsafe-pickle), or allowlist the types with '
                 'torch.serialization.add_safe_globals.') from err
         first = message.strip().splitlines()[0] if message.strip() else ''
         raise CheckpointError(f'{name}: truncated or corrupt PyTorch checkpoint ({type(err).__name__}: '
                               f'{first})') from err
 
 
-def _training_checkpoint_types() -> list:
-    """What mmengine 0.10 pickles into a training checkpoint besides tensors and builtin containers.
+#: What an mmengine training checkpoint pickles besides tensors and containers (``tools/train.py`` writes them): the
+#: message hub's ``HistoryBuffer`` (its statistics methods pickled as ``getattr(HistoryBuffer, 'mean')``), and the
+#: numpy arrays, scalars and dtypes of its histories (numpy 1.x and 2.x names; ``bytes()`` for an empty array's
+#: data). :func:`read_checkpoint` reads them as inert stand-ins; ``tasks.engine.mmengine_checkpoint_globals``
+#: rebuilds them, through checked stand-ins, for a resume (docs/security.md#checkpoints).
+TRAINING_CHECKPOINT_GLOBALS = (
+    'mmengine.logging.history_buffer.HistoryBuffer', 'builtins.getattr', 'builtins.bytes', 'numpy.dtype',
+    'numpy.ndarray',
+    *(f'{core}.{name}' for core in ('numpy.core', 'numpy._core')
+      for name in ('multiarray._reconstruct', 'multiarray.scalar', 'numeric._frombuffer')),
+)
 
-    ``tools/train.py`` writes mmengine checkpoints: ``state_dict`` + ``meta`` + the message hub, whose loss/lr
-    histories are ``HistoryBuffer`` objects holding numpy arrays and scalars. Allowing exactly these classes lets the
-    weights-only unpickler read our own training runs without turning its safety check off (docs/ecosystem.md).
-    """
-    import numpy as np
 
-    multiarray = (np._core if hasattr(np, '_core') else np.core).multiarray
-    allowed: list = [
-        # A HistoryBuffer pickles its statistics table as getattr(HistoryBuffer, 'min') etc. The weights-only
-        # unpickler still refuses to *call* anything not allowed here, so getattr can only look attributes up.
-        getattr,
-        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,  # numpy histories and scalars
-    ]
-    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25 pickles dtypes through their classes (Float64DType, ...)
-    if dtypes is not None:
-        allowed += [getattr(dtypes, name) for name in dir(dtypes) if name.endswith('DType')]
-    try:
-        from mmengine.logging.history_buffer import HistoryBuffer
-    except ImportError:  # pragma: no cover - without mmengine there are no mmengine checkpoints to read
-        return allowed
-    return [HistoryBuffer, *allowed]
+def scoped_allowlists() -> bool:
+    """Whether ``torch.load`` reads weights only by default and takes ``(object, 'module.name')`` allow-list entries
+    in a ``with`` block: torch >= 2.6."""
+    return hasattr(torch.serialization, 'safe_globals') and torch.__version__ >= (2, 6)
+
+
+class _Skipped:
+    """Stands in for every object of :data:`TRAINING_CHECKPOINT_GLOBALS`: it takes any arguments and state and does
+    nothing with them, so reading the weights of a training checkpoint runs no code of numpy's or mmengine's."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
 
 
 @contextlib.contextmanager
-def training_checkpoint_globals() -> Iterator[None]:
-    """Within the block, ``torch.load(weights_only=True)`` also accepts the objects of an mmengine training checkpoint
-    (and no others). A no-op on torch < 2.5, which has no scoped allow-list."""
-    safe_globals = getattr(torch.serialization, 'safe_globals', None)
-    if safe_globals is None:
+def _training_objects_skipped() -> Iterator[None]:
+    """Within the block, ``torch.load(weights_only=True)`` reads the objects of an mmengine training checkpoint as
+    :class:`_Skipped` (and no others). Nothing changes on torch < 2.6, which then refuses those files naming them, or
+    where an allow-list for these names is already in force (``tasks.engine``'s, which rebuilds the objects)."""
+    if not scoped_allowlists() or _allowed_names() & set(TRAINING_CHECKPOINT_GLOBALS):
         yield
         return
-    with safe_globals(_training_checkpoint_types()):
+    with torch.serialization.safe_globals([(_Skipped, name) for name in TRAINING_CHECKPOINT_GLOBALS]):
         yield
+
+
+def _allowed_names() -> set[str]:
+    """The names the allow-lists now in force give torch's weights-only unpickler."""
+    return {e[1] if isinstance(e, tuple) else f'{e.__module__}.{e.__qualname__}'
+            for e in torch.serialization.get_safe_globals()}
 
 
 def _looks_like_safetensors(magic: bytes, size: int) -> bool:

@@ -60,6 +60,22 @@ def _npy_files(folder: Path) -> dict[str, Path]:
     return found
 
 
+def _read_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """A per-video ``.npy``: a 2-d array of numbers, never unpickled (an object array's pickle could run code,
+    docs/security.md#npy-and-npz-files)."""
+    try:
+        features = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:  # object arrays, pickles, truncated or foreign files
+        raise FeatureStoreError(f'{path}: not a readable .npy array of numbers ({e})') from e
+    if not isinstance(features, np.ndarray):  # np.load opens a zip archive as an .npz, whatever its name
+        features.close()
+        raise FeatureStoreError(f'{path}: expected a 2-d [T, C] array of numbers, found an .npz archive')
+    if features.dtype.kind not in 'fiu' or features.ndim != 2:
+        raise FeatureStoreError(f'{path}: expected a 2-d [T, C] array of numbers, found a {features.dtype} array '
+                                f'of shape {features.shape}')
+    return features
+
+
 def _per_video(value: float | Mapping[str, float] | None, video_id: str, name: str) -> Any:
     if isinstance(value, Mapping):
         if video_id not in value:
@@ -140,16 +156,16 @@ def import_npy(folder: str | os.PathLike, out_path: str | os.PathLike, info: Sto
             raise ValueError(f'{folder} has no {SIDECAR_NAME}, so the features carry no metadata: pass '
                              f'{", ".join(m + "=" for m in missing)} (fps and num_frames per video or for all)')
         offset = (clip_len // 2) * frame_interval if offset_frames is None else offset_frames
-        metas = {video_id: _grid_metadata(video_id, np.load(path, mmap_mode='r').shape[0], fps, num_frames, clip_len,
-                                          frame_interval, stride, offset)
+        metas = {video_id: _grid_metadata(video_id, _read_npy(path, mmap_mode='r').shape[0], fps, num_frames,
+                                          clip_len, frame_interval, stride, offset)
                  for video_id, path in files.items()}
     if not files:
         raise FeatureStoreError(f'{folder} holds no .npy files')
 
     def parts() -> Iterator[tuple[str, np.ndarray, VideoFeatureMeta]]:
         for video_id, path in files.items():
-            features = np.load(path, allow_pickle=False)
-            if features.ndim != 2 or features.shape[0] != metas[video_id].num_rows:
+            features = _read_npy(path)
+            if features.shape[0] != metas[video_id].num_rows:
                 raise FeatureStoreError(f'{path}: shape {features.shape} does not match the '
                                         f'{metas[video_id].num_rows} rows of its metadata')
             yield video_id, features, metas[video_id]

@@ -39,7 +39,8 @@ def merge_views(scores: np.ndarray | Sequence[Sequence[np.ndarray] | np.ndarray]
         ``'score'``.
 
     Raises:
-        ValueError: on an unknown mode, a video without views, or inconsistent shapes.
+        ValueError: on an unknown mode, a video without views, inconsistent shapes, or a video whose merged scores are
+            NaN (a NaN logit, or +inf under ``'prob'``).
     """
     if mode not in ('prob', 'score'):
         raise ValueError(f"merge_views: mode must be 'prob' or 'score', got {mode!r}")
@@ -61,7 +62,11 @@ def merge_views(scores: np.ndarray | Sequence[Sequence[np.ndarray] | np.ndarray]
             num_classes = views.shape[1]
         elif views.shape[1] != num_classes:
             raise ValueError(f'merge_views: video {index} has {views.shape[1]} classes, video 0 has {num_classes}')
-        merged.append((softmax(views, axis=1) if mode == 'prob' else views).mean(axis=0))
+        with np.errstate(invalid='ignore'):  # refused just below, with the video's index
+            merged.append((softmax(views, axis=1) if mode == 'prob' else views).mean(axis=0))
+        if np.isnan(merged[-1]).any():  # a NaN logit, or +inf (its softmax is inf / inf)
+            raise ValueError(f'merge_views: video {index} has NaN or infinite logits, so its merged scores are '
+                             'undefined')
     if not merged:
         raise ValueError('merge_views: no videos given')
     return np.stack(merged)
@@ -77,6 +82,8 @@ def _check_scores_labels(scores, labels) -> tuple[np.ndarray, np.ndarray]:
                          f'got {labels.shape}')
     if scores.shape[0] == 0:
         raise ValueError('accuracy of an empty set of videos is undefined (got 0 scores)')
+    if np.isnan(scores).any():  # NaN compares false with everything, so it would rank as the best score
+        raise ValueError(f'scores of video {int(np.flatnonzero(np.isnan(scores).any(axis=1))[0])} contain NaN')
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f'labels must be integers, got dtype {labels.dtype}')
     if labels.min() < 0 or labels.max() >= scores.shape[1]:
@@ -92,7 +99,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1
     ``argsort`` breaks ties by index order instead, so the two can differ only on tied scores).
 
     Args:
-        scores: (N, K) scores (logits or merged probabilities; only their order matters).
+        scores: (N, K) scores (logits or merged probabilities; only their order matters). NaN is refused (it has no
+            order); +-inf are the highest / lowest scores.
         labels: (N,) integer ground-truth labels in [0, K).
         ks: the k values; each must satisfy 1 <= k.
 

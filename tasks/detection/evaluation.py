@@ -218,6 +218,9 @@ def _keyframe_detections(detections: Iterable[DetectionRow], classes: Collection
         if r.action_id not in classes:
             continue
         entry = (float(r.score), int(r.action_id), float(r.y1), float(r.x1), float(r.y2), float(r.x2))
+        if not all(map(math.isfinite, entry)):  # a NaN score would rank first, a NaN box match nothing
+            raise ValueError(f'detection {r.video_id},{int(r.timestamp):04d} action {r.action_id}: score and box must '
+                             f'be finite numbers, got score {r.score} box {[r.x1, r.y1, r.x2, r.y2]}')
         items = grouped.setdefault((r.video_id, int(r.timestamp)), [])
         if cap is None:
             items.append(entry)
@@ -288,7 +291,8 @@ def evaluate_ava(gt: Sequence[AVABox], detections: Iterable[DetectionRow], label
         gt: ground-truth boxes (:func:`tasks.data.annotations.read_ava_csv`); rows of other classes are ignored.
             The reader merges a box's rows, so a duplicated (box, action) row counts once (the official
             reader counts it twice).
-        detections: submission rows (:func:`read_ava_detections`); rows of other classes are ignored.
+        detections: submission rows (:func:`read_ava_detections`); rows of other classes are ignored, a NaN or
+            infinite score or coordinate is a ValueError naming the row (docs/ava.md#evaluation).
         label_map: evaluated class id -> name (:func:`tasks.data.annotations.read_ava_label_map`).
         excluded: excluded ``(video_id, timestamp)`` keyframes (:func:`tasks.data.annotations.read_ava_excluded`).
         protocol: ``'official'`` (ActivityNet) or ``'mmaction2'`` (docs/ava.md#evaluation).

@@ -76,9 +76,14 @@ class VideoMAEv2AVAMetric(BaseMetric):
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
-            self.results.append(dict(video_id=s['video_id'], timestamp=int(s['timestamp']),
-                                     boxes=np.asarray(s['boxes'], dtype=np.float64).reshape(-1, 4),
-                                     scores=np.asarray(s['scores'], dtype=np.float64), failed=s.get('failed')))
+            result = dict(video_id=s['video_id'], timestamp=int(s['timestamp']),
+                          boxes=np.asarray(s['boxes'], dtype=np.float64).reshape(-1, 4),
+                          scores=np.asarray(s['scores'], dtype=np.float64), failed=s.get('failed'))
+            # a NaN score fails every action_thr test, so its rows would vanish from the csv without a word
+            if not (np.isfinite(result['boxes']).all() and np.isfinite(result['scores']).all()):
+                raise ValueError(f'VideoMAEv2AVAMetric: keyframe {result["video_id"]},{result["timestamp"]:04d} has '
+                                 'non-finite boxes or scores')
+            self.results.append(result)
 
     def detection_rows(self, results: Sequence[dict]) -> list[DetectionRow]:
         """Submission rows of the label-map classes scoring >= ``action_thr`` (failed keyframes give none), with boxes

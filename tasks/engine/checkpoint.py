@@ -3,30 +3,89 @@ conversion of a checkpoint file (``tools/convert_checkpoint.py``; the layouts ar
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from backbone.checkpoint_io import training_checkpoint_globals
+from backbone.checkpoint_io import TRAINING_CHECKPOINT_GLOBALS, CheckpointError, load_checkpoint_file, scoped_allowlists
 from backbone.checkpoint_layouts import LabelMap, Layout, convert_state_dict, is_pretrain_only, to_official
+from tasks.data.annotations.safe_pickle import NDARRAY, NUMERIC_KINDS, UnsafePickleError, numpy_pickle_globals
 from tasks.data.files import atomic_path
 
 __all__ = ['convert_checkpoint_file', 'load_trusted_checkpoint', 'mmengine_checkpoint_globals', 'token_grid']
 
-#: Within the block, ``torch.load(weights_only=True)`` accepts mmengine's checkpoint objects (the message hub's
-#: ``HistoryBuffer``, numpy scalars) and no others; the allow-list lives with the checkpoint reader, so that every
-#: reader of our training runs accepts the same classes (docs/ecosystem.md).
-mmengine_checkpoint_globals = training_checkpoint_globals
+_TRUE = ('1', 'y', 'yes', 'true')  # what torch reads as set in its TORCH_FORCE_* variables
+
+
+def _history_buffer_method(owner: object, name: object) -> types.FunctionType:
+    """``getattr`` in a training checkpoint: only ``HistoryBuffer.<statistics method>``, as mmengine pickles them
+    (a general getattr would reach any attribute of any object, and mmengine later calls these)."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    method = vars(HistoryBuffer).get(name) if owner is HistoryBuffer and type(name) is str else None
+    if not isinstance(method, types.FunctionType) or name.startswith('_'):
+        raise UnsafePickleError(f'getattr({owner!r}, {name!r}): a training checkpoint may only name the statistics '
+                                'methods of HistoryBuffer')
+    return method
+
+
+def _mmengine_allowlist() -> list:
+    """torch allow-list entries for :data:`backbone.checkpoint_io.TRAINING_CHECKPOINT_GLOBALS`: each name maps to a
+    checked stand-in (``tasks.data.annotations.safe_pickle``), never to numpy's own rebuilders."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    by_name = {**numpy_pickle_globals(interned_dtypes=True), 'numpy.ndarray': NDARRAY,
+               'builtins.getattr': _history_buffer_method,
+               'mmengine.logging.history_buffer.HistoryBuffer': HistoryBuffer}
+    entries: list = [(by_name[name], name) for name in TRAINING_CHECKPOINT_GLOBALS]
+    # torch applies a BUILD (a __setstate__) only to an instance of a listed type: the ndarray that numpy_reconstruct
+    # returns, which numpy fills after checking its size against the dtype, and numeric dtypes, which are numpy's
+    # shared instances that ignore any state. Listed under names without a dot, which no pickle can spell.
+    build_only = [np.ndarray, *{type(np.dtype(c)) for c in np.typecodes['All'] if np.dtype(c).kind in NUMERIC_KINDS}]
+    return entries + [(cls, f'<build {cls.__name__}>') for cls in build_only]
+
+
+@contextlib.contextmanager
+def mmengine_checkpoint_globals() -> Iterator[None]:
+    """Within the block, ``torch.load`` (mmengine's resume and ``load_from`` call it without ``weights_only``) reads
+    the objects of an mmengine training checkpoint through checked stand-ins, and nothing else but weights.
+
+    Raises:
+        CheckpointError: torch < 2.6, whose ``torch.load`` unpickles anything by default, or
+            ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set, which makes it do so (docs/security.md#checkpoints).
+    """
+    if not scoped_allowlists():
+        raise CheckpointError(f'torch {torch.__version__} unpickles any object in the checkpoints mmengine loads '
+                              '(resume, load_from); the suite needs torch >= 2.6, which loads weights only')
+    if os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '0').lower() in _TRUE:
+        raise CheckpointError('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set, so the checkpoints mmengine loads (resume, '
+                              'load_from) could run code; unset it: the suite reads its training checkpoints '
+                              'under weights-only loading')
+    entries = _mmengine_allowlist()
+    if set(entries) <= set(torch.serialization.get_safe_globals()):  # nested: leaving must not drop the outer's
+        yield
+        return
+    with torch.serialization.safe_globals(entries):
+        yield
 
 
 def load_trusted_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """An mmengine training checkpoint as a dict (``state_dict``, ``meta``, ``message_hub``, ...), on the CPU."""
-    # torch < 2.5 cannot allow-list classes; the caller vouches for the file (it is one of our training runs)
-    weights_only = hasattr(torch.serialization, 'safe_globals')
+    """An mmengine training checkpoint as a dict (``state_dict``, ``meta``, ``message_hub``, ...), on the CPU.
+
+    Read under weights-only loading with :func:`mmengine_checkpoint_globals`, so despite the name it needs no trust
+    in the file.
+
+    Raises:
+        CheckpointError: the file pickles anything else (naming it), or cannot be read.
+    """
     with mmengine_checkpoint_globals():
-        return torch.load(path, map_location='cpu', weights_only=weights_only)
+        return load_checkpoint_file(path)
 
 
 def token_grid(state: dict[str, torch.Tensor], to: Layout, *, img_size: int | None = None,

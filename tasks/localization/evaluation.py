@@ -7,7 +7,6 @@ states each step. Ground truth is a :class:`GroundTruth`, predictions the Activi
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,15 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from tasks.data.annotations import AnnFormat, TADAnnotations, detect_format, read_annotations, resolve_subset
+from tasks.data.annotations import (AnnFormat, AnnotationError, TADAnnotations, detect_format, read_annotations,
+                                    resolve_subset)
+from tasks.data.annotations.common import parse_float, shown
+from tasks.data.annotations.located_json import LocatedJSON
 from tasks.data.files import atomic_path, write_json_atomic
 from tasks.engine.ap import interpolated_ap
 from tasks.engine.report import text_table
 
 __all__ = [
     'DEFAULT_TIOUS', 'GroundTruth', 'Prediction', 'DetectionResult', 'segment_iou', 'evaluate_detection',
-    'random_predictions', 'random_baseline', 'read_ground_truth', 'read_predictions', 'write_predictions',
-    'write_result_json', 'format_table', 'plot_map_vs_tiou', 'plot_per_class_ap', 'evaluate_and_report',
+    'random_predictions', 'random_baseline', 'read_ground_truth', 'read_predictions', 'checked_prediction',
+    'write_predictions', 'write_result_json', 'format_table', 'plot_map_vs_tiou', 'plot_per_class_ap',
+    'evaluate_and_report',
 ]
 
 DEFAULT_TIOUS: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -122,37 +125,63 @@ def read_ground_truth(path: str | os.PathLike, subset: str | None = 'test', ann_
 # =====================================================================================================================
 def read_predictions(path: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
     """Read ``{"results": {video: [{"segment": [s, e], "label": name, "score": x}, ...]}}`` (OpenTAD / ActivityNet
-    layout; a bare ``{video: [...]}`` mapping is accepted too).
+    layout; a bare ``{video: [...]}`` mapping is accepted too). Numbers become floats; what the entries may hold is
+    :func:`checked_prediction`'s rule (docs/thumos14.md#evaluation).
 
     Raises:
-        ValueError: malformed file, naming the video and entry.
+        AnnotationError: a missing or malformed file, naming the file, the line, the video and the entry.
     """
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding='utf-8'))
-    except FileNotFoundError:
-        raise FileNotFoundError(f'prediction file {path} does not exist') from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{path}: not valid JSON ({e.msg}, line {e.lineno})') from None
-    results = doc.get('results', doc) if isinstance(doc, dict) else None
+    doc = LocatedJSON(path, depth=3)
+    results = doc.root.get('results', doc.root) if isinstance(doc.root, dict) else None
     if not isinstance(results, dict):
-        raise ValueError(f'{path}: expected {{"results": {{video: [detections]}}}}')
+        raise AnnotationError(path, 'expected {"results": {video: [detections]}} or {video: [detections]}', line=1)
     out: dict[str, list[dict[str, Any]]] = {}
     for vid, dets in results.items():
+        line = doc.line_of(dets) or doc.line_of_key(results, vid)
         if not isinstance(dets, list):
-            raise ValueError(f'{path}: results[{vid!r}] must be a list of detections')
-        clean = []
-        for i, d in enumerate(dets):
-            try:
-                s, e = (float(v) for v in d['segment'])
-                clean.append({'segment': [s, e], 'label': str(d['label']), 'score': float(d['score'])})
-            except (KeyError, TypeError, ValueError) as err:
-                raise ValueError(f'{path}: results[{vid!r}][{i}] needs "segment": [start, end], "label" and '
-                                 f'"score" ({type(err).__name__}: {err})') from None
-            if not (math.isfinite(s) and math.isfinite(e) and math.isfinite(clean[-1]['score'])):
-                raise ValueError(f'{path}: results[{vid!r}][{i}] has a non-finite value')
-        out[str(vid)] = clean
+            raise AnnotationError(path, f'results[{vid!r}] must be a list of detections', line=line)
+        out[vid] = [checked_prediction(d, vid, i, path, doc.line_of_item(dets, i) or line) for i, d in enumerate(dets)]
     return out
+
+
+_PLAIN_NUMBERS = frozenset({int, float, np.float64, np.float32, np.int64, np.int32})
+
+
+def checked_prediction(d: Any, vid: str, index: int, path: str | os.PathLike = '<predictions>',
+                       line: int | None = None) -> dict[str, Any]:
+    """One detection as ``{"segment": [start, end], "label": name, "score": x}`` with float numbers.
+
+    The rule (docs/thumos14.md#evaluation): the numbers must be finite and the segment must not end before it starts; a
+    zero-length segment is kept (it overlaps nothing, so it is a false positive, as in the ActivityNet evaluator).
+
+    Raises:
+        AnnotationError: naming ``path``, ``line``, the video and the entry.
+    """
+    if type(d) is dict:  # the usual entry, checked without building the messages below (baselines check 10**5)
+        segment, label, score = d.get('segment'), d.get('label'), d.get('score')
+        if type(label) is str and type(segment) in (list, tuple) and len(segment) == 2 \
+                and type(score) in _PLAIN_NUMBERS and type(segment[0]) in _PLAIN_NUMBERS \
+                and type(segment[1]) in _PLAIN_NUMBERS:
+            try:
+                start, end, score = float(segment[0]), float(segment[1]), float(score)
+            except OverflowError:  # an int of 400 digits: named below
+                start = math.nan
+            if math.isfinite(start) and math.isfinite(end) and math.isfinite(score) and start <= end:
+                return {'segment': [start, end], 'label': label, 'score': score}
+    where = f'results[{vid!r}][{index}]'
+    if not isinstance(d, Mapping) or not all(k in d for k in ('segment', 'label', 'score')):
+        raise AnnotationError(path, f'{where} needs "segment": [start, end], "label" and "score", got {shown(d)}',
+                              line=line)
+    segment, label = d['segment'], d['label']
+    if isinstance(segment, (str, bytes, Mapping)) or not hasattr(segment, '__len__') or len(segment) != 2:
+        raise AnnotationError(path, f'{where}: "segment" must be [start, end], got {shown(segment)}', line=line)
+    start, end = (parse_float(path, line, v, f'{where}: segment {n}') for v, n in zip(segment, ('start', 'end')))
+    score = parse_float(path, line, d['score'], f'{where}: score')
+    if end < start:
+        raise AnnotationError(path, f'{where}: segment [{start}, {end}] ends before it starts', line=line)
+    if not isinstance(label, str):
+        raise AnnotationError(path, f'{where}: "label" must be a class name, got {shown(label)}', line=line)
+    return {'segment': [start, end], 'label': label, 'score': score}
 
 
 def write_predictions(path: str | os.PathLike, results: Mapping[str, Sequence[Prediction]],
@@ -289,14 +318,16 @@ def evaluate_detection(gt: GroundTruth, predictions: Mapping[str, Sequence[Predi
 
     Args:
         gt: ground truth of the evaluated videos.
-        predictions: ``{video: [{"segment": [s, e], "label": name, "score": x}]}``. Videos outside ``gt`` and
-            classes without ground truth are ignored (counted in ``DetectionResult.ignored``).
+        predictions: ``{video: [{"segment": [s, e], "label": name, "score": x}]}``, each entry as
+            :func:`checked_prediction` requires. Videos outside ``gt`` and classes without ground truth are ignored
+            (counted in ``DetectionResult.ignored``; docs/thumos14.md#evaluation).
         tious: thresholds in (0, 1].
         ambiguous_aware: drop unmatched detections that overlap an Ambiguous interval (the THUMOS14 kit's rule;
             matching and AP stay ActivityNet's, so the number is not the kit's).
 
     Raises:
-        ValueError: a threshold outside (0, 1] or no ground-truth instance at all.
+        ValueError: a threshold outside (0, 1], no ground-truth instance at all, or a malformed prediction
+            (:class:`AnnotationError` naming the video and entry: a NaN or infinite number, a reversed segment).
     """
     tious_arr = np.asarray(list(tious), dtype=np.float64)
     if tious_arr.ndim != 1 or tious_arr.size == 0 or np.any((tious_arr <= 0) | (tious_arr > 1)):
@@ -307,15 +338,13 @@ def evaluate_detection(gt: GroundTruth, predictions: Mapping[str, Sequence[Predi
     by_class: dict[str, list[tuple[str, float, float, float]]] = {c: [] for c in classes}
     ignored = {'videos': 0, 'classes': 0}
     for vid, dets in predictions.items():
-        if vid not in gt.segments:
-            ignored['videos'] += len(dets)
-            continue
-        for d in dets:
-            bucket = by_class.get(str(d['label']))
-            if bucket is None:
-                ignored['classes'] += 1
+        for i, d in enumerate(dets):
+            d = checked_prediction(d, vid, i)  # every entry, also those ignored below
+            bucket = by_class.get(d['label'])
+            if vid not in gt.segments or bucket is None:
+                ignored['videos' if vid not in gt.segments else 'classes'] += 1
                 continue
-            bucket.append((vid, float(d['segment'][0]), float(d['segment'][1]), float(d['score'])))
+            bucket.append((vid, *d['segment'], d['score']))
     ap = np.stack([_class_ap(gt, c, by_class[c], tious_arr, ambiguous_aware) for c in classes], axis=1)
     return DetectionResult(tious=tious_arr, classes=classes, ap=ap, num_gt=[gt.num_instances(c) for c in classes],
                            num_predictions=sum(len(v) for v in by_class.values()), ambiguous_aware=ambiguous_aware,
@@ -449,7 +478,8 @@ def evaluate_and_report(gt_file: str | os.PathLike, pred_file: str | os.PathLike
     (default: ``out`` with ``.png``) with the per-class chart beside it (``<plot stem>_per_class.png``).
 
     Raises:
-        AnnotationError, ValueError, FileNotFoundError: unreadable or inconsistent input.
+        AnnotationError: a missing, unreadable or malformed file (naming the file and line).
+        ValueError: inconsistent input (bad thresholds, a ground truth without instances).
     """
     fmt = detect_format(gt_file, ann_format)
     ann = read_annotations(gt_file, fmt, class_map)

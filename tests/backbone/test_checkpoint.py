@@ -665,3 +665,60 @@ def test_cli_errors_are_one_line(tmp_path, source, tool, capsys):
     # a missing output folder is created, like `checkpoints/` in configs/README.md
     assert tool.main([ft, str(tmp_path / 'new' / 'dir' / 'out.pth'), '--to', 'official']) == 0
     assert torch.load(tmp_path / 'new' / 'dir' / 'out.pth', weights_only=True)['module'].keys() == sd.keys()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# files that carry code: nothing runs (docs/security.md#checkpoints)
+# ---------------------------------------------------------------------------------------------------------------------
+class Rebuilt:
+    """Pickles as ``func(*args)`` with an optional state, the way a file makes its loader call something."""
+
+    def __init__(self, func, args, state=None):
+        self.reduced = (func, args) if state is None else (func, args, state)
+
+    def __reduce__(self):
+        return self.reduced
+
+
+def test_code_in_a_checkpoint_is_refused_before_it_runs(tmp_path, tiny_vit, source):
+    _, sd = source
+    marker, path = tmp_path / 'ran', tmp_path / 'ft.pth'
+    torch.save({'module': sd, 'args': Rebuilt(os.system, (f'touch {marker}',))}, path)
+    with pytest.raises(CheckpointError, match=rf'{path}: .*refused the file: it pickles Python objects '
+                                              rf'\({os.system.__module__}\.system\)'):
+        load_checkpoint(tiny_vit(num_classes=5), path)
+    assert not marker.exists()
+
+
+def test_training_checkpoint_objects_are_read_as_inert_stand_ins(tmp_path, tiny_vit, source, monkeypatch):
+    """Only the weights of a training checkpoint are read: its message hub runs no code of mmengine's or numpy's.
+    HistoryBuffer.__setstate__ would write the file's statistics methods into the class (here: 'mean' -> max)."""
+    from mmengine.logging import HistoryBuffer
+
+    monkeypatch.setattr(HistoryBuffer, '_statistics_methods', dict(HistoryBuffer._statistics_methods))
+    _, sd = source
+    path = tmp_path / 'epoch_3.pth'
+    history = HistoryBuffer([1.0, 3.0], [1, 1])
+    history._statistics_methods = {'mean': HistoryBuffer.max}  # pickled as its statistics methods
+    torch.save({'state_dict': sd, 'message_hub': {'log_scalars': {'train/loss': history}}}, path)
+    model = tiny_vit(num_classes=5)
+    load_checkpoint(model, path)
+    assert_state_equal(model, sd)
+    assert HistoryBuffer._statistics_methods['mean'] is HistoryBuffer.mean
+
+
+def test_numpy_states_in_a_training_checkpoint_cannot_crash_the_reader(tmp_path, source):
+    """A message-hub array whose dtype state claims an object field, filled with raw bytes: numpy's own __setstate__
+    builds an array of wild object pointers, which segfaults when freed. Read in a child process, so that a crash
+    fails this test instead of killing pytest."""
+    _, sd = source
+    reconstruct = np.empty(0).__reduce__()[0]
+    dtype = Rebuilt(np.dtype, ('V8', False, True), (3, '|', None, ('a',), {'a': (np.dtype('O'), 0)}, 8, 1, 1))
+    array = Rebuilt(reconstruct, (np.ndarray, (0,), b'b'), (1, (1,), dtype, False, b'A' * 8))
+    path = tmp_path / 'epoch_3.pth'
+    torch.save({'state_dict': sd, 'message_hub': {'log_scalars': {'train/loss': array}}}, path)
+    script = f'import sys; sys.path.insert(0, {str(REPO)!r}); from backbone import read_checkpoint; ' \
+             f'print(sorted(read_checkpoint({str(path)!r})) == {sorted(sd)!r})'
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f'reading crashed (exit {done.returncode}): {done.stderr[-2000:]}'
+    assert done.stdout.strip() == 'True'

@@ -703,3 +703,63 @@ def test_read_window_matches_numpy_slicing(tmp_path, start, stop):
         got = store.read_window('a', start, stop)
     assert got.shape[0] == len(range(12)[start:stop])
     np.testing.assert_array_equal(got, video[1][start:stop])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# npy and part files are never unpickled (docs/security.md#npy-and-npz-files)
+# ---------------------------------------------------------------------------------------------------------------------
+class Call:
+    """Pickles as ``func(*args)``: what an object array's pickle can make its loader run."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def test_npy_and_part_files_with_pickles_are_refused_naming_the_file(tmp_path):
+    import pickle
+
+    marker = tmp_path / 'ran'
+    payload = np.empty(1, dtype=object)
+    payload[0] = Call(os.system, f'touch {marker}')
+    bare = tmp_path / 'bare'
+    bare.mkdir()
+    np.save(bare / 'a.npy', payload, allow_pickle=True)
+    np.load(bare / 'a.npy', allow_pickle=True)  # the payload is live: numpy's unpickling runs it
+    assert marker.exists()
+    marker.unlink()
+    facts = dict(fps=30.0, num_frames=100, clip_len=16, stride=4)
+    for content, found in ((None, "Array can't be memory-mapped: Python objects in dtype"),
+                           (pickle.dumps(payload[0]), 'pickled (object) data'),
+                           (b'\x93NUMPY\x01\x00', 'EOF')):
+        if content is not None:
+            (bare / 'a.npy').write_bytes(content)
+        with pytest.raises(FeatureStoreError, match=rf'{bare / "a.npy"}: not a readable .npy array of numbers '
+                                                    rf'.*{re.escape(found)}'):
+            import_npy(bare, tmp_path / 'x.h5', make_info(), **facts)
+    np.savez(bare / 'a.npy', features=np.zeros((3, 4)))
+    (bare / 'a.npy.npz').rename(bare / 'a.npy')
+    with pytest.raises(FeatureStoreError, match=rf'{bare / "a.npy"}: expected a 2-d \[T, C\] array of numbers, found '
+                                                'an .npz archive'):
+        import_npy(bare, tmp_path / 'x.h5', make_info(), **facts)
+    np.save(bare / 'a.npy', np.array(['text', 'rows']))
+    with pytest.raises(FeatureStoreError, match=r'found a <U4 array of shape \(2,\)'):
+        import_npy(bare, tmp_path / 'x.h5', make_info(), **facts)
+    # with a sidecar, each file is read whole
+    build_store(tmp_path / 'f.h5', make_info(), [make_video('v', 40)])
+    export_npy(tmp_path / 'f.h5', tmp_path / 'npy')
+    np.save(tmp_path / 'npy' / 'v.npy', payload, allow_pickle=True)
+    with pytest.raises(FeatureStoreError, match=rf'{tmp_path / "npy" / "v.npy"}: .*Object arrays cannot be loaded'):
+        import_npy(tmp_path / 'npy', tmp_path / 'y.h5')
+    # a part file
+    parts = tmp_path / 'parts'
+    path = write_part(parts, *make_video('v', 40))
+    with np.load(path) as part:
+        meta = part['meta']
+    np.savez(path, features=payload, video_id=np.array('v'), meta=meta)
+    with pytest.raises(FeatureStoreError, match=rf'part file {path} is unreadable: Object arrays cannot be loaded'):
+        list(read_parts(parts))
+    assert not marker.exists()
+    assert not (tmp_path / 'x.h5').exists() and not (tmp_path / 'y.h5').exists()

@@ -2,15 +2,14 @@
 """
 from __future__ import annotations
 
-import json
-import pickle
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .common import AnnotationError, PathLike, csv_rows, parse_float, parse_int, read_text
+from .common import AnnotationError, PathLike, csv_rows, parse_float, parse_int, read_text, shown
+from .safe_pickle import load_restricted_pickle
 
 __all__ = ['AVABox', 'read_ava_csv', 'group_by_keyframe', 'read_ava_label_map', 'read_ava_excluded',
            'read_ava_proposals']
@@ -104,6 +103,19 @@ def group_by_keyframe(boxes: Sequence[AVABox]) -> dict[tuple[str, int], list[AVA
 
 _PBTXT_TOKEN = re.compile(r'\s+|#[^\n]*|(?P<str>"(?:[^"\\\n]|\\.)*")|(?P<word>[A-Za-z_][A-Za-z0-9_]*)'
                           r'|(?P<num>-?\d+(?:\.\d*)?)|(?P<sym>[{}:])')
+# the protobuf text-format escapes a class name can need; octal and hex byte escapes are refused by name
+_PBTXT_ESCAPES = {'"': '"', "'": "'", '\\': '\\', 'n': '\n', 't': '\t', 'r': '\r'}
+
+
+def _pbtxt_string(path: PathLike, line: int, quoted: str) -> str:
+    """The text of a quoted pbtxt string token (the tokenizer guarantees that every backslash escapes a character)."""
+    parts = re.split(r'(\\.)', quoted[1:-1])  # escapes at the odd indices
+    for i in range(1, len(parts), 2):
+        if parts[i][1] not in _PBTXT_ESCAPES:
+            raise AnnotationError(path, f'unsupported escape {parts[i]!r} in {shown(quoted)} (only \\" \\\' \\\\ \\n '
+                                        '\\t \\r)', line=line)
+        parts[i] = _PBTXT_ESCAPES[parts[i][1]]
+    return ''.join(parts)
 
 
 def read_ava_label_map(path: PathLike) -> dict[int, str]:
@@ -113,7 +125,8 @@ def read_ava_label_map(path: PathLike) -> dict[int, str]:
     ``label { name: "..." label_id: N label_type: ... }`` (the full 80-class list). Other fields are ignored.
 
     Raises:
-        AnnotationError: a syntax error, a block without a name or id, a non-integer id, or a duplicate id.
+        AnnotationError: a syntax error, a block without a name or id, a non-integer id, a duplicate id, or an escape
+            in a name other than \\" \\' \\\\ \\n \\t \\r.
     """
     text = read_text(path)
     tokens: list[tuple[str, str, int]] = []  # (kind, value, line)
@@ -160,11 +173,11 @@ def read_ava_label_map(path: PathLike) -> dict[int, str]:
         kind, value, vline = fields['name']
         if kind != 'str':
             raise AnnotationError(path, f'name must be a quoted string, got {value}', line=vline)
-        name = json.loads(value)  # pbtxt escapes are a superset of what AVA uses; JSON covers \" and \\
+        name = _pbtxt_string(path, vline, value)
         kind, value, vline = fields[id_key]
         if kind != 'num' or not re.fullmatch(r'-?\d+', value):
             raise AnnotationError(path, f'{id_key} must be an integer, got {value}', line=vline)
-        idx = int(value)
+        idx = parse_int(path, vline, value, id_key)
         if idx in out:
             raise AnnotationError(path, f'id {idx} ({name!r}) already used by {out[idx]!r}', line=vline)
         out[idx] = name
@@ -189,33 +202,43 @@ def read_ava_excluded(path: PathLike) -> set[tuple[str, int]]:
     return out
 
 
-_PROPOSAL_KEY = re.compile(r'(.+),(\d{4,})')
+_PROPOSAL_KEY = re.compile(r'(.+),([0-9]{4,9})')  # ASCII digits, few enough for int()
+
+
+def _is_rows(value: object) -> bool:
+    """An array, or a list of rows of 4 or 5 numbers: what ``np.asarray`` can take in time linear in the pickle's size.
+    Lists that share themselves (``v = [v, v]`` 40 times: 200 bytes of pickle) would expand to 2**40 numbers."""
+    if isinstance(value, np.ndarray):
+        return True
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(r, (list, tuple, np.ndarray)) and len(r) in (4, 5)
+        and (r.ndim == 1 if isinstance(r, np.ndarray) else all(isinstance(x, (int, float, np.number)) for x in r))
+        for r in value)
 
 
 def read_ava_proposals(path: PathLike) -> dict[tuple[str, int], np.ndarray]:
     """Read a person-proposals pickle (mmaction2 layout) -> ``{(video_id, timestamp): (N, 4|5) float32}``.
 
     The pickle is a dict keyed ``"video_id,%04d"`` whose values are ``[x1, y1, x2, y2(, score)]`` rows, normalised.
-    Only load pickles from a trusted source: unpickling runs code.
+    It is read with :func:`~.safe_pickle.load_restricted_pickle`, which builds plain data and numeric numpy arrays
+    only and runs nothing the file names (docs/security.md#pickles).
 
     Raises:
-        AnnotationError: not a dict, a key not of the form ``video_id,NNNN``, or a value that is not an (N, 4) or
-            (N, 5) array of finite numbers.
+        AnnotationError: a pickle that names anything else (naming it), a corrupt pickle, not a dict, a key not of
+            the form ``video_id,NNNN``, or a value that is not an (N, 4) or (N, 5) array of finite numbers.
     """
-    try:
-        with open(path, 'rb') as f:
-            data = pickle.load(f)
-    except FileNotFoundError:
-        raise AnnotationError(path, 'file not found') from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise AnnotationError(path, f'cannot unpickle: {type(e).__name__}: {e}') from None
+    data = load_restricted_pickle(path)
     if not isinstance(data, dict):
         raise AnnotationError(path, f'expected a dict keyed "video_id,timestamp", got {type(data).__name__}')
     out = {}
     for key, value in data.items():
         m = _PROPOSAL_KEY.fullmatch(key) if isinstance(key, str) else None
         if m is None:
-            raise AnnotationError(path, 'key is not of the form "video_id,%04d"', key=str(key))
+            raise AnnotationError(path, 'key is not of the form "video_id,%04d"',
+                                  key=key[:60] if isinstance(key, str) else shown(key))
+        if not _is_rows(value):
+            raise AnnotationError(path, f'expected an (N, 4) or (N, 5) array or a list of such rows, got '
+                                        f'{type(value).__name__}', key=key)
         try:
             arr = np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError):

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ['PathLike', 'AnnotationError', 'read_text', 'text_lines', 'read_class_names', 'parse_int', 'parse_float',
-           'csv_rows']
+__all__ = ['PathLike', 'AnnotationError', 'read_text', 'text_lines', 'read_class_names', 'shown', 'parse_int',
+           'parse_float', 'csv_rows']
 
 PathLike = str | os.PathLike
 
@@ -45,9 +46,10 @@ def _rebuild_error(path, reason, line, key) -> AnnotationError:
 
 
 def read_text(path: PathLike) -> str:
-    """The file as UTF-8 text; a missing or undecodable file is an :class:`AnnotationError`."""
+    """The file as UTF-8 text, without the byte-order mark some Windows editors write first; a missing or undecodable
+    file is an :class:`AnnotationError`."""
     try:
-        return Path(path).read_text(encoding='utf-8')
+        return Path(path).read_text(encoding='utf-8-sig')
     except FileNotFoundError:
         raise AnnotationError(path, 'file not found') from None
     except UnicodeDecodeError as e:
@@ -57,8 +59,12 @@ def read_text(path: PathLike) -> str:
 
 
 def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """(1-based line number, stripped line) for every non-blank line."""
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
+    """(1-based line number, stripped line) for every non-blank line.
+
+    Lines end at \\n, \\r\\n or \\r, as when Python (and so mmaction2) iterates over a text file; the other
+    characters ``str.splitlines()`` breaks at (\\x0c, \\x1c-\\x1e, \\x85, \\u2028, \\u2029) stay inside the line.
+    """
+    for n, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):
         line = line.strip()
         if line:
             yield n, line
@@ -83,6 +89,15 @@ def read_class_names(path: PathLike) -> list[str]:
     return names
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters, for error messages about fields that may be megabytes long."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit str limit
+        text = f'<{type(value).__name__} too long to show>'
+    return text if len(text) <= limit else f'{text[:limit - 5]}...{text[-2:]}'
+
+
 def parse_int(path: PathLike, line: int | None, value: Any, what: str, *, minimum: int | None = None) -> int:
     """Parse an integer field (``'0902'`` -> 902; ``'3.0'`` and ``True`` are rejected)."""
     if isinstance(value, bool):
@@ -92,10 +107,10 @@ def parse_int(path: PathLike, line: int | None, value: Any, what: str, *, minimu
     else:
         try:
             out = int(str(value).strip())
-        except ValueError:
-            raise AnnotationError(path, f'{what} must be an integer, got {value!r}', line=line) from None
+        except ValueError:  # also more digits than Python converts (4300)
+            raise AnnotationError(path, f'{what} must be an integer, got {shown(value)}', line=line) from None
     if minimum is not None and out < minimum:
-        raise AnnotationError(path, f'{what} must be >= {minimum}, got {out}', line=line)
+        raise AnnotationError(path, f'{what} must be >= {minimum}, got {shown(out)}', line=line)
     return out
 
 
@@ -106,16 +121,19 @@ def parse_float(path: PathLike, line: int | None, value: Any, what: str) -> floa
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise AnnotationError(path, f'{what} must be a number, got {value!r}', line=line) from None
+        raise AnnotationError(path, f'{what} must be a number, got {shown(value)}', line=line) from None
+    except OverflowError:  # an integer beyond the float range (a JSON number with 400 digits)
+        raise AnnotationError(path, f'{what} must be finite, got {shown(value)}', line=line) from None
     if not math.isfinite(out):
-        raise AnnotationError(path, f'{what} must be finite, got {value!r}', line=line)
+        raise AnnotationError(path, f'{what} must be finite, got {shown(value)}', line=line)
     return out
 
 
 def csv_rows(path: PathLike) -> Iterator[tuple[int, list[str]]]:
     """(line number where the row starts, fields) for every non-empty csv row."""
-    text = read_text(path)
-    reader = csv.reader(text.splitlines(keepends=True))
+    # newline='' as the csv module asks: rows end at \n, \r\n or \r only, not at the other characters that
+    # str.splitlines() breaks on (\x0c, \x1c, \x85, \u2028, ...), which may sit inside a field
+    reader = csv.reader(io.StringIO(read_text(path), newline=''))
     start = 1
     try:
         for row in reader:

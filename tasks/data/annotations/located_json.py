@@ -25,6 +25,7 @@ class LocatedJSON:
         self._newlines = [m.start() for m in re.finditer('\n', self.text)]
         self._lines: dict[int, int] = {}
         self._key_lines: dict[tuple[int, str], int] = {}
+        self._item_lines: dict[tuple[int, int], int] = {}
         self._decoder = json.JSONDecoder()
         self._keep: list[Any] = []  # keeps located objects alive so that their id() stays unique
         pos = self._ws(0)
@@ -46,6 +47,10 @@ class LocatedJSON:
         """Line of ``"key":`` inside an object this parser walked itself (depth above the limit)."""
         return self._key_lines.get((id(obj), key))
 
+    def line_of_item(self, obj: list, index: int) -> int | None:
+        """Line where item ``index`` of a list this parser walked itself starts (scalars included)."""
+        return self._item_lines.get((id(obj), index))
+
     def _ws(self, pos: int) -> int:
         while pos < len(self.text) and self.text[pos] in ' \t\r\n':
             pos += 1
@@ -59,6 +64,10 @@ class LocatedJSON:
             return self._decoder.raw_decode(self.text, pos)
         except json.JSONDecodeError as e:
             raise AnnotationError(self.path, f'invalid JSON: {e.msg} (column {e.colno})', line=e.lineno) from None
+        except ValueError as e:  # Python's limit of 4300 digits for an int (the advice after ';' is not for users)
+            raise AnnotationError(self.path, f'invalid JSON: {str(e).split(";")[0]}', line=self.line_at(pos)) from None
+        except RecursionError:  # the C decoder recurses once per nested [ or {
+            raise AnnotationError(self.path, 'invalid JSON: nested too deeply', line=self.line_at(pos)) from None
 
     def _record(self, obj: Any, pos: int) -> None:
         if isinstance(obj, (dict, list)):
@@ -94,6 +103,7 @@ class LocatedJSON:
                 out[key] = value
                 self._key_lines[(id(out), key)] = key_line
             else:
+                self._item_lines[(id(out), len(out))] = self.line_at(i)
                 value, i = self._parse(i, depth - 1)
                 out.append(value)
             i = self._ws(i)

@@ -78,7 +78,7 @@ def read_ssv2_split(path: PathLike, labels: Mapping[str, int] | PathLike) -> lis
     out = []
     seen: dict[str, int] = {}
     for i, item in enumerate(doc.root):
-        line = doc.line_of(item)
+        line = doc.line_of_item(doc.root, i)
         if not isinstance(item, dict):
             raise AnnotationError(path, f'entry {i}: expected an object, got {type(item).__name__}', line=line)
         if 'id' not in item or isinstance(item['id'], (dict, list, bool)) or item['id'] is None:

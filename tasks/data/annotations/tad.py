@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .common import AnnotationError, PathLike, parse_float, parse_int, read_class_names, text_lines
+from .common import AnnotationError, PathLike, parse_float, parse_int, read_class_names, read_text, text_lines
 from .located_json import LocatedJSON
 
 __all__ = ['AMBIGUOUS', 'AnnFormat', 'TADSegment', 'TADVideo', 'TADAnnotations', 'read_actionformer_json',
@@ -142,7 +142,7 @@ def read_actionformer_json(path: PathLike) -> TADAnnotations:
     by_name: dict[str, int] = {}
     videos = {}
     for vid, info in db.items():
-        vline = doc.line_of(info)
+        vline = doc.line_of(info) or doc.line_of_key(db, vid)
         subset, duration, annotations = _tad_video_fields(path, vline, vid, info)
         fps = None
         if 'fps' in info:
@@ -150,8 +150,8 @@ def read_actionformer_json(path: PathLike) -> TADAnnotations:
             if fps <= 0:
                 raise AnnotationError(path, f'video {vid!r}: fps must be > 0, got {fps}', line=vline)
         video = TADVideo(vid, subset, duration, fps=fps, line=vline or 0)
-        for ann in annotations:
-            aline = doc.line_of(ann, vline)
+        for j, ann in enumerate(annotations):
+            aline = doc.line_of_item(annotations, j) or vline
             label, start, end = _tad_segment(path, aline, vid, ann)
             if label == AMBIGUOUS:
                 video.ambiguous.append((start, end))
@@ -192,15 +192,15 @@ def read_opentad_json(path: PathLike, class_map: Sequence[str] | PathLike | None
         class_map = read_class_names(class_map)
     raw = []
     for vid, info in db.items():
-        vline = doc.line_of(info)
+        vline = doc.line_of(info) or doc.line_of_key(db, vid)
         subset, duration, annotations = _tad_video_fields(path, vline, vid, info)
         frames = None
         if 'frame' in info:
             frames = parse_int(path, vline, info['frame'], f'video {vid!r}: frame', minimum=1)
         video = TADVideo(vid, subset, duration, num_frames=frames, line=vline or 0)
         segments = []
-        for ann in annotations:
-            aline = doc.line_of(ann, vline)
+        for j, ann in enumerate(annotations):
+            aline = doc.line_of_item(annotations, j) or vline
             segments.append((aline, *_tad_segment(path, aline, vid, ann)))
         raw.append((video, segments))
     if class_map is None:
@@ -242,9 +242,10 @@ def read_thumos_txt(path: PathLike) -> list[tuple[str, float, float]]:
 def _sniff_format(path: Path) -> Literal['actionformer', 'opentad']:
     """ActionFormer annotations carry ``label_id`` (and per-video ``fps``); OpenTAD's carry neither."""
     try:
-        db = json.loads(path.read_text(encoding='utf-8')).get('database')
-    except (OSError, json.JSONDecodeError, AttributeError):
+        doc = json.loads(read_text(path))
+    except (AnnotationError, ValueError, RecursionError):  # unreadable, not JSON, a 5000-digit number, [[[[...
         return 'actionformer'  # let the reader produce the precise error
+    db = doc.get('database') if isinstance(doc, dict) else None
     if isinstance(db, dict):
         for info in db.values():
             if not isinstance(info, dict):
@@ -253,7 +254,8 @@ def _sniff_format(path: Path) -> Literal['actionformer', 'opentad']:
                 return 'actionformer'
             if 'frame' in info:
                 return 'opentad'
-            for ann in info.get('annotations') or []:
+            annotations = info.get('annotations')
+            for ann in annotations if isinstance(annotations, list) else []:
                 if isinstance(ann, dict):
                     return 'actionformer' if 'label_id' in ann else 'opentad'
     return 'actionformer'
