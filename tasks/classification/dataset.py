@@ -29,6 +29,7 @@ from tasks.data.video import VideoDecodeError, dense_sample, segment_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
 from tasks.data.files import write_json_atomic
 from tasks.data.video.ids import video_id_of
+from tasks.data.video.reader import Backend
 from tasks.data.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import ClsTrainAugmentation, multi_view_test
@@ -285,7 +286,8 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
             of the partner class, and the same appearance then carries both labels, which takes away the shortcut of
             memorising each training video's look instead of its motion.
         reverse_label_map: the partner of every class (an involution: ``map[map[c]] == c``).
-        backend: video decoder, ``'decord'`` (official) or ``'pyav'``.
+        backend: video decoder: ``'auto'`` (decord, PyAV where decord cannot read the file), ``'decord'``
+            (official) or ``'pyav'`` (docs/video_decoding.md#video-formats).
         seed: base of every per-sample seed.
         max_attempts: videos tried for one training sample before giving up with an error.
         cache_videos_mb: keep up to this many MiB of whole decoded videos in each process
@@ -303,7 +305,7 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
                  rrc_scale: Sequence[float] = (0.08, 1.0), rrc_ratio: Sequence[float] = (0.75, 1.3333),
                  flip: bool = True, reprob: float = 0.25, recount: int = 1, reverse_prob: float = 0.0,
                  reverse_label_map: Sequence[int] | None = None,
-                 backend: Literal['decord', 'pyav'] = 'decord', seed: int = 0, max_attempts: int = 20,
+                 backend: Backend = 'auto', seed: int = 0, max_attempts: int = 20,
                  cache_videos_mb: float = 0):
         if sampling not in ('dense', 'segment'):
             raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")

@@ -22,6 +22,7 @@ from tasks.data.annotations import (AnnotationError, AVABox, group_by_keyframe, 
                                read_ava_label_map, read_ava_proposals)
 from tasks.data.video import VideoDecodeError, keyframe_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
+from tasks.data.video.reader import Backend
 from tasks.data.video.retry import load_with_replacements
 from tasks.data.video.transforms import short_side_resize, to_tchw
 
@@ -94,8 +95,9 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
       Testing uses, with ``keyframes='all'`` (the official protocol, which scores detections on every keyframe),
       every keyframe of the annotated videos that has proposals plus the annotated ones; ``'annotated'`` keeps only
       the annotated ones (mmaction2's val set).
-    * **Clip**: :func:`tasks.data.video.keyframe_sample`, frame ``round(fps * (t - timestamp_start))``, per-frame
-      jitter in training.
+    * **Clip**: :func:`tasks.data.video.keyframe_sample`, frame ``round(fps * (t - timestamp_start))`` (with
+      ``fps=None`` the frame shown at ``t - timestamp_start`` by the container's timestamps), per-frame jitter in
+      training.
     * **Boxes**: at test time the proposals (:func:`select_proposals`), or without a proposal file the ground truth
       (oracle localisation); in training the ground truth, plus with ``train_with_proposals`` the proposals whose IoU
       with a ground-truth box is >= ``proposal_iou`` (mmaction2's ``MaxIoUAssignerAVA``), labelled like that box.
@@ -121,7 +123,8 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         labels_from_label_map: train only the label-map classes (mmaction2's ``custom_classes``); other rows dropped.
         keyframes: test keyframes, ``'all'`` (official) or ``'annotated'`` (mmaction2).
         video_ext: extension of the video files.
-        fps: frame rate used to find a keyframe's frame; None: the container's average rate (AVA: 30).
+        fps: frame rate used to find a keyframe's frame; None: the container's timestamps (the frame shown at
+            the keyframe time; at AVA's constant 30 fps the same frame as ``round(30 * t)``).
         timestamp_start: time of frame 0 (900 for AVA's cut videos and the synthetic benchmark).
         clip_len: frames per clip (16).
         frame_interval: step between frames (4).
@@ -134,7 +137,8 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         max_proposals: at most this many proposals per keyframe (mmaction2: 1000).
         train_with_proposals: add proposals matching a ground-truth box (IoU >= ``proposal_iou``) in training.
         proposal_iou: that IoU (0.9).
-        backend: video decoder, ``'decord'`` or ``'pyav'``.
+        backend: video decoder: ``'auto'`` (decord, PyAV where decord cannot read the file), ``'decord'``
+            (official) or ``'pyav'`` (docs/video_decoding.md#video-formats).
         cache_videos_mb: keep up to this many MiB of whole decoded videos per process
             (:class:`~tasks.data.video.cache.DecodedVideoCache`) and cut every clip from memory; 0 (default) decodes
             each clip afresh. Only for small videos (the synthetic benchmark: 13 MB per 12-s 128x96 video); a random
@@ -152,7 +156,7 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
                  crop_size: int = 256, flip_ratio: float = 0.5, min_visible: float = 0.3,
                  test_short_side: int | None = 256, person_det_score_thr: float = 0.9, max_proposals: int = 1000,
                  train_with_proposals: bool = False, proposal_iou: float = 0.9,
-                 backend: Literal['decord', 'pyav'] = 'decord', cache_videos_mb: float = 0, seed: int = 0,
+                 backend: Backend = 'auto', cache_videos_mb: float = 0, seed: int = 0,
                  max_attempts: int = 20):
         if keyframes not in ('all', 'annotated'):
             raise ValueError(f"keyframes must be 'all' or 'annotated', got {keyframes!r}")
@@ -250,13 +254,17 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         """
         path = self.video_path(sample.video_id)
         with open_video(path, self.backend, self.video_cache) as reader:
-            clip = self._sample(reader.num_frames, sample.timestamp, reader.fps, generator)
+            clip = self._sample(reader.num_frames, sample.timestamp, reader.fps, generator, reader.timestamps)
             return reader.get_frames(clip.indices[0])
 
-    def _sample(self, num_frames: int, timestamp: int, fps: float, generator: torch.Generator | None):
+    def _sample(self, num_frames: int, timestamp: int, fps: float, generator: torch.Generator | None,
+                timestamps: np.ndarray | None = None):
+        # a configured fps is the protocol's frame clock (AVA: 30); without one, the container's timestamps place
+        # the keyframe, which is also right for variable-frame-rate video
         return keyframe_sample(num_frames, timestamp, self.fps or fps, clip_len=self.clip_len,
                                frame_interval=self.frame_interval, timestamp_start=self.timestamp_start,
-                               jitter=not self.test_mode, generator=generator)
+                               jitter=not self.test_mode, generator=generator,
+                               timestamps=None if self.fps else timestamps)
 
     def _train_transform(self, frames: torch.Tensor, sample: AVAKeyframe, generator: torch.Generator
                          ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from tasks.data.annotations import AnnotationError, read_kinetics_csv, read_ssv2
 from tasks.data.video import dense_sample
 from tasks.data.video.cache import DecodedVideoCache, open_video
 from tasks.data.video.rawframes import read_rawframes
+from tasks.data.video.reader import Backend
 from tasks.data.video.retry import load_with_replacements, sample_seeds
 
 from .transforms import PretrainAugmentation
@@ -122,7 +123,8 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
         encoder_mask_ratio: rho_e (0.9).
         decoder_mask: decoder mask kind (``'run_cell'``; ``'none'`` for V1).
         decoder_mask_ratio: rho_d (0.5).
-        backend: video decoder, ``'decord'`` (official) or ``'pyav'``.
+        backend: video decoder: ``'auto'`` (decord, PyAV where decord cannot read the file), ``'decord'``
+            (official) or ``'pyav'`` (docs/video_decoding.md#video-formats).
         antialias: see :class:`~tasks.pretrain.transforms.PretrainAugmentation`.
         seed: base seed of every per-sample generator (the same in every process; a config sets it, since the
             Runner passes its seed only to the sampler).
@@ -140,7 +142,7 @@ class VideoMAEv2PretrainDataset(torch.utils.data.Dataset):
                  patch_size: int = 16, tubelet_size: int = 2, scales: Sequence[float] = (1, .875, .75, .66),
                  num_sample: int = 4, encoder_mask: MaskKind = 'tube', encoder_mask_ratio: float = 0.9,
                  decoder_mask: DecoderMaskKind = 'run_cell', decoder_mask_ratio: float = 0.5,
-                 backend: Literal['decord', 'pyav'] = 'decord', antialias: bool = True, seed: int = 0,
+                 backend: Backend = 'auto', antialias: bool = True, seed: int = 0,
                  max_attempts: int = 20, cache_videos_mb: float = 0):
         if num_sample < 1:
             raise ValueError(f'num_sample must be >= 1, got {num_sample}')

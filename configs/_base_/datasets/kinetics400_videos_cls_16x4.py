@@ -40,7 +40,7 @@ train_dataloader = dict(
         flip=True,
         reprob=0.25,  # official --reprob 0.25 --recount 1: one box, the same in every frame
         recount=1,
-        backend='decord',
+        backend='auto',
         seed=0))
 
 # The test-mode dataset shared by validation and test; they differ only in the views per video.
@@ -56,7 +56,7 @@ _test_dataset = dict(
     frame_interval=4,
     input_size=224,
     short_side=224,
-    backend='decord')
+    backend='auto')
 
 # Validation during training: the middle 16x4 clip of each video, short side 224, centre crop (one view; the
 # official validation also takes one clip and a centre crop).

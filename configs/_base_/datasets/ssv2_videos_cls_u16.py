@@ -37,7 +37,7 @@ train_dataloader = dict(
         flip=False,  # official: no flip for SSV2
         reprob=0.25,
         recount=1,
-        backend='decord',
+        backend='auto',
         seed=0))
 
 # The test-mode dataset shared by validation and test; they differ only in the views per video.
@@ -54,7 +54,7 @@ _test_dataset = dict(
     clip_len=16,
     input_size=224,
     short_side=224,
-    backend='decord')
+    backend='auto')
 
 # Validation during training: segment starts (the first test offset), short side 224, centre crop.
 val_dataloader = dict(

@@ -42,5 +42,5 @@ train_dataloader = dict(
         encoder_mask_ratio=0.9,  # int(0.9 x 196) = 176 of 196 positions masked per slice: 160 visible tokens
         decoder_mask='run_cell',
         decoder_mask_ratio=0.5,  # 2 of every 2x2 cell dropped per slice: 784 of 1568 tokens decoded
-        backend='decord',
+        backend='auto',
         seed=0))  # base of the per-sample seeds (seed, epoch, index); the same in every process

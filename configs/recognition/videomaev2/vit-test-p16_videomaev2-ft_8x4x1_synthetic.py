@@ -72,7 +72,7 @@ train_dataloader = dict(
         # labels, so it cannot be memorised instead of its motion.
         reverse_prob=0.5,
         reverse_label_map=[9, 6, 3, 2, 5, 4, 1, 8, 7, 0],
-        backend='decord',
+        backend='auto',
         # 480 videos x 64 frames x 128x96 = 1.1 GiB per worker: every video is decoded once, not once per epoch
         # (decoding is ~90 % of a sample's cost here).
         cache_videos_mb=1400,
@@ -95,7 +95,7 @@ _test_dataset = dict(
     frame_interval=4,
     input_size=96,
     short_side=96,  # no resize: the videos are 96 px high
-    backend='decord')
+    backend='auto')
 # Validation during training: the middle clip, centre crop.
 val_dataloader = dict(
     batch_size=8, num_workers=2, persistent_workers=True, sampler=dict(type='DefaultSampler', shuffle=False),

@@ -15,22 +15,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .reader import Backend, VideoReader
+from .reader import Backend, VideoMeta, VideoReader
 
 __all__ = ['CachedVideo', 'DecodedVideoCache', 'open_video']
 
 
 class CachedVideo:
-    """The decoded frames of one video, read like a :class:`VideoReader` (``num_frames``, ``fps``, ``get_frames``).
+    """The decoded frames of one video, read like a :class:`VideoReader` (``meta``, ``num_frames``, ``fps``,
+    ``timestamps``, ``get_frames``).
 
     Args:
-        path: the file the frames came from.
+        meta: the reader's metadata of the video.
         frames: uint8 (N, H, W, 3), every frame in presentation order.
-        fps: the container's average frame rate.
     """
 
-    def __init__(self, path: Path, frames: torch.Tensor, fps: float):
-        self.path, self.frames, self.fps = path, frames, fps
+    def __init__(self, meta: VideoMeta, frames: torch.Tensor):
+        self.meta, self.frames = meta, frames
+
+    @property
+    def path(self) -> Path:
+        return self.meta.path
+
+    @property
+    def fps(self) -> float:
+        return self.meta.fps
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return self.meta.timestamps
 
     @property
     def num_frames(self) -> int:
@@ -59,7 +71,7 @@ class DecodedVideoCache:
     failed video is not cached.
     """
 
-    def __init__(self, max_mb: float, backend: Backend = 'decord'):
+    def __init__(self, max_mb: float, backend: Backend = 'auto'):
         if max_mb <= 0:
             raise ValueError(f'max_mb must be > 0, got {max_mb}')
         self.max_bytes = int(max_mb * 2 ** 20)
@@ -90,7 +102,7 @@ class DecodedVideoCache:
             return video
         self.misses += 1
         with VideoReader(key, backend=self.backend) as reader:
-            video = CachedVideo(reader.path, reader.get_frames(np.arange(reader.num_frames)), reader.fps)
+            video = CachedVideo(reader.meta, reader.get_frames(np.arange(reader.num_frames)))
         if video.nbytes <= self.max_bytes:
             while self._bytes + video.nbytes > self.max_bytes:
                 _, old = self._videos.popitem(last=False)
@@ -106,7 +118,7 @@ class DecodedVideoCache:
         return state
 
 
-def open_video(path: str | os.PathLike, backend: Backend = 'decord',
+def open_video(path: str | os.PathLike, backend: Backend = 'auto',
                cache: DecodedVideoCache | None = None) -> VideoReader | CachedVideo:
     """A context manager reading ``path``: the cache's decoded copy when a cache is given, else a fresh reader."""
     return cache.get(path) if cache is not None else VideoReader(path, backend=backend)

@@ -1,18 +1,20 @@
-"""Frame-accurate video reading with decord (default) or PyAV behind one interface.
+"""Frame-accurate video reading with decord or PyAV behind one interface; ``backend='auto'`` (the default) picks
+decord where it can read the file and PyAV where it cannot (docs/video_decoding.md#video-formats).
 
 Random access (:meth:`VideoReader.get_frames`) serves the few frames per clip of classification and AVA; sliding
 windows (:meth:`VideoReader.iter_windows`) serve whole untrimmed videos for temporal localization and decode each
 frame once (docs/video_decoding.md#decode-once-cut-windows-from-a-buffer). Indices are 0-based presentation order,
-clipped to the video; every failure to open or decode a file raises :class:`~tasks.data.video.errors.VideoDecodeError`
-naming the file and the reason.
+clipped to the video; frames come as a player shows them (the container's display matrix applied), and every
+failure to open or decode a file raises :class:`~tasks.data.video.errors.VideoDecodeError` naming the file and the
+reason.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import VideoDecodeError
+from .probe import Orientation, VideoProbe, decord_orientation, frame_rate_deviation, probe_video
 
 try:
     import decord
@@ -29,9 +32,11 @@ except ImportError:  # decord has no wheels for some platforms (e.g. macOS arm64
     decord = None
     _HAS_DECORD = False
 
-__all__ = ['Backend', 'VideoMeta', 'VideoReader', 'Window']
+__all__ = ['BACKENDS', 'Backend', 'Decoder', 'VideoMeta', 'VideoReader', 'Window']
 
-Backend = Literal['decord', 'pyav']
+Backend = Literal['auto', 'decord', 'pyav']
+Decoder = Literal['decord', 'pyav']
+BACKENDS: tuple[Backend, ...] = ('auto', 'decord', 'pyav')
 FrameTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -41,24 +46,34 @@ class VideoMeta:
 
     Attributes:
         path: the video file.
-        backend: the decoder that read it.
+        backend: the decoder that read it, ``'decord'`` or ``'pyav'`` (what ``'auto'`` chose).
         num_frames: frames in the stream, counted from the container's packets (not the header's estimate).
         fps: the stream's average frame rate; for a variable-frame-rate video use ``timestamps`` instead.
         timestamps: (num_frames,) float64 presentation time of every frame in seconds, from the container's
-            timestamps, relative to the stream start (so the first frame is usually at 0).
+            timestamps, relative to the first frame (so the first is 0). Both backends report the same.
         duration: seconds covered by the frames: last timestamp - first timestamp + one average frame period.
-        height: frame height in pixels.
-        width: frame width in pixels.
+        height: height of the frames as shown (after ``rotation``), in pixels.
+        width: width of the frames as shown, in pixels.
+        codec: FFmpeg's name of the video codec (``'h264'``, ``'vp9'``, ``'av1'`` ...).
+        rotation: degrees clockwise (0, 90, 180, 270) the stored frames were turned to show them as a player does,
+            from the container's display matrix (the MP4 ``rotate`` tag of phone videos).
+        mirrored: the display matrix also mirrors the picture (applied before ``rotation``; rare).
+        variable_frame_rate: some frame's timestamp is more than half an average frame period away from a constant
+            rate (frame i at i / fps), so frame indices do not give times; use ``timestamps``.
     """
 
     path: Path
-    backend: Backend
+    backend: Decoder
     num_frames: int
     fps: float
     timestamps: np.ndarray = field(repr=False)
     duration: float
     height: int
     width: int
+    codec: str
+    rotation: int
+    mirrored: bool
+    variable_frame_rate: bool
 
 
 class Window(NamedTuple):
@@ -76,155 +91,139 @@ class Window(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# backends: each reads a sorted, unique, in-range int64 array of frame indices into a uint8 (k, H, W, 3) array
+# backends: each decodes a sorted, unique, in-range int64 array of frame indices of a probed video (probe.py) into a
+# uint8 (k, H, W, 3) array of displayed frames
 # --------------------------------------------------------------------------------------------------------------------
 
-def _average_fps(rate: float | Fraction | None, timestamps: np.ndarray) -> float:
-    """The container's average rate if it is usable, else the mean rate of the timestamps (0/0 rates exist)."""
-    if rate is not None and np.isfinite(float(rate)) and float(rate) > 0:
-        return float(rate)
-    if len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
-        return (len(timestamps) - 1) / float(timestamps[-1] - timestamps[0])
-    raise ValueError('the container reports no frame rate and the timestamps do not give one')
+class _DecordUnusable(Exception):
+    """decord cannot read a file that PyAV reads (``reason`` says why); ``backend='auto'`` then uses PyAV."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _probe(path: Path) -> None:
-    """Open the container with PyAV and check it has a video stream with a decoder.
-
-    decord's bundled FFmpeg opens plain text files through its ``tty`` demuxer as a one-frame "video", and the official
-    code skips files under 1 KB because decord could hang on them; a cheap PyAV header probe rejects both cases
-    with a clear reason before decord sees the file.
-    """
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            streams = container.streams.video
-            if not streams:
-                raise VideoDecodeError(path, 'the container has no video stream')
-            codec = streams[0].codec_context
-            if codec is None:
-                raise VideoDecodeError(path, 'no decoder for the video stream')
-            if codec.name in ('ansi', 'bintext', 'xbin', 'idf', 'tty'):  # text rendered as video by FFmpeg
-                raise VideoDecodeError(path, f'the "video" stream is text ({codec.name})')
-    except VideoDecodeError:
-        raise
-    except Exception as e:  # av.error.* (InvalidDataError for non-videos and truncated MP4s), OSError
-        raise VideoDecodeError(path, f'not a readable video container ({type(e).__name__}: {e})') from None
+def _decord_open_failure(probe: VideoProbe, error: Exception) -> str:
+    message = _last_line(error)
+    if 'cannot find video stream' in message:  # av_find_best_stream found no stream with a decoder
+        return f'the codec {probe.codec!r} is not supported by decord (its bundled FFmpeg has no decoder for it)'
+    return f'decord cannot open it ({type(error).__name__}: {message})'
 
 
 class _DecordBackend:
-    """decord ``VideoReader`` with bounded read-ahead.
+    """decord ``VideoReader``, cleared after each read so that it decodes nothing while the caller works.
 
-    decord's ``NextFrame`` pushes another packet whenever the decoder thread has not produced a frame yet, so during
-    a long sequential read it queues packets ahead of the consumer, and the decoded frames pile up in its frame queue
-    (docs/video_decoding.md measured 66 MB -> 1.3 GB on a 60-s 360p video with a slow consumer). ``seek(0)`` clears
-    those queues (``resets`` counts the clears). Doing it when a sequential read enters a new GOP costs two container
-    seeks and no extra decoding, because decord's accurate seek then lands on the keyframe it was about to decode
-    anyway. So the read-ahead is bounded by about one GOP (at least ``reset_min_frames`` frames between clears, so
-    all-intra videos do not seek on every frame).
+    decord 0.6's ``NextFrame`` pushes another packet whenever its decoder thread has not produced a frame yet, so a
+    read leaves thousands of packets queued (every packet of a short video), and the decoder thread turns them all
+    into RGB frames while the caller works: with a slow consumer, extraction grew by gigabytes, more on a longer video
+    (docs/video_decoding.md#decord-memory). The reader therefore calls :meth:`clear` (``seek(0)`` stops decord's
+    decoder thread and drops its queues; ``resets`` counts the calls) before it hands frames back. That costs two
+    container seeks, and no decoding when the next read starts at a keyframe, where decord's accurate seek lands
+    anyway; so a sequential reader reads whole GOPs at a time (:meth:`span`), at least ``min_read`` frames and at
+    most ``max_read`` (what it holds). A GOP longer than ``max_read`` is read in pieces without clearing in between
+    (clearing would decode again from its keyframe), so decord can decode ahead there; that is logged once per file.
     """
 
-    reset_min_frames = 64
+    min_read = 64
+    max_read = 300
+    name: Decoder = 'decord'
 
-    def __init__(self, path: Path, num_threads: int):
+    def __init__(self, probe: VideoProbe, num_threads: int):
         if not _HAS_DECORD:
-            raise ImportError("backend='decord' needs decord: `pip install decord` (or use backend='pyav')")
-        _probe(path)
+            raise ImportError("backend='decord' needs decord: `pip install decord` (or use backend='pyav' or 'auto')")
         try:
-            self._vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=num_threads)
-            self.num_frames = len(self._vr)
-            ts = np.asarray(self._vr.get_frame_timestamp(np.arange(self.num_frames)), dtype=np.float64)
-            self.timestamps = ts[:, 0] if ts.size else np.zeros(0)
-            self.fps = _average_fps(self._vr.get_avg_fps(), self.timestamps) if self.num_frames else 0.0
+            self._vr = decord.VideoReader(str(probe.path), ctx=decord.cpu(0), num_threads=num_threads)
+            count = len(self._vr)
             self.keyframes = np.asarray(self._vr.get_key_indices(), dtype=np.int64)
-            # decord has no size query: decode frame 0 once, then rewind so sequential reads start at 0.
-            first = self._vr[0].asnumpy() if self.num_frames else None
+            # decord has no size query: decode frame 0 once, then rewind (which also clears its queues)
+            first = self._vr[0].asnumpy() if count else None
             self._vr.seek(0)
-        except VideoDecodeError:
-            raise
         except Exception as e:  # DECORDError, RuntimeError, AssertionError on a zero frame count
-            raise VideoDecodeError(path, f'decord could not index it, the file may be truncated or corrupt '
-                                         f'({type(e).__name__}: {_last_line(e)})') from None
-        if first is not None and first.shape[2:] != (3,):
+            self._vr = None
+            raise _DecordUnusable(_decord_open_failure(probe, e)) from None
+        if count != probe.num_frames:
+            raise _DecordUnusable(f'decord counts {count} frames where the container has {probe.num_frames}')
+        if first.shape[2:] != (3,):
             # decord hands out FFmpeg's padded RGB rows as extra "channels" when the padded row length is a multiple
             # of the width (e.g. widths 16, 32, 48), and get_batch then fails; say so instead of decoding garbage.
-            raise VideoDecodeError(path, f'decord returns frames of shape {first.shape} for width {first.shape[1]} '
-                                         "(a decord bug with padded RGB rows); use backend='pyav' for this video")
-        self.height, self.width = first.shape[:2] if first is not None else (0, 0)
-        self._next = 0  # the frame decord returns next without seeking
-        self._since_reset = 0
+            raise _DecordUnusable(f'decord returns frames of shape {first.shape} for width {first.shape[1]} '
+                                  '(a decord bug with padded RGB rows)')
+        # decord turns some display matrices itself (probe.decord_orientation); turn the rest of the way here
+        applied = decord_orientation(probe.display_matrix, probe.container)
+        h, w = probe.stored_size
+        expected = (w, h) if applied.rotation in (90, 270) else (h, w)
+        if first.shape[:2] != expected:
+            raise _DecordUnusable(f'decord returns {first.shape[0]}x{first.shape[1]} frames where '
+                                  f'{expected[0]}x{expected[1]} were expected (display matrix {probe.display_matrix})')
+        self._correction = probe.orientation.correction_after(applied)
+        self._path = probe.path
+        self.num_frames = count
+        self.height, self.width = probe.size
         self.resets = 0
+        self._said_long_gop = False
 
-    def _gop(self, i: int) -> int:
-        return int(np.searchsorted(self.keyframes, i, side='right'))
+    def span(self, indices: np.ndarray, chunk_size: int) -> tuple[int, bool]:
+        """How many of the ascending ``indices`` a sequential reader decodes in one read, and whether that read
+        clears decord's queues at its end: up to the first GOP end ``min_read`` frames on, else the last GOP end
+        within ``max_read`` frames, else (a longer GOP) ``max_read`` frames without clearing."""
+        first = int(indices[0])
+        ends = np.append(self.keyframes[self.keyframes > first], self.num_frames)  # where a GOP ends (exclusive)
+        reach = ends - first
+        far = ends[reach >= self.min_read]
+        if len(far) and far[0] - first <= self.max_read:
+            stop, clear = int(far[0]), True
+        elif np.any(reach <= self.max_read):
+            stop, clear = int(ends[reach <= self.max_read][-1]), True
+        else:
+            stop, clear = first + self.max_read, False
+            if not self._said_long_gop:
+                self._said_long_gop = True
+                _log.warning('%s: keyframes more than %d frames apart; decord may decode ahead of the reader within '
+                             "such GOPs (memory); backend='pyav' decodes only what is read", self._path, self.max_read)
+        return max(1, int(np.searchsorted(indices, stop))), clear
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        # one get_batch per GOP touched, so the queues can be cleared where a sequential read enters a new GOP
-        gops = np.searchsorted(self.keyframes, indices, side='right')
-        cuts = np.flatnonzero(np.diff(gops)) + 1
-        return np.concatenate([self._read_gop(part) for part in np.split(indices, cuts)])
-
-    def _read_gop(self, indices: np.ndarray) -> np.ndarray:
-        k = int(indices[0])
-        if (self._next > 0 and k >= self._next and self._since_reset >= self.reset_min_frames
-                and self._gop(k) != self._gop(self._next - 1)):
-            self._vr.seek(0)  # clear decord's queues; the next get_batch seeks accurately to k (see class docstring)
-            self._since_reset = 0
-            self.resets += 1
-        frames = self._vr.get_batch(indices.tolist()).asnumpy()
-        self._since_reset += int(indices[-1]) - k + 1
-        self._next = int(indices[-1]) + 1
+        # 16-frame get_batch calls were the fastest (docs/video_decoding.md#decoders); back to back, so that decord's
+        # decoder thread has no time to run ahead
+        chunks = [self._vr.get_batch(indices[i:i + 16].tolist()).asnumpy() for i in range(0, len(indices), 16)]
+        frames = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        if self._correction != Orientation():
+            frames = np.ascontiguousarray(self._correction.apply(frames))
         return frames
+
+    def clear(self) -> None:
+        """Drop what decord queued ahead and stop its decoder thread (see the class docstring)."""
+        self._vr.seek(0)
+        self.resets += 1
 
     def close(self) -> None:
         self._vr = None
 
 
 class _PyAVBackend:
-    """PyAV demux + decode with a persistent decoder position, so ascending reads never decode a frame twice."""
+    """PyAV demux + decode with a persistent decoder position, so ascending reads never decode a frame twice; frames
+    are turned as the display matrix says."""
 
-    def __init__(self, path: Path, num_threads: int):
+    name: Decoder = 'pyav'
+
+    def __init__(self, probe: VideoProbe, num_threads: int):
         import av
 
-        self._path = path
+        self._path = probe.path
         try:
-            self._container = av.open(str(path))
-        except Exception as e:
-            raise VideoDecodeError(path, f'not a readable video container ({type(e).__name__}: {e})') from None
-        try:
-            if not self._container.streams.video:
-                raise VideoDecodeError(path, 'the container has no video stream')
-            stream = self._stream = self._container.streams.video[0]
-            if num_threads != 1:
-                stream.thread_type = 'AUTO'
-                stream.codec_context.thread_count = num_threads  # 0: FFmpeg picks
-            # Index from packets, without decoding: presentation timestamps and keyframes (B-frames make decode
-            # order differ from presentation order, so sort by pts).
-            pts, key_pts = [], []
-            for packet in self._container.demux(stream):
-                if packet.size == 0:  # the demuxer's flush packet
-                    continue
-                t = packet.pts if packet.pts is not None else packet.dts
-                if t is None:
-                    raise VideoDecodeError(path, 'packets carry no timestamps; cannot index frames')
-                pts.append(t)
-                if packet.is_keyframe:
-                    key_pts.append(t)
-            self._pts = np.sort(np.asarray(pts, dtype=np.int64))
-            self._pts_to_index = {int(t): i for i, t in enumerate(self._pts)}
-            self.num_frames = len(self._pts)
-            start = stream.start_time if stream.start_time is not None else (int(self._pts[0]) if pts else 0)
-            self.timestamps = (self._pts - start).astype(np.float64) * float(stream.time_base)
-            self.keyframes = np.asarray(sorted(self._pts_to_index[int(t)] for t in key_pts), dtype=np.int64)
-            self.fps = _average_fps(stream.average_rate, self.timestamps) if self.num_frames else 0.0
-            self.height, self.width = stream.codec_context.height, stream.codec_context.width
-        except VideoDecodeError:
-            self._container.close()
-            raise
-        except Exception as e:
-            self._container.close()
-            raise VideoDecodeError(path, f'PyAV could not index it ({type(e).__name__}: {e})') from None
+            self._container = av.open(str(probe.path))
+        except Exception as e:  # the file changed since the probe
+            raise VideoDecodeError(probe.path, f'PyAV cannot open it ({type(e).__name__}: {e})') from None
+        stream = self._stream = self._container.streams[probe.stream_index]
+        if num_threads != 1:
+            stream.thread_type = 'AUTO'
+            stream.codec_context.thread_count = num_threads  # 0: FFmpeg picks
+        self._pts = probe.pts
+        self._pts_to_index = {int(t): i for i, t in enumerate(probe.pts)}
+        self.keyframes = probe.keyframes
+        self.num_frames = probe.num_frames
+        self._orientation = probe.orientation
+        self.height, self.width = probe.size
         self._frames = None  # decode generator, positioned by _seek
         self._next = -1  # index of the frame _frames yields next (-1: not started)
         self._last = -1  # index of the last frame pulled from the decoder
@@ -261,11 +260,18 @@ class _PyAVBackend:
                         self._path, f'the stream ends before frame {i} although the container lists '
                                     f'{self.num_frames} frames (truncated or corrupt file)') from None
                 if index == i:
-                    out[j] = frame.to_ndarray(format='rgb24')
+                    out[j] = self._orientation.apply(frame.to_ndarray(format='rgb24'))
                     break
                 if index > i:
                     raise VideoDecodeError(self._path, f'frame {i} was never decoded (the decoder jumped to {index})')
         return out
+
+    def span(self, indices: np.ndarray, chunk_size: int) -> tuple[int, bool]:
+        """One chunk per read: PyAV decodes only what is asked for, so it needs no read-ahead."""
+        return min(chunk_size, len(indices)), True
+
+    def clear(self) -> None:
+        """Nothing to clear: PyAV decodes nothing ahead."""
 
     def close(self) -> None:
         self._frames = None
@@ -276,6 +282,37 @@ def _last_line(e: BaseException) -> str:
     """The message line of a backend error (decord's carry a log prefix and sometimes a stack dump before it)."""
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return lines[-1].strip() if lines else type(e).__name__
+
+
+_log = logging.getLogger(__name__)
+# (path, size, mtime) -> why decord cannot read the file: backend='auto' decides once per file and process
+_decord_unusable: dict[tuple[str, int, int], str] = {}
+_said_decord_missing = False
+
+
+def _open_decoder(probe: VideoProbe, backend: Backend, num_threads: int) -> _DecordBackend | _PyAVBackend:
+    """The decoder for ``backend`` (docs/video_decoding.md#video-formats): ``'auto'`` falls back to PyAV, logging
+    the reason once per file, where decord cannot read what PyAV has probed."""
+    global _said_decord_missing
+    if backend == 'pyav':
+        return _PyAVBackend(probe, num_threads)
+    if backend == 'auto' and not _HAS_DECORD:
+        if not _said_decord_missing:
+            _said_decord_missing = True
+            _log.warning("decord is not installed: backend='auto' reads every video with PyAV")
+        return _PyAVBackend(probe, num_threads)
+    stat = probe.path.stat()
+    key = (str(probe.path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if backend == 'auto' and key in _decord_unusable:
+        return _PyAVBackend(probe, num_threads)
+    try:
+        return _DecordBackend(probe, num_threads)
+    except _DecordUnusable as e:
+        if backend == 'decord':
+            raise VideoDecodeError(probe.path, f"{e.reason}; backend='pyav' or backend='auto' reads it") from None
+        _decord_unusable[key] = e.reason
+        _log.warning('%s: decord cannot read it (%s); backend=auto reads it with PyAV', probe.path, e.reason)
+        return _PyAVBackend(probe, num_threads)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -289,36 +326,32 @@ class VideoReader:
 
     Args:
         path: the video file.
-        backend: ``'decord'`` (default; what the official VideoMAE V2 code uses) or ``'pyav'``. Both return the
-            same RGB frames for the same file.
+        backend: ``'auto'`` (default): decord, what the official VideoMAE V2 code uses, where decord can read the
+            file, else PyAV (a codec decord's FFmpeg lacks, such as AV1, or a container decord cannot index); the
+            choice is made once per file and process and logged once (WARNING) with the reason. ``'decord'`` fails
+            on such a file instead, saying why; ``'pyav'`` always uses PyAV. Every backend returns the same frames,
+            frame count and timestamps for the same file; ``meta.backend`` says which decoder read it.
         num_threads: decoder threads. 1 (the official extractor's setting) keeps data-loader workers from
             oversubscribing the CPU; 0 lets FFmpeg choose.
 
     Raises:
-        VideoDecodeError: the file is missing, empty, not a video, truncated, or has no frames.
+        VideoDecodeError: the file is missing, empty, not a video container, has no video stream, is truncated, or
+            has no frames; or (``backend='decord'``) decord cannot read it.
     """
 
-    def __init__(self, path: str | os.PathLike, backend: Backend = 'decord', *, num_threads: int = 1):
+    def __init__(self, path: str | os.PathLike, backend: Backend = 'auto', *, num_threads: int = 1):
         self.path = Path(path)
-        if backend not in ('decord', 'pyav'):
-            raise ValueError(f"backend must be 'decord' or 'pyav', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f'backend must be one of {", ".join(map(repr, BACKENDS))}, got {backend!r}')
         self.backend: Backend = backend
-        if not self.path.exists():
-            raise VideoDecodeError(self.path, 'file does not exist')
-        if not self.path.is_file():
-            raise VideoDecodeError(self.path, 'not a regular file')
-        if self.path.stat().st_size == 0:
-            raise VideoDecodeError(self.path, 'file is empty (0 bytes)')
-        impl = _DecordBackend if backend == 'decord' else _PyAVBackend
-        self._backend = impl(self.path, num_threads)
-        b = self._backend
-        if b.num_frames == 0:
-            b.close()
-            raise VideoDecodeError(self.path, 'the video stream has no frames')
-        ts = b.timestamps
+        probe = probe_video(self.path)
+        self._backend = _open_decoder(probe, backend, num_threads)
+        ts = probe.timestamps
         self.meta = VideoMeta(
-            path=self.path, backend=backend, num_frames=b.num_frames, fps=b.fps, timestamps=ts,
-            duration=float(ts[-1] - ts[0]) + 1.0 / b.fps, height=b.height, width=b.width)
+            path=self.path, backend=self._backend.name, num_frames=probe.num_frames, fps=probe.fps, timestamps=ts,
+            duration=float(ts[-1] - ts[0]) + 1.0 / probe.fps, height=self._backend.height,
+            width=self._backend.width, codec=probe.codec, rotation=probe.orientation.rotation,
+            mirrored=probe.orientation.mirrored, variable_frame_rate=frame_rate_deviation(ts) > 0.5)
 
     # metadata shortcuts ------------------------------------------------------------------------------------------
 
@@ -340,8 +373,9 @@ class VideoReader:
 
     @property
     def decoder(self) -> _DecordBackend | _PyAVBackend | None:
-        """The backend at work (None once closed): ``read(sorted indices)`` -> (N, H, W, 3) uint8, ``keyframes``;
-        PyAV's counts ``frames_decoded``, decord's the read-ahead ``resets``."""
+        """The backend at work (None once closed): ``read(sorted indices)`` -> (N, H, W, 3) uint8, ``keyframes``,
+        ``span`` and ``clear`` (how far a sequential read goes, and ending it); PyAV's counts ``frames_decoded``,
+        decord's the ``resets`` that cleared its read-ahead."""
         return self._backend
 
     def __len__(self) -> int:
@@ -349,7 +383,7 @@ class VideoReader:
 
     def __repr__(self) -> str:
         m = self.meta
-        return (f'VideoReader({str(self.path)!r}, backend={self.backend!r}, frames={m.num_frames}, '
+        return (f'VideoReader({str(self.path)!r}, backend={self.backend!r} ({m.backend}), frames={m.num_frames}, '
                 f'fps={m.fps:.3f}, size={m.height}x{m.width})')
 
     # reading --------------------------------------------------------------------------------------------------------
@@ -366,6 +400,29 @@ class VideoReader:
             raise VideoDecodeError(
                 self.path, f'decoding frames {int(indices[0])}..{int(indices[-1])} failed, the file may be truncated '
                            f'or corrupt ({type(e).__name__}: {_last_line(e)})') from None
+
+    def _read_ahead(self, upcoming: np.ndarray, chunk_size: int, transform: FrameTransform | None,
+                    frame_dim: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """``(indices, frames)`` chunks of the next read of ``upcoming`` (sorted indices still needed): the backend
+        decodes as far as it says (:meth:`_DecordBackend.span`: whole GOPs) chunk by chunk, back to back, and is
+        cleared before anything is transformed or yielded, so decord decodes nothing while the caller works
+        (docs/video_decoding.md#decord-memory); each raw chunk is dropped once transformed."""
+        if self._backend is None:
+            raise ValueError(f'{self!r} is closed')
+        count, clear = self._backend.span(upcoming, chunk_size)
+        chunks = [upcoming[i:min(i + chunk_size, count)] for i in range(0, count, chunk_size)]
+        raw = [self._read_sorted(chunk) for chunk in chunks]
+        if clear:
+            self._backend.clear()
+        raw.reverse()
+        for chunk in chunks:
+            frames = torch.from_numpy(raw.pop())
+            if transform is not None:
+                frames = transform(frames)
+                if frames.shape[frame_dim] != len(chunk):
+                    raise ValueError(f'transform output {tuple(frames.shape)} has {frames.shape[frame_dim]} '
+                                     f'frames along dim {frame_dim}, expected {len(chunk)}')
+            yield chunk, frames
 
     def clip_indices(self, indices) -> np.ndarray:
         """``indices`` as int64, clipped to ``[0, num_frames - 1]``: a clip running past the end repeats the last
@@ -388,6 +445,7 @@ class VideoReader:
             return torch.empty((*idx.shape, self.meta.height, self.meta.width, 3), dtype=torch.uint8)
         unique, inverse = np.unique(idx.ravel(), return_inverse=True)
         frames = torch.from_numpy(self._read_sorted(unique))
+        self._backend.clear()  # so that decord decodes nothing ahead while the caller works
         return frames[torch.from_numpy(inverse)].reshape(*idx.shape, *frames.shape[1:])
 
     def iter_windows(
@@ -401,7 +459,9 @@ class VideoReader:
         """Yield clips over the video, decoding (and transforming) every needed frame exactly once.
 
         Frames are decoded in ascending order in chunks of ``chunk_size``; a frame stays in the buffer until no later
-        window needs it, so memory holds about one window span plus one chunk. The official extractor instead calls
+        window needs it, so memory holds about one window span plus one chunk; with decord, plus the rest of the GOPs
+        being read (up to 300 frames), as decord must not be left decoding ahead between reads
+        (docs/video_decoding.md#decord-memory). The official extractor instead calls
         ``get_batch`` per window, which decodes again from the previous keyframe every time
         (docs/video_decoding.md#decode-once-cut-windows-from-a-buffer). The official TAD input::
 
@@ -441,17 +501,11 @@ class VideoReader:
         pos = 0  # next position in `needed` to decode
         for w in range(len(win)):
             while pos < len(needed) and needed[pos] <= hi[w]:
-                chunk = needed[pos:pos + chunk_size]
-                frames = torch.from_numpy(self._read_sorted(chunk))
-                if transform is not None:
-                    frames = transform(frames)
-                    if frames.shape[frame_dim] != len(chunk):
-                        raise ValueError(f'transform output {tuple(frames.shape)} has {frames.shape[frame_dim]} '
-                                         f'frames along dim {frame_dim}, expected {len(chunk)}')
-                for j, f in enumerate(chunk.tolist()):
-                    buffer[f] = frames.select(frame_dim, j)
-                    order.append(f)
-                pos += len(chunk)
+                for chunk, frames in self._read_ahead(needed[pos:], chunk_size, transform, frame_dim):
+                    for j, f in enumerate(chunk.tolist()):
+                        buffer[f] = frames.select(frame_dim, j)
+                        order.append(f)
+                    pos += len(chunk)
             while order and order[0] < lo[w]:  # no window from w on needs these
                 del buffer[order.popleft()]
             clip = torch.stack([buffer[f] for f in win[w].tolist()], dim=frame_dim)

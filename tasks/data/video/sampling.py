@@ -14,7 +14,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-__all__ = ['ClipSample', 'dense_sample', 'segment_sample', 'sliding_window_sample', 'keyframe_sample']
+__all__ = ['ClipSample', 'dense_sample', 'segment_sample', 'sliding_window_sample', 'keyframe_sample',
+           'frames_at_rate']
 
 Protocol = Literal['official', 'mmaction2']
 SlidingMode = Literal['official', 'centred']
@@ -324,11 +325,13 @@ def keyframe_sample(
         timestamp_start: float = 0.0,
         jitter: bool = False,
         generator: torch.Generator | None = None,
+        timestamps: np.ndarray | None = None,
 ) -> ClipSample:
     """A clip centred on the frame shown at ``timestamp`` (AVA keyframes; mmaction2 ``SampleAVAFrames``).
 
     The centre frame is ``round(fps * (timestamp - timestamp_start))`` (AVA clips cut at 900 s use
-    ``timestamp_start=900``); frames are ``centre + (j - clip_len // 2) * frame_interval`` for j < clip_len, i.e. 8
+    ``timestamp_start=900``), or, given the frames' ``timestamps``, the frame whose presentation time is nearest to
+    ``timestamp - timestamp_start`` (the same frame at a constant rate; the right one at a variable rate); frames are ``centre + (j - clip_len // 2) * frame_interval`` for j < clip_len, i.e. 8
     before and 7 after for 16 x 4. Training jitter adds an independent offset to every frame, uniform in
     ``[floor(-fi / 2), ceil(fi / 2) - 1]`` (-2..1 for fi = 4), as mmaction2 does. Frames outside the video are
     clipped to the first/last frame. mmaction2 computes the centre without rounding (so it needs an integer
@@ -344,11 +347,16 @@ def keyframe_sample(
         timestamp_start: time of frame 0 in the same clock as ``timestamp``.
         jitter: training-time per-frame jitter.
         generator: randomness for the jitter.
+        timestamps: (num_frames,) presentation time of every frame in seconds from the first
+            (``VideoMeta.timestamps``); None: frames at ``fps``.
     """
     _check(num_frames, clip_len=clip_len, frame_interval=frame_interval)
     if not fps > 0:
         raise ValueError(f'fps must be positive, got {fps}')
-    centre = int(round(fps * (timestamp - timestamp_start)))
+    if timestamps is None:
+        centre = int(round(fps * (timestamp - timestamp_start)))
+    else:
+        centre = _nearest_frame(np.asarray(timestamps, dtype=np.float64), timestamp - timestamp_start, num_frames)
     nominal = centre + (np.arange(clip_len) - clip_len // 2) * frame_interval
     if jitter:
         low, high = (-frame_interval) // 2, (frame_interval + 1) // 2
@@ -357,3 +365,46 @@ def keyframe_sample(
                    f"keyframe/{'train' if jitter else 'test'}")
     # the centre is the keyframe itself, also when jitter moved the frame at position clip_len // 2
     return ClipSample(sample.indices, np.array([centre]), num_frames, fps, clip_len, frame_interval, sample.sampler)
+
+
+_TIE = 1e-9  # seconds: instants halfway between two frames (up to float error) take the earlier frame
+
+
+def frames_at_rate(timestamps: np.ndarray, duration: float, rate: float) -> np.ndarray:
+    """The frames to take for a video resampled to ``rate`` frames per second by its timestamps: for every instant
+    ``k / rate`` (k = 0 .. floor(duration * rate) - 1) the frame shown nearest to it (FFmpeg's ``fps`` filter, the
+    way the video_features extractor's ``extraction_fps`` resamples). Frames repeat when ``rate`` exceeds the video's
+    and are skipped when it is lower; a variable-frame-rate video gets a uniform time axis.
+
+    Args:
+        timestamps: (num_frames,) presentation times in seconds from the first frame (``VideoMeta.timestamps``).
+        duration: seconds the video covers (``VideoMeta.duration``).
+        rate: output frames per second.
+
+    Returns:
+        (K,) int64 indices into the video's frames, non-decreasing.
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    if not rate > 0:
+        raise ValueError(f'rate must be positive, got {rate}')
+    count = max(1, int(np.floor(duration * rate + 1e-6)))
+    instants = np.arange(count) / rate
+    right = np.clip(np.searchsorted(ts, instants), 1, len(ts) - 1) if len(ts) > 1 else np.zeros(count, np.int64)
+    if len(ts) == 1:
+        return right.astype(np.int64)
+    left = right - 1
+    nearer_left = instants - ts[left] <= ts[right] - instants + _TIE  # the earlier frame on a tie
+    return np.where(nearer_left, left, right).astype(np.int64)
+
+
+def _nearest_frame(timestamps: np.ndarray, t: float, num_frames: int) -> int:
+    """Index of the frame shown nearest to ``t`` seconds (the earlier one on a tie); frames before the first or after
+    the last are extrapolated at the average period, so that clipping treats them as frame arithmetic would."""
+    if timestamps.shape != (num_frames,):
+        raise ValueError(f'{timestamps.shape[0]} timestamps for {num_frames} frames')
+    period = (timestamps[-1] - timestamps[0]) / (num_frames - 1) if num_frames > 1 else 1.0
+    if t < timestamps[0] or t > timestamps[-1]:
+        edge = 0 if t < timestamps[0] else num_frames - 1
+        return edge + int(round((t - timestamps[edge]) / period))
+    i = int(np.searchsorted(timestamps, t))
+    return i if i == 0 or timestamps[i] - t < t - timestamps[i - 1] - _TIE else i - 1

@@ -266,3 +266,40 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='fps'):
         sliding_window_sample(10).centre_seconds
     assert isinstance(sliding_window_sample(10), ClipSample)
+
+
+def test_keyframe_by_timestamps_is_the_frame_shown_at_that_time():
+    # constant 30 fps: the same frame as round(30 * (t - start)), for every AVA second of a 15-minute clip
+    ts = np.arange(27001) / 30
+    for t in (900, 901, 1350, 1799):
+        by_time = keyframe_sample(len(ts), t, 30.0, timestamp_start=900, timestamps=ts)
+        assert by_time.centres[0] == keyframe_sample(len(ts), t, 30.0, timestamp_start=900).centres[0]
+    # variable rate (30 fps for 10 s, then 15 fps): frame arithmetic at the average rate misses by seconds
+    ts = np.concatenate([np.arange(300) / 30, 10 + np.arange(300) / 15])
+    avg = len(ts) / (ts[-1] + 1 / 15)
+    sample = keyframe_sample(len(ts), 920, avg, timestamp_start=900, timestamps=ts)
+    assert sample.centres[0] == 300 + 150  # 20 s = 10 s at 30 fps + 10 s at 15 fps, by hand
+    assert abs(ts[int(round(avg * 20))] - 20) > 3  # what the average rate would give
+    assert list(sample.indices[0][:2]) == [450 - 8 * 4, 450 - 7 * 4]
+    # between two frames: the nearer one (the earlier on a tie); outside the video: clipped as before
+    assert keyframe_sample(len(ts), 900 + 10 + 1 / 15 * 0.6, avg, timestamp_start=900,
+                           timestamps=ts).centres[0] == 301
+    late = keyframe_sample(len(ts), 900 + 60, avg, timestamp_start=900, timestamps=ts)
+    assert late.indices[0].max() == len(ts) - 1
+
+
+def test_frames_at_rate_takes_the_frame_shown_nearest_each_instant():
+    from tasks.data.video import frames_at_rate
+
+    ts = np.arange(90) / 30  # 3 s at 30 fps
+    np.testing.assert_array_equal(frames_at_rate(ts, 3.0, 15), np.arange(0, 90, 2))  # every other frame
+    np.testing.assert_array_equal(frames_at_rate(ts, 3.0, 60), np.repeat(np.arange(90), 2))  # each twice
+    assert len(frames_at_rate(ts, 3.0, 7)) == 21
+    # a variable rate against brute force: argmin |ts - k / rate| (earliest on a tie)
+    ts = np.concatenate([np.arange(20) / 25, 0.8 + np.arange(20) / 12.5])
+    got = frames_at_rate(ts, 2.4, 8)
+    want = [int(np.argmin(np.abs(ts - k / 8))) for k in range(19)]
+    np.testing.assert_array_equal(got, want)
+    assert frames_at_rate(np.array([0.0]), 0.04, 25).tolist() == [0]  # a one-frame video
+    with pytest.raises(ValueError, match='rate must be positive'):
+        frames_at_rate(ts, 2.4, 0)
