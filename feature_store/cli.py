@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from .errors import FeatureStoreError
+from .lock import store_lock
 from .store import FeatureStore, merge_stores
 
 __all__ = ['merge_main']
@@ -19,13 +20,16 @@ def merge_main(argv: Sequence[str] | None = None) -> int:
                     'provenance that extraction requires to append: model, checkpoint, feature kind, preprocessing, '
                     'storage dtype, model input size and frames, patch size, window sampler, clip_len, '
                     'frame_interval, stride and compute dtype; a video in several shards must be identical in all '
-                    'of them. OUT is written under a temporary name and renamed. Exit status: 0 merged, 1 refused.')
+                    'of them. OUT is written under a temporary name and renamed, holding OUT.lock (one writer '
+                    'per store). Exit status: 0 merged, 1 refused (or OUT locked by another run).')
     parser.add_argument('out', help='merged store to write')
     parser.add_argument('shards', nargs='+', help='stores to merge')
+    parser.add_argument('--wait-lock', action='store_true', help='wait while another run writes OUT')
     args = parser.parse_args(argv)
     try:
-        out = merge_stores(args.shards, args.out)
-    except (FeatureStoreError, FileNotFoundError) as e:
+        with store_lock(args.out, wait=args.wait_lock):
+            out = merge_stores(args.shards, args.out)
+    except (FeatureStoreError, OSError) as e:
         print(f'merge_features: error: {e}', file=sys.stderr)
         return 1
     with FeatureStore.open(out) as store:

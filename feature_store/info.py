@@ -29,8 +29,8 @@ StoreDType = Literal['float32', 'float16']
 PROVENANCE_FIELDS = ('arch', 'checkpoint_sha256', 'feature_kind', 'preprocessing', 'dtype')
 """File attributes that must be equal for two stores' features to be interchangeable."""
 
-PROVENANCE_CONFIG_KEYS = ('clip_len', 'frame_interval', 'stride', 'sampler', 'img_size', 'frames', 'patch_size',
-                          'compute_dtype')
+PROVENANCE_CONFIG_KEYS = ('clip_len', 'frame_interval', 'stride', 'sampler', 'sample_fps', 'img_size', 'frames',
+                          'patch_size', 'compute_dtype')
 """Entries of ``config`` that change the features, matched by their last key at any depth. An entry absent from
 both stores is equal, so keys written only when set (``model.patch_size``, only when it overrides the preset's)
 keep older stores appendable."""

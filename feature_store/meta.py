@@ -1,7 +1,9 @@
 """Per-video metadata of a store (:class:`VideoFeatureMeta`): how the rows were made, and rows <-> seconds.
 
-Row ``i`` is the clip whose centre frame is ``centre_frames[i]``, at ``centre_frames[i] / fps`` seconds; for the
-official TAD windows that is ``start + 8`` (docs/thumos14.md#time-and-feature-rows).
+Row ``i`` is the clip whose centre frame is ``centre_frames[i]``; for the official TAD windows that is ``start + 8``
+(docs/thumos14.md#time-and-feature-rows). Its time is ``centre_times[i]``, the container's presentation time of that
+frame, where the store records it (every store written since; exact for variable-frame-rate video), else
+``centre_frames[i] / fps`` (docs/feature_caching.md#time-from-the-container).
 """
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ from .errors import FeatureStoreError
 if TYPE_CHECKING:
     from tasks.data.video.sampling import ClipSample
 
-__all__ = ['META_ATTRS', 'VideoFeatureMeta']
+__all__ = ['META_ATTRS', 'OPTIONAL_META_ATTRS', 'VideoFeatureMeta']
 
 META_ATTRS = ('fps', 'num_frames', 'duration', 'clip_len', 'frame_interval', 'stride', 'centre_frames')
 """The per-video dataset attributes a reader needs (``offset_frames`` is written too, derived)."""
+
+OPTIONAL_META_ATTRS = ('centre_times', 'variable_frame_rate', 'decoder')
+"""Per-video attributes of stores written since container timestamps were recorded; older stores lack them."""
 
 
 @dataclass(eq=False)
@@ -36,6 +41,12 @@ class VideoFeatureMeta:
         frame_interval: step between the frames of a clip; 0 when it varies (segment sampling).
         stride: frames between consecutive clips (4 for THUMOS14, docs/thumos14.md#official-feature-extractor).
         centre_frames: (num_clips,) int64 centre frame of every row (``ClipSample.centres``), increasing.
+        centre_times: (num_clips,) float64 presentation time in seconds of every row's centre frame, relative to
+            the first frame, from the container's timestamps; None in stores written before it was recorded.
+        variable_frame_rate: the video's timestamps deviate from a constant frame rate by more than half a frame
+            period (then ``centre_frames / fps`` would be wrong, and ``centre_times`` is what places the rows).
+        decoder: the decoder that read the video (``'decord'`` or ``'pyav'``; with ``backend='auto'`` it varies
+            by file); None where not recorded.
     """
 
     video_id: str
@@ -46,6 +57,9 @@ class VideoFeatureMeta:
     frame_interval: int
     stride: int
     centre_frames: np.ndarray
+    centre_times: np.ndarray | None = None
+    variable_frame_rate: bool = False
+    decoder: str | None = None
 
     def __post_init__(self) -> None:
         self.video_id = str(self.video_id)
@@ -62,7 +76,16 @@ class VideoFeatureMeta:
             if not np.all(centres == np.round(centres)):
                 raise ValueError(f'{self.video_id}: centre_frames must be integer frame indices')
         self.centre_frames = centres.astype(np.int64)
+        self.variable_frame_rate = bool(self.variable_frame_rate)
+        self.decoder = None if self.decoder is None else str(self.decoder)
         problems = []
+        if self.centre_times is not None:
+            times = np.asarray(self.centre_times, dtype=np.float64)
+            if times.shape != self.centre_frames.shape:
+                problems.append(f'centre_times has shape {times.shape}, expected one per row {centres.shape}')
+            elif not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+                problems.append('centre_times must be finite and strictly increasing')
+            self.centre_times = times
         if not (math.isfinite(self.fps) and self.fps > 0):
             problems.append(f'fps must be positive, got {self.fps}')
         if self.num_frames < 1:
@@ -82,7 +105,8 @@ class VideoFeatureMeta:
 
     # ---------------------------------------------------------------------------------------------------------------
     @classmethod
-    def from_clip_sample(cls, video_id: str, sample: ClipSample, stride: int) -> VideoFeatureMeta:
+    def from_clip_sample(cls, video_id: str, sample: ClipSample, stride: int, timestamps: np.ndarray | None = None,
+                         variable_frame_rate: bool = False, decoder: str | None = None) -> VideoFeatureMeta:
         """Metadata of features computed from ``sample`` (one row per clip, in order).
 
         Args:
@@ -90,6 +114,10 @@ class VideoFeatureMeta:
             sample: the clips (``tasks.data.video.sampling``); must carry ``fps``.
             stride: frames between consecutive clips, as given to the sampler (also needed for one-clip videos,
                 where it cannot be read off the centres).
+            timestamps: (num_frames,) presentation time of every frame in seconds (``VideoMeta.timestamps``);
+                gives ``centre_times``, relative to the first frame.
+            variable_frame_rate: ``VideoMeta.variable_frame_rate``.
+            decoder: ``VideoMeta.backend``.
         """
         if not sample.fps:
             raise ValueError(f'{video_id}: the ClipSample has no fps (pass fps= to the sampler); the store needs it '
@@ -98,9 +126,16 @@ class VideoFeatureMeta:
         if steps.size == 1 and int(steps[0]) != stride:
             raise ValueError(f'{video_id}: stride={stride} but the clip centres are {int(steps[0])} frames apart '
                              f'(sampler {sample.sampler!r})')
+        times = None
+        if timestamps is not None:
+            timestamps = np.asarray(timestamps, dtype=np.float64)
+            if timestamps.shape != (sample.num_frames,):
+                raise ValueError(f'{video_id}: {timestamps.shape[0]} timestamps for {sample.num_frames} frames')
+            times = timestamps[sample.centres] - timestamps[0]
         return cls(video_id=video_id, fps=sample.fps, num_frames=sample.num_frames,
                    duration=sample.num_frames / sample.fps, clip_len=sample.clip_len,
-                   frame_interval=sample.frame_interval or 0, stride=stride, centre_frames=sample.centres)
+                   frame_interval=sample.frame_interval or 0, stride=stride, centre_frames=sample.centres,
+                   centre_times=times, variable_frame_rate=variable_frame_rate, decoder=decoder)
 
     @property
     def num_rows(self) -> int:
@@ -113,8 +148,8 @@ class VideoFeatureMeta:
 
     @property
     def centre_seconds(self) -> np.ndarray:
-        """(num_rows,) centre time of every row in seconds."""
-        return self.centre_frames / self.fps
+        """(num_rows,) centre time of every row in seconds (``centre_times`` where recorded)."""
+        return self.centre_times if self.centre_times is not None else self.centre_frames / self.fps
 
     def _is_regular(self) -> bool:
         return bool(np.all(np.diff(self.centre_frames) == self.stride))
@@ -142,41 +177,67 @@ class VideoFeatureMeta:
                         np.where(f > c[-1], last + (f - c[-1]) / self.stride, inside))
 
     def row_to_seconds(self, rows: np.ndarray | float, clip: bool = False) -> np.ndarray:
-        """Centre time in seconds of (fractional) rows, ``row_to_frame(rows) / fps``.
+        """Centre time in seconds of (fractional) rows.
 
-        For official windows (offset 8, stride 4) this is ActionFormer's ``(grid * 4 + 0.5 * 16) / fps``.
+        With ``centre_times``: linear between neighbouring rows' times, and ``stride / fps`` seconds per row before
+        the first and after the last row. Without (older stores): ``row_to_frame(rows) / fps``, which for official
+        windows (offset 8, stride 4) is ActionFormer's ``(grid * 4 + 0.5 * 16) / fps``.
 
         Args:
             rows: row indices, may be fractional or outside ``[0, num_rows - 1]``.
             clip: clamp the result to ``[0, duration]``, as ActionFormer does for predicted segments.
         """
-        t = self.row_to_frame(rows) / self.fps
+        if self.centre_times is None:
+            t = self.row_to_frame(rows) / self.fps
+        else:
+            r = np.asarray(rows, dtype=np.float64)
+            c, last, step = self.centre_times, self.num_rows - 1, self.stride / self.fps
+            inside = np.interp(r, np.arange(self.num_rows, dtype=np.float64), c)
+            t = np.where(r < 0, c[0] + r * step, np.where(r > last, c[-1] + (r - last) * step, inside))
         return np.clip(t, 0.0, self.duration) if clip else t
 
     def seconds_to_row(self, t: np.ndarray | float) -> np.ndarray:
         """(Fractional) row whose centre is at time ``t`` seconds; inverse of :meth:`row_to_seconds`."""
-        return self.frame_to_row(np.asarray(t, dtype=np.float64) * self.fps)
+        t = np.asarray(t, dtype=np.float64)
+        if self.centre_times is None:
+            return self.frame_to_row(t * self.fps)
+        c, last, step = self.centre_times, self.num_rows - 1, self.stride / self.fps
+        inside = np.interp(t, c, np.arange(self.num_rows, dtype=np.float64))
+        return np.where(t < c[0], (t - c[0]) / step, np.where(t > c[-1], last + (t - c[-1]) / step, inside))
 
     # ---------------------------------------------------------------------------------------------------------------
     def to_attrs(self) -> dict[str, Any]:
         """HDF5 dataset attributes (README: "Per-video attributes")."""
-        return {'fps': np.float64(self.fps), 'num_frames': np.int64(self.num_frames),
-                'duration': np.float64(self.duration), 'clip_len': np.int64(self.clip_len),
-                'frame_interval': np.int64(self.frame_interval), 'stride': np.int64(self.stride),
-                'centre_frames': self.centre_frames, 'offset_frames': np.int64(self.offset_frames)}
+        attrs = {'fps': np.float64(self.fps), 'num_frames': np.int64(self.num_frames),
+                 'duration': np.float64(self.duration), 'clip_len': np.int64(self.clip_len),
+                 'frame_interval': np.int64(self.frame_interval), 'stride': np.int64(self.stride),
+                 'centre_frames': self.centre_frames, 'offset_frames': np.int64(self.offset_frames)}
+        if self.centre_times is not None:
+            attrs['centre_times'] = self.centre_times
+            attrs['variable_frame_rate'] = np.int64(self.variable_frame_rate)
+        if self.decoder is not None:
+            attrs['decoder'] = self.decoder
+        return attrs
 
     @classmethod
     def from_attrs(cls, video_id: str, attrs: Mapping[str, Any], where: str = '') -> VideoFeatureMeta:
         missing = [n for n in META_ATTRS if n not in attrs]
         if missing:
             raise FeatureStoreError(f'{where}: dataset {video_id!r} lacks attributes {missing}')
-        return cls(video_id=video_id, **{n: attrs[n] for n in META_ATTRS})
+        optional = {n: attrs[n] for n in OPTIONAL_META_ATTRS if n in attrs}
+        return cls(video_id=video_id, **{n: attrs[n] for n in META_ATTRS}, **optional)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (lists for arrays), as written in the npy sidecar."""
         d = asdict(self)
         d['centre_frames'] = self.centre_frames.tolist()
         d['offset_frames'] = self.offset_frames
+        if self.centre_times is None:
+            del d['centre_times'], d['variable_frame_rate']  # as stores written before: no key rather than null
+        else:
+            d['centre_times'] = self.centre_times.tolist()
+        if self.decoder is None:
+            del d['decoder']
         return d
 
     @classmethod
@@ -185,7 +246,7 @@ class VideoFeatureMeta:
         missing = [n for n in names if n not in d]
         if missing:
             raise ValueError(f'video metadata lacks {missing}')
-        return cls(**{n: d[n] for n in names})
+        return cls(**{n: d[n] for n in names}, **{n: d[n] for n in OPTIONAL_META_ATTRS if n in d})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, VideoFeatureMeta):

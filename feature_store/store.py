@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -18,11 +19,12 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from tasks.data.files import atomic_path, leftover_temporaries
+from tasks.data.files import atomic_path, check_free_space, leftover_temporaries
 
 from .errors import FeatureStoreError, UnknownVideoError
 from .info import SCHEMA_VERSION, StoreInfo, describe_differences
-from .meta import META_ATTRS, VideoFeatureMeta
+from .lock import store_lock
+from .meta import META_ATTRS, OPTIONAL_META_ATTRS, VideoFeatureMeta
 
 __all__ = ['INCOMPLETE_GROUP', 'FeatureStore', 'check_video_id', 'build_store', 'merge_stores']
 
@@ -32,21 +34,26 @@ INCOMPLETE_GROUP = '__incomplete__'
 """Group holding datasets that are being written; never a video id, removed when empty."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
+_STORE_OVERHEAD = 1 << 20  # HDF5 headers, attributes and free-space slack of a store, beyond its data
 
 
 def _read_meta_attrs(ds: h5py.Dataset) -> dict[str, Any]:
     """The per-video attributes, through the low-level API with the dtypes and shapes we write (float64/int64
-    scalars, ``centre_frames`` one int64 per row). Reading 7 attributes through ``ds.attrs`` costs ~0.6 ms, more
+    scalars, ``centre_frames`` one int64 and ``centre_times`` one float64 per row). Reading 7 attributes through ``ds.attrs`` costs ~0.6 ms, more
     than reading a (256, 768) float32 dataset, mostly spent building each attribute's numpy dtype and shape; this
     takes about half of that. Missing attributes are left out (the caller names them)."""
     out: dict[str, Any] = {}
-    for name in META_ATTRS:
+    if h5py.h5a.exists(ds.id, b'decoder'):  # the one string attribute
+        out['decoder'] = ds.attrs['decoder']
+    for name in (*META_ATTRS, *OPTIONAL_META_ATTRS):
+        if name == 'decoder':
+            continue
         try:
             attr = h5py.h5a.open(ds.id, name.encode())
         except KeyError:
             continue
-        if name == 'centre_frames':
-            value = np.empty(ds.shape[:1], np.int64)
+        if name in ('centre_frames', 'centre_times'):
+            value = np.empty(ds.shape[:1], np.float64 if name == 'centre_times' else np.int64)
         else:
             value = np.empty((), np.float64 if name in ('fps', 'duration') else np.int64)
         # the low-level read does not check the buffer size: check the element count first
@@ -85,8 +92,10 @@ class FeatureStore:
     """
 
     def __init__(self, file: h5py.File, path: Path, writable: bool,
-                 compression: Compression = None, compression_opts: int | None = None) -> None:
+                 compression: Compression = None, compression_opts: int | None = None,
+                 lock: contextlib.ExitStack | None = None) -> None:
         self._file = file
+        self._lock = lock  # the store's lock (feature_store.lock), released by close()
         self.path = path
         self.writable = writable
         self.compression = compression
@@ -99,7 +108,9 @@ class FeatureStore:
     # ---------------------------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, mode: Literal['r', 'a'] = 'r') -> FeatureStore:
-        """Open an existing store; errors name the file and say what is wrong (missing, not HDF5, wrong schema)."""
+        """Open an existing store; errors name the file and say what is wrong (missing, not HDF5, wrong schema).
+        ``'a'`` (append in place) holds the store's lock until :meth:`close` (:class:`StoreLockedError` if another
+        process holds it); ``'r'`` takes none."""
         path = Path(path)
         if mode not in ('r', 'a'):
             raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
@@ -109,9 +120,12 @@ class FeatureStore:
             raise FeatureStoreError(f'feature store {path} is a directory, not an HDF5 file')
         if not h5py.is_hdf5(path):
             raise FeatureStoreError(f'{path} is not an HDF5 file (a .npy folder? see feature_store.import_npy)')
+        lock = _locked(path) if mode == 'a' else None
         try:
             file = h5py.File(path, mode)
         except OSError as e:
+            if lock is not None:
+                lock.close()
             raise FeatureStoreError(f'cannot open feature store {path}: {e}') from e
         try:
             version = file.attrs.get('schema_version')
@@ -123,14 +137,17 @@ class FeatureStore:
                                         f'{SCHEMA_VERSION} this code reads; update the suite')
             if int(version) < 1:
                 raise FeatureStoreError(f'{path}: invalid schema_version {version!r}')
-            return cls(file, path, writable=mode == 'a')
+            return cls(file, path, writable=mode == 'a', lock=lock)
         except BaseException:
             file.close()
+            if lock is not None:
+                lock.close()
             raise
 
     @classmethod
     def create(cls, path: str | os.PathLike, info: StoreInfo, *, overwrite: bool = False,
-               compression: Compression = None, compression_opts: int | None = None) -> FeatureStore:
+               compression: Compression = None, compression_opts: int | None = None,
+               lock: bool = True) -> FeatureStore:
         """Create an empty store with ``info`` as file attributes.
 
         Args:
@@ -140,6 +157,8 @@ class FeatureStore:
             compression: ``None`` (contiguous, the fastest to read) or ``'gzip'`` (chunked; saves only 7-13% on
                 features at a 10-26x read cost, docs/video_decoding.md).
             compression_opts: gzip level 0-9.
+            lock: hold the store's lock until :meth:`close` (:func:`build_store` writes a temporary file under the
+                lock of the store it replaces, and passes False).
         """
         path = Path(path)
         if compression not in (None, 'gzip'):
@@ -147,26 +166,51 @@ class FeatureStore:
         if path.exists() and not overwrite:
             raise FileExistsError(f'{path} exists; pass overwrite=True, or use build_store() to update it safely')
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = h5py.File(path, 'w')
+        stack = _locked(path) if lock else None
+        try:
+            file = h5py.File(path, 'w')
+        except BaseException:
+            if stack is not None:
+                stack.close()
+            raise
         try:
             file.attrs.update(info.to_attrs())
-            return cls(file, path, writable=True, compression=compression, compression_opts=compression_opts)
+            return cls(file, path, writable=True, compression=compression, compression_opts=compression_opts,
+                       lock=stack)
         except BaseException:
             file.close()
+            if stack is not None:
+                stack.close()
             raise
 
     def __enter__(self) -> FeatureStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except (OSError, RuntimeError):
+            pass  # the error in flight (e.g. a full disk) says what went wrong; closing then fails the same way
 
     def close(self) -> None:
         if not self._file.id.valid:
             return
-        if self.writable and INCOMPLETE_GROUP in self._file and len(self._file[INCOMPLETE_GROUP]) == 0:
-            del self._file[INCOMPLETE_GROUP]
-        self._file.close()
+        try:
+            if self.writable and INCOMPLETE_GROUP in self._file and len(self._file[INCOMPLETE_GROUP]) == 0:
+                del self._file[INCOMPLETE_GROUP]
+            self._file.close()
+        except RuntimeError as e:  # HDF5 reports a failed final write (a full disk) as a RuntimeError
+            m = re.search(r'errno = (\d+)', str(e))
+            if m is None:
+                raise FeatureStoreError(f'closing {self.path} failed: {e}') from e
+            raise OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(self.path)) from e
+        finally:
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
 
     def flush(self) -> None:
         """Push written data to the OS (HDF5's own buffers); not an fsync."""
@@ -220,6 +264,8 @@ class FeatureStore:
             ds = self._dataset(video_id) if ds is None else ds
             meta = VideoFeatureMeta.from_attrs(video_id, _read_meta_attrs(ds), where=str(self.path))
             meta.centre_frames.setflags(write=False)  # shared by every caller of the cache
+            if meta.centre_times is not None:
+                meta.centre_times.setflags(write=False)
             self._meta_cache[video_id] = meta
         return meta
 
@@ -336,6 +382,13 @@ class FeatureStore:
         return a.astype(self.info.dtype, copy=False)
 
 
+def _locked(path: Path) -> contextlib.ExitStack:
+    """The store's lock, held until the returned stack is closed."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(store_lock(path))
+    return stack
+
+
 def _fsync_path(path: Path, directory: bool = False) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | (getattr(os, 'O_DIRECTORY', 0) if directory else 0))
@@ -352,7 +405,8 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
 def build_store(out_path: str | os.PathLike, info: StoreInfo,
                 parts: Iterable[tuple[str, np.ndarray, VideoFeatureMeta]],
                 base: str | os.PathLike | None = None, *,
-                compression: Compression = None, compression_opts: int | None = None) -> Path:
+                compression: Compression = None, compression_opts: int | None = None,
+                size_hint: int | None = None) -> Path:
     """Write a complete store to ``out_path`` atomically: the parts plus the videos of ``base``.
 
     The new file is written under a temporary name beside ``out_path`` (temporaries of killed builds are deleted
@@ -371,17 +425,34 @@ def build_store(out_path: str | os.PathLike, info: StoreInfo,
         base: an existing store whose videos are kept.
         compression: see :meth:`FeatureStore.create`.
         compression_opts: gzip level.
+        size_hint: about how many bytes the parts take (e.g. their files' sizes); the free space for them plus
+            ``base`` is checked before anything is written (:func:`tasks.data.files.check_free_space`), because
+            HDF5 may crash the process when a write fails inside it.
 
     Returns:
         ``out_path`` as a Path.
+
+    Raises:
+        StoreLockedError: another process holds ``out_path``'s lock (docs/feature_caching.md#one-writer-per-store).
     """
     out_path = Path(out_path)
+    with store_lock(out_path):
+        if size_hint is not None:
+            base_size = Path(base).stat().st_size if base is not None else 0
+            check_free_space(out_path, size_hint + base_size + _STORE_OVERHEAD)
+        _build_locked(out_path, info, parts, base, compression, compression_opts)
+    return out_path
+
+
+def _build_locked(out_path: Path, info: StoreInfo, parts: Iterable[tuple[str, np.ndarray, VideoFeatureMeta]],
+                  base: str | os.PathLike | None, compression: Compression, compression_opts: int | None) -> None:
+    # under the lock no other writer's temporary can be in progress: those left are of killed builds
     for leftover in leftover_temporaries(out_path):  # each can be as large as the store
         leftover.unlink(missing_ok=True)
     with atomic_path(out_path) as tmp:
         with (FeatureStore.open(base) if base is not None else contextlib.nullcontext()) as base_store, \
                 FeatureStore.create(tmp, info, overwrite=True, compression=compression,
-                                    compression_opts=compression_opts) as out:
+                                    compression_opts=compression_opts, lock=False) as out:
             if base_store is not None:
                 differences = base_store.info.differences(info)
                 if differences:
@@ -393,7 +464,6 @@ def build_store(out_path: str | os.PathLike, info: StoreInfo,
                     out.add(video_id, *base_store.read(video_id))
         _fsync_path(tmp)
     _fsync_path(out_path.parent, directory=True)
-    return out_path
 
 
 def _add_all(out: FeatureStore, parts: Iterable[tuple[str, np.ndarray, VideoFeatureMeta]], name: Path) -> set[str]:
@@ -442,4 +512,4 @@ def merge_stores(shards: Sequence[str | os.PathLike], out: str | os.PathLike) ->
                     seen[video_id] = shard
                     yield video_id, data, meta
 
-    return build_store(out, info, parts())
+    return build_store(out, info, parts(), size_hint=sum(s.stat().st_size for s in shards))

@@ -11,8 +11,10 @@ crash-safe and distributed behaviour). Examples::
     # the same on 8 GPUs: ranks take every 8th video, rank 0 merges the shards
     torchrun --nproc_per_node 8 tools/extract_features.py thumos14/videos --out th14.h5 ...
 
-A rerun skips the videos already complete. Exit status: 0 when every video was extracted, 3 when some could not be
-decoded (listed on stderr and in OUT.h5.failures.json), 2 for bad arguments or a store made with other settings.
+A rerun skips the videos already complete; one run writes a store at a time (OUT.h5.lock; ``--wait-lock`` waits).
+Exit status: 0 when every video was extracted, 3 when some could not be decoded (listed on stderr and in
+OUT.h5.failures.json), 2 for bad arguments, a store made with other settings, a store another run is writing, or a
+failed write (a full disk: free space and rerun).
 """
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ decoded once although windows overlap, docs/video_decoding.md#decode-once-cut-wi
 :mod:`.cli`.
 """
 from .cli import build_parser, config_from_args, main
-from .clips import ComputeDType, build_model, extract_video_features, forward_clips, iter_clip_batches, sample_windows
+from .clips import (
+    ComputeDType, build_model, extract_video_features, forward_clips, iter_clip_batches, sample_windows, windows_meta,
+)
 from .inputs import VIDEO_EXTENSIONS, ExtractError, list_videos
 from .preprocess import Preprocess
 from .provenance import ExtractConfig, make_store_info
@@ -16,6 +18,6 @@ from .run import ExtractResult, extract_to_store
 
 __all__ = [
     'VIDEO_EXTENSIONS', 'ComputeDType', 'Preprocess', 'ExtractConfig', 'ExtractResult', 'ExtractError',
-    'build_model', 'list_videos', 'sample_windows', 'iter_clip_batches', 'forward_clips', 'extract_video_features',
+    'build_model', 'list_videos', 'sample_windows', 'windows_meta', 'iter_clip_batches', 'forward_clips', 'extract_video_features',
     'make_store_info', 'extract_to_store', 'build_parser', 'config_from_args', 'main',
 ]

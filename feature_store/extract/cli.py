@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tasks.data.video import BACKENDS
+
 from ..errors import FeatureStoreError
 from .inputs import ExtractError
 from .preprocess import Preprocess
@@ -40,6 +42,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float('inf'):
+        raise ValueError(f'must be a positive number, got {text}')
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     def typed(fn: Callable[[str], Any], name: str) -> Callable[[str], Any]:
         def parse(text: str) -> Any:
@@ -53,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     size, positive = typed(_size, 'size'), typed(_positive, 'positive int')
     parser = argparse.ArgumentParser(
         prog=PROG, description='Extract VideoMAE V2 clip features of untrimmed videos into one HDF5 feature store '
-                               '(resumable; run under torchrun for several processes/GPUs). Exit status: 0 done, '
-                               '2 bad arguments or incompatible store, 3 some videos could not be decoded (every '
+                               '(resumable; run under torchrun for several processes/GPUs; one run per store at a '
+                               'time: OUT.h5.lock). Exit status: 0 done, 2 bad arguments, incompatible store, store '
+                               'locked by another run or a failed write, 3 some videos could not be decoded (every '
                                'rank returns 3; torchrun itself then reports a failure with status 1).')
     parser.add_argument('input', metavar='INPUT', help='folder of videos, or a text file of video paths (one per '
                                                        'line, relative to the file\'s folder)')
@@ -80,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     win.add_argument('--clip-len', type=positive, default=16, help='frames per window (16)')
     win.add_argument('--frame-interval', type=positive, default=1, help='step between frames of a window (1)')
     win.add_argument('--stride', type=positive, default=4, help='frames between window starts (4)')
+    win.add_argument('--fps', type=typed(_positive_float, 'positive number'), metavar='N',
+                     help='resample every video to N frames per second by its timestamps first (windows and stride '
+                          'then count resampled frames): one uniform time axis for variable or mixed frame rates, '
+                          "as video_features' extraction_fps; default: the native frames (the official protocol)")
     pre = parser.add_argument_group('preprocessing')
     pre.add_argument('--resize', type=size, help='squash every frame to HxW (height x width), aspect ratio lost: '
                                                  'the official TAD preprocessing (default 224x224)')
@@ -93,10 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument('--batch-size', type=positive, default=16, help='windows per forward (16)')
     run.add_argument('--num-workers', type=int, default=2, help='decoding processes; 0: a background thread (2)')
     run.add_argument('--device', help='cpu, cuda, cuda:N (default: cuda if available; one GPU per torchrun rank)')
-    run.add_argument('--backend', choices=('decord', 'pyav'), default='decord', help='video decoder (decord)')
+    run.add_argument('--backend', choices=BACKENDS, default='auto',
+                     help='video decoder: auto (decord, or PyAV for files decord cannot read, such as AV1; the '
+                          'store records which read each video), decord or pyav (default auto)')
     run.add_argument('--overwrite', action='store_true',
                      help='replace OUT.h5 instead of appending to it, and discard leftovers of interrupted runs made '
                           'with other settings (part files and shards made with these settings are still reused)')
+    run.add_argument('--wait-lock', action='store_true',
+                     help='if another run is writing OUT.h5, wait for it to finish instead of stopping (exit 2); '
+                          'then extract only what it did not')
     run.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
 
@@ -146,7 +165,8 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     return ExtractConfig(
         arch=args.arch or from_cfg.get('arch', 'vit_giant'), checkpoint=checkpoint, seed=args.seed,
         img_size=args.img_size or from_cfg.get('img_size'), frames=args.frames or from_cfg.get('frames'),
-        clip_len=args.clip_len, frame_interval=args.frame_interval, stride=args.stride, preprocess=pre,
+        clip_len=args.clip_len, frame_interval=args.frame_interval, stride=args.stride, sample_fps=args.fps,
+        preprocess=pre,
         dtype=args.dtype, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
         backend=args.backend, fused_attn=not args.explicit_attn,
         patch_size=args.patch_size or from_cfg.get('patch_size'))
@@ -159,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        result = extract_to_store(args.input, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+        result = extract_to_store(args.input, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress,
+                                  wait_lock=args.wait_lock)
     except (ExtractError, FeatureStoreError, CheckpointError, ValueError, KeyError, OSError) as e:
         message = ' '.join(str(e).split())  # one line, whatever the exception text holds
         print(f'{PROG}: error: {message}', file=sys.stderr)
@@ -168,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = result.num_clips / result.seconds if result.seconds > 0 else 0.0
         print(f'{result.out}: {len(result.extracted)} videos extracted ({result.num_clips} clips, {rate:.1f} clips/s), '
               f'{len(result.skipped)} already complete, {len(result.failed)} failed', file=sys.stderr)
+        if result.variable_frame_rate:
+            print(f'{PROG}: {len(result.variable_frame_rate)} of the extracted videos have a variable frame rate '
+                  '(flagged variable_frame_rate in the store; their rows are placed by the container timestamps)',
+                  file=sys.stderr)
         if result.failed:
             print(f'{PROG}: {len(result.failed)} videos could not be decoded, listed in '
                   f'{result.out.name}.failures.json:', file=sys.stderr)

@@ -12,27 +12,55 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from tasks.data.video import VideoReader, sliding_window_sample
+from tasks.data.video import VideoReader, frames_at_rate, sliding_window_sample
 from tasks.data.video.sampling import ClipSample
 
-__all__ = ['ComputeDType', 'build_model', 'sample_windows', 'iter_clip_batches', 'forward_clips',
+from ..meta import VideoFeatureMeta
+
+__all__ = ['ComputeDType', 'build_model', 'sample_windows', 'windows_meta', 'iter_clip_batches', 'forward_clips',
            'extract_video_features']
 
 ComputeDType = Literal['fp32', 'bf16']
 
 
-def sample_windows(reader: VideoReader, clip_len: int = 16, frame_interval: int = 1, stride: int = 4) -> ClipSample:
+def sample_windows(reader: VideoReader, clip_len: int = 16, frame_interval: int = 1, stride: int = 4,
+                   fps: float | None = None) -> ClipSample:
     """The official TAD windows of a video: starts ``range(0, n - span + 1, stride)``, trailing frames dropped
-    (:func:`tasks.data.video.sliding_window_sample` in ``'official'`` mode), with the video's fps for the store."""
-    return sliding_window_sample(reader.num_frames, clip_len=clip_len, frame_interval=frame_interval, stride=stride,
-                                 mode='official', fps=reader.fps)
+    (:func:`tasks.data.video.sliding_window_sample` in ``'official'`` mode), with the video's fps for the store.
+
+    With ``fps``, the windows run over the video resampled to ``fps`` frames per second by its timestamps
+    (:func:`tasks.data.video.frames_at_rate`): ``indices`` are the decoded frames to read, while ``centres``,
+    ``num_frames`` and ``fps`` describe the resampled video, whose frame k is at ``k / fps`` seconds.
+    """
+    if fps is None:
+        return sliding_window_sample(reader.num_frames, clip_len=clip_len, frame_interval=frame_interval,
+                                     stride=stride, mode='official', fps=reader.fps)
+    frames = frames_at_rate(reader.timestamps, reader.duration, fps)
+    grid = sliding_window_sample(len(frames), clip_len=clip_len, frame_interval=frame_interval, stride=stride,
+                                 mode='official', fps=fps)
+    return dataclasses.replace(grid, indices=frames[grid.indices], sampler=f'{grid.sampler}@{fps:g}fps')
+
+
+def windows_meta(video_id: str, reader: VideoReader, sample: ClipSample, stride: int,
+                 fps: float | None = None) -> VideoFeatureMeta:
+    """The store metadata of :func:`sample_windows` ``(reader, ..., stride, fps)``: row times from the container's
+    timestamps, or on the resampled clock ``k / fps``, which is uniform by construction."""
+    if fps is None:
+        return VideoFeatureMeta.from_clip_sample(
+            video_id, sample, stride=stride, timestamps=reader.timestamps,
+            variable_frame_rate=reader.meta.variable_frame_rate, decoder=reader.meta.backend)
+    return VideoFeatureMeta.from_clip_sample(video_id, sample, stride=stride,
+                                             timestamps=np.arange(sample.num_frames) / fps,
+                                             decoder=reader.meta.backend)
 
 
 def build_model(arch: str, *, checkpoint: str | os.PathLike | None = None, img_size: int | tuple[int, int] = 224,

@@ -13,8 +13,7 @@ import torch
 
 from tasks.data.video import VideoDecodeError, VideoReader
 
-from ..meta import VideoFeatureMeta
-from .clips import iter_clip_batches, sample_windows
+from .clips import iter_clip_batches, sample_windows, windows_meta
 from .provenance import ExtractConfig
 
 __all__ = ['num_cpus', 'threaded', 'clip_batches']
@@ -46,8 +45,8 @@ class _ClipBatches(torch.utils.data.IterableDataset):
         for index, vid, path in mine:
             try:
                 with VideoReader(path, cfg.backend, num_threads=1) as reader:
-                    sample = sample_windows(reader, cfg.clip_len, cfg.frame_interval, cfg.stride)
-                    meta = VideoFeatureMeta.from_clip_sample(vid, sample, stride=cfg.stride)
+                    sample = sample_windows(reader, cfg.clip_len, cfg.frame_interval, cfg.stride, cfg.sample_fps)
+                    meta = windows_meta(vid, reader, sample, cfg.stride, cfg.sample_fps)
                     done = 0
                     for _, clips in iter_clip_batches(reader, sample, cfg.preprocess, cfg.batch_size,
                                                       chunk_size=cfg.chunk_size):

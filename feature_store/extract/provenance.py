@@ -30,12 +30,16 @@ class ExtractConfig:
         clip_len: frames per window (16, docs/thumos14.md#official-feature-extractor).
         frame_interval: step between the frames of a window (1: consecutive frames, as the official extractor).
         stride: frames between window starts (4 for THUMOS14, 16 for FineAction).
+        sample_fps: resample every video to this many frames per second by its timestamps before cutting windows
+            (one uniform time axis for variable or mixed frame rates); None: the native frames, as the official
+            extractor.
         preprocess: frame transform.
         dtype: compute dtype; features are stored as float32 either way.
         batch_size: windows per forward.
         num_workers: decoding processes (0: one background thread).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available (one GPU per rank).
-        backend: video decoder (decord and PyAV give identical frames, docs/video_decoding.md).
+        backend: video decoder: ``'auto'`` (decord, or PyAV for what decord cannot read), ``'decord'`` or
+            ``'pyav'``; they give identical 8-bit frames (docs/video_decoding.md#video-formats).
         fused_attn: ``scaled_dot_product_attention`` (True) or the official explicit softmax.
         chunk_size: frames per decoder call.
         patch_size: spatial patch size when it differs from the preset's (None: the preset's).
@@ -49,12 +53,13 @@ class ExtractConfig:
     clip_len: int = 16
     frame_interval: int = 1
     stride: int = 4
+    sample_fps: float | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     dtype: ComputeDType = 'fp32'
     batch_size: int = 16
     num_workers: int = 2
     device: str | None = None
-    backend: Backend = 'decord'
+    backend: Backend = 'auto'
     fused_attn: bool = True
     chunk_size: int = 16
     patch_size: int | None = None
@@ -63,6 +68,8 @@ class ExtractConfig:
         for name in ('clip_len', 'frame_interval', 'stride', 'batch_size', 'chunk_size'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.sample_fps is not None and not self.sample_fps > 0:
+            raise ValueError(f'sample_fps must be positive, got {self.sample_fps}')
         if self.num_workers < 0:
             raise ValueError(f'num_workers must be >= 0, got {self.num_workers}')
         if self.dtype not in ('fp32', 'bf16'):
@@ -85,12 +92,14 @@ class ExtractConfig:
 def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.device | str = 'cpu') -> StoreInfo:
     """Provenance of a store written with ``cfg``. Only settings go into it (no output path, process count or
     worker count), so a resumed, a distributed and a plain run of the same settings write the same attributes."""
-    decoder_version = 'unknown'
-    try:
-        from importlib.metadata import version
-        decoder_version = version('decord' if cfg.backend == 'decord' else 'av')
-    except Exception:  # provenance only
-        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    decoder_versions = {}
+    for package in {'decord': ('decord',), 'pyav': ('av',), 'auto': ('decord', 'av')}[cfg.backend]:
+        try:
+            decoder_versions[package] = version(package)
+        except PackageNotFoundError:  # provenance only
+            decoder_versions[package] = None
     config = {
         'model': {'arch': cfg.arch, 'img_size': list(cfg.model_img_size), 'frames': cfg.model_frames,
                   'checkpoint': str(cfg.checkpoint) if cfg.checkpoint is not None else None,
@@ -99,11 +108,13 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
                   # only when given: an absent key means the preset's, and absent equals absent in the rule
                   **({'patch_size': cfg.patch_size} if cfg.patch_size is not None else {})},
         'sampling': {'sampler': 'sliding/official', 'clip_len': cfg.clip_len, 'frame_interval': cfg.frame_interval,
-                     'stride': cfg.stride},
+                     'stride': cfg.stride,
+                     # only when given: stores of native frames (and those written before) have no such key
+                     **({'sample_fps': cfg.sample_fps} if cfg.sample_fps is not None else {})},
         'compute_dtype': cfg.dtype,
         'batch_size': cfg.batch_size,
         'device_type': torch.device(device).type,
-        'decoder': {'backend': cfg.backend, 'version': decoder_version},
+        'decoder': {'backend': cfg.backend, 'versions': decoder_versions},
         'torch_version': torch.__version__,
     }
     return StoreInfo(arch=cfg.arch, checkpoint_sha256=checkpoint_sha, feature_kind='pooled',

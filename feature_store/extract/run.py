@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -26,10 +28,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from tasks.data.files import write_json_atomic
+from tasks.data.files import leftover_temporaries, write_json_atomic
 
 from ..errors import FeatureStoreError
 from ..info import StoreInfo, checkpoint_id, describe_differences
+from ..lock import store_lock
 from ..parts import part_ids, read_parts, write_part
 from ..store import FeatureStore, build_store, merge_stores
 from .clips import forward_clips
@@ -54,6 +57,8 @@ class ExtractResult:
         extracted: ids extracted by this run.
         skipped: ids already complete (in the store, a shard or a part file) and not extracted again.
         failed: ``{'video_id', 'path', 'reason'}`` for every video that could not be decoded.
+        variable_frame_rate: ids of extracted videos whose timestamps are not a constant frame rate (their rows
+            are placed by ``centre_times``, docs/feature_caching.md#time-from-the-container).
         num_clips: windows run through the model.
         seconds: wall time of the extraction loop.
     """
@@ -62,6 +67,7 @@ class ExtractResult:
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    variable_frame_rate: list[str] = field(default_factory=list)
     num_clips: int = 0
     seconds: float = 0.0
 
@@ -130,7 +136,8 @@ def _parts_dir(out: Path, rank: int) -> Path:
 
 
 def _ranked(out: Path, suffix: str) -> dict[int, Path]:
-    """Existing ``OUT.rank<k><suffix>`` paths by k (shards with suffix '', part folders with '.parts')."""
+    """Existing ``OUT.rank<k><suffix>`` paths by k (shards with suffix '', part folders with '.parts', the lock files
+    of shards with '.lock')."""
     pattern = re.compile(re.escape(out.name) + r'\.rank(\d+)' + re.escape(suffix) + '$')
     found = {}
     if out.parent.is_dir():
@@ -212,9 +219,14 @@ def _fold_parts(folder: Path, target: Path, info: StoreInfo, base: Path | None) 
     that is its own base is left as it is (a rerun with nothing to do does not rewrite the store)."""
     has_parts = folder.exists() and bool(part_ids(folder))
     if has_parts or base != target:
-        build_store(target, info, read_parts(folder) if has_parts else iter(()), base=base)
+        build_store(target, info, read_parts(folder) if has_parts else iter(()), base=base,
+                    size_hint=sum(p.stat().st_size for p in folder.iterdir()) if has_parts else 0)
     if folder.exists():
-        shutil.rmtree(folder)
+        # the parts first, their provenance last: a kill in between must not leave parts without it, which a rerun
+        # refuses (shutil.rmtree goes in directory order, info.json first on ext4)
+        for path in sorted(folder.iterdir(), key=lambda p: p.name == _PARTS_INFO):
+            path.unlink()
+        folder.rmdir()
 
 
 class _Progress:
@@ -269,7 +281,13 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
         progress.add_clips(len(feats))
         if item['last']:
             rows = torch.cat(pending.pop(index)).numpy()
-            write_part(parts, vid, rows, item['meta'])
+            try:
+                write_part(parts, vid, rows, item['meta'])
+            except OSError as e:
+                raise _write_failed(e, parts) from e
+            if item['meta'].variable_frame_rate:
+                progress.write(f'extract_features: {vid} ({path}) has a variable frame rate: its rows are placed '
+                               'by the container timestamps (centre_times), not by frame / fps')
             done.append(vid)
             progress.video_done()
     return done, failures, clips_total
@@ -277,7 +295,8 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
 
 
 def extract_to_store(source: str | os.PathLike | Sequence[tuple[str, Path]], out: str | os.PathLike,
-                     cfg: ExtractConfig, *, overwrite: bool = False, progress: bool = True) -> ExtractResult:
+                     cfg: ExtractConfig, *, overwrite: bool = False, progress: bool = True,
+                     wait_lock: bool = False) -> ExtractResult:
     """Extract the features of every video of ``source`` into the store ``out`` (resumable, crash-safe, and
     distributed under ``torchrun``: see the module docstring).
 
@@ -288,6 +307,7 @@ def extract_to_store(source: str | os.PathLike | Sequence[tuple[str, Path]], out
         overwrite: replace ``out`` (and discard leftovers of interrupted runs with other settings) instead of
             appending to it.
         progress: show the progress bar (rank 0).
+        wait_lock: when another run holds ``out``'s lock, wait for it instead of stopping.
 
     Returns:
         :class:`ExtractResult`; videos that could not be decoded are in ``failed`` (and ``OUT.failures.json``), the
@@ -295,35 +315,41 @@ def extract_to_store(source: str | os.PathLike | Sequence[tuple[str, Path]], out
 
     Raises:
         ExtractError: ``out`` (or a leftover shard/part folder) was made with different settings, or a bad input.
+        StoreLockedError: another run holds ``out`` (rank 0 holds its lock for the whole run; ``--wait-lock``).
     """
     out = Path(out)
     device = _resolve_device(cfg.device, int(os.environ.get('LOCAL_RANK', '0')))
     dist = _Dist(device)
     try:
-        return _run(source, out, cfg, overwrite, progress, dist, device)
+        with contextlib.ExitStack() as lock:
+            return _run(source, out, cfg, overwrite, progress, dist, device, (lock, wait_lock))
     finally:
         dist.close()
 
 
 def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg: ExtractConfig, overwrite: bool,
-         progress: bool, dist: _Dist, device: torch.device) -> ExtractResult:
+         progress: bool, dist: _Dist, device: torch.device, lock: tuple[contextlib.ExitStack, bool]) -> ExtractResult:
     videos = list_videos(source) if isinstance(source, (str, os.PathLike)) else sorted(
         (str(v), Path(p)) for v, p in source)
     info = make_store_info(cfg, checkpoint_id(cfg.checkpoint, cfg.seed), device)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # 1. rank 0 checks the leftovers of earlier runs and collects the complete ids; everyone gets the verdict.
-    use_base, done = _agree_on_leftovers(out, info, overwrite, dist)
+    # 1. rank 0 takes the store's lock (held until the end of the run), checks the leftovers of earlier runs and
+    # collects the complete ids; everyone gets the verdict.
+    use_base, done = _agree_on_leftovers(out, info, overwrite, dist, lock)
     parts = _parts_dir(out, dist.rank)
     _open_parts(parts, info)
     # 2. this rank's share (sorted index modulo world size), minus what is complete.
     todo = [(i, vid, path) for i, (vid, path) in enumerate(videos) if i % dist.world == dist.rank and vid not in done]
     extracted, failures, clips, seconds = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0)
     # 3. parts -> shard (or straight into OUT in a single process), then rank 0 merges.
-    if dist.world == 1:
-        _fold_parts(parts, out, info, base=out if use_base else None)
-    else:
-        shard = _shard_path(out, dist.rank)
-        _fold_parts(parts, shard, info, base=shard if shard.exists() else None)
+    try:
+        if dist.world == 1:
+            _fold_parts(parts, out, info, base=out if use_base else None)
+        else:
+            shard = _shard_path(out, dist.rank)
+            _fold_parts(parts, shard, info, base=shard if shard.exists() else None)
+    except OSError as e:
+        raise _write_failed(e, parts) from e
     gathered = dist.gather((extracted, failures, clips))
     dist.barrier()  # every shard is complete
     _merge_on_rank0(out, info, dist, use_base)
@@ -336,6 +362,9 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
     result.extracted.sort()
     result.failed.sort(key=lambda f: f['video_id'])
     result.skipped = sorted(vid for vid, _ in videos if vid in done)
+    if dist.rank == 0 and result.extracted:
+        with FeatureStore.open(out) as store:
+            result.variable_frame_rate = [v for v in result.extracted if store.meta(v).variable_frame_rate]
     if dist.rank == 0:
         failures_path = out.with_name(out.name + '.failures.json')
         if result.failed:
@@ -345,18 +374,35 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
     return result
 
 
-def _agree_on_leftovers(out: Path, info: StoreInfo, overwrite: bool, dist: _Dist) -> tuple[bool, set[str]]:
-    """:func:`_prepare` on rank 0, its verdict (or its error) on every rank."""
-    verdict: tuple[str | None, bool, list[str]] = (None, False, [])
+def _write_failed(e: OSError, parts: Path) -> ExtractError:
+    """What a failed write (a full disk, a quota, a read-only folder) means for the user: which file, why, and that
+    a rerun continues where this run stopped (docs/feature_caching.md#crash-safety)."""
+    reason = e.strerror or str(e)
+    where = f'writing {e.filename}' if e.filename else f'writing into {parts.parent}'
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        todo = f'Free space on the file system of {Path(e.filename or parts).parent} (or raise the quota)'
+    else:
+        todo = 'Fix the cause'
+    return ExtractError(f'{where} failed: {reason}. {todo}, then rerun the same command: the videos finished so far '
+                        f'are kept (part files in {parts}) and are not extracted again; no store file was left '
+                        'half-written')
+
+
+def _agree_on_leftovers(out: Path, info: StoreInfo, overwrite: bool, dist: _Dist,
+                        lock: tuple[contextlib.ExitStack, bool]) -> tuple[bool, set[str]]:
+    """Rank 0 takes ``out``'s lock into ``lock[0]`` (waiting if ``lock[1]``) and runs :func:`_prepare`; its verdict
+    (or its error) reaches every rank."""
+    verdict: tuple[BaseException | None, bool, list[str]] = (None, False, [])
     if dist.rank == 0:
         try:
+            lock[0].enter_context(store_lock(out, wait=lock[1]))
             use_base, done = _prepare(out, info, overwrite)
             verdict = (None, use_base, done)
         except (ExtractError, FeatureStoreError) as e:
-            verdict = (str(e), False, [])
+            verdict = (e, False, [])
     error, use_base, done = dist.broadcast(verdict)
     if error is not None:
-        raise ExtractError(error)
+        raise error
     return use_base, set(done)
 
 
@@ -395,17 +441,23 @@ def _merge_on_rank0(out: Path, info: StoreInfo, dist: _Dist, use_base: bool) -> 
 
 
 def _merge(out: Path, info: StoreInfo, world: int, use_base: bool) -> None:
-    """Rank 0: fold stale part folders into their shards, merge all shards (and ``out``) into ``out``, delete them."""
+    """Rank 0: fold stale part folders into their shards, merge all shards (and ``out``) into ``out``, delete them
+    and what killed builds of them left."""
     for rank, folder in _ranked(out, '.parts').items():  # left by an earlier run with more processes
         shard = _shard_path(out, rank)
         _fold_parts(folder, shard, info, base=shard if shard.exists() else None)
     shards = list(_ranked(out, '').values())
-    if not shards:
-        return
-    # This run's shards first: merge_stores writes the first input's provenance, which is this run's.
-    sources = shards if world > 1 else [out, *shards]
-    if world > 1 and use_base and out.exists():
-        sources.append(out)
-    merge_stores(sources, out)
-    for shard in shards:
-        shard.unlink()
+    if shards:
+        # This run's shards first: merge_stores writes the first input's provenance, which is this run's. A new
+        # list: ``out`` joins the sources, not the shards deleted below.
+        sources = [*shards] if world > 1 else [out, *shards]
+        if world > 1 and use_base and out.exists():
+            sources.append(out)
+        merge_stores(sources, out)
+    # Every shard is in ``out``: delete them, with what killed builds of a shard left (its temporary and lock file;
+    # e.g. of rank 0's shard when a single process resumes a torchrun run, and never builds that shard).
+    for rank in sorted({*_ranked(out, ''), *_ranked(out, '.lock')}):
+        shard = _shard_path(out, rank)
+        with store_lock(shard):
+            for path in [shard, *leftover_temporaries(shard)]:
+                path.unlink(missing_ok=True)

@@ -2,10 +2,12 @@
 
 A file is written under a temporary name in the destination folder (same file system, so the rename is atomic),
 then renamed over the destination with ``os.replace``; an error or a kill before the rename leaves the destination
-as it was and the temporary file is removed (or, after SIGKILL, left under a dot-name no reader looks for).
+as it was and the temporary file is removed (or, after SIGKILL, left under a dot-name no reader looks for). An
+``OSError`` while writing (a full disk) is raised naming the destination, not the temporary.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -15,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ['atomic_path', 'leftover_temporaries', 'write_bytes_atomic', 'write_text_atomic', 'write_json_atomic']
+__all__ = ['atomic_path', 'leftover_temporaries', 'check_free_space', 'write_bytes_atomic', 'write_text_atomic',
+           'write_json_atomic']
 
 
 @contextmanager
@@ -30,9 +33,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _naming(e, path, tmp) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _naming(e: OSError, path: Path, tmp: Path) -> OSError:
+    """``e`` about ``path`` rather than the temporary (or no file at all, as HDF5's errors): a full disk then reads
+    ``[Errno 28] No space left on device: 'OUT.h5'``. Errors about other files pass unchanged."""
+    code = e.errno
+    if code is None:  # HDF5 puts the errno in its message only: "..., errno = 28, error message = ..."
+        m = re.search(r'errno = (\d+)', str(e))
+        code = int(m.group(1)) if m else None
+    if code is None or e.filename not in (None, str(tmp), tmp):
+        return e
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _create_temporary(path: Path) -> Path:
@@ -54,6 +72,32 @@ def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
     if not path.parent.is_dir():
         return []
     return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def check_free_space(path: str | os.PathLike, nbytes: int) -> None:
+    """Raise ``OSError`` (ENOSPC, EDQUOT or EFBIG, naming ``path``) unless ``nbytes`` can be written beside ``path``
+    now. It allocates that much to a hidden file and deletes it, so quotas and file-size limits count too.
+
+    For writers that cannot fail cleanly halfway: HDF5 may crash the process (a segfault, measured with h5py 3.x)
+    when a write fails inside it, so a store's size is checked before it is written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    probe = _create_temporary(path.with_name(path.name + '.space'))
+    try:
+        fd = os.open(probe, os.O_WRONLY)
+        try:
+            if nbytes > 0 and hasattr(os, 'posix_fallocate'):
+                os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise OSError(e.errno, f'{os.strerror(e.errno)} ({nbytes / 2**20:.1f} MiB needed)', str(path)) \
+                    from None
+            # EOPNOTSUPP/EINVAL: the file system cannot allocate ahead; the write itself will tell
+        finally:
+            os.close(fd)
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

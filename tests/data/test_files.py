@@ -1,12 +1,16 @@
 """tasks.data.files: a destination is replaced whole or left as it was."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
 
-from tasks.data.files import atomic_path, leftover_temporaries, write_bytes_atomic, write_json_atomic, write_text_atomic
+from tasks.data.files import (
+    atomic_path, check_free_space, leftover_temporaries, write_bytes_atomic, write_json_atomic, write_text_atomic,
+)
 
 
 def test_writes_create_folders_and_replace_whole(tmp_path):
@@ -59,3 +63,37 @@ def test_leftover_temporaries_are_those_of_killed_writes_only(tmp_path):
     (tmp_path / '.store.notes.txt').write_text('a user file')
     (tmp_path / '.other.0a1b.tmp.h5').write_bytes(b'another store')
     assert leftover_temporaries(out) == [killed]
+
+
+def test_a_failed_write_names_the_destination_not_the_temporary(tmp_path):
+    out = tmp_path / 'store.h5'
+    out.write_text('old')
+    for error in [OSError(errno.ENOSPC, 'No space left on device', '/somewhere/.store.0123.tmp.h5'),
+                  # HDF5's way: the errno only inside the message
+                  OSError("Can't synchronously write data (file write failed: ..., errno = 28, error message = 'No "
+                          "space left on device', ...)")]:
+        with pytest.raises(OSError) as e:
+            with atomic_path(out) as tmp:
+                if error.filename:
+                    error.filename = str(tmp)
+                raise error
+        assert (e.value.errno, e.value.strerror, e.value.filename) == (errno.ENOSPC, os.strerror(errno.ENOSPC),
+                                                                       str(out))
+        assert e.value.__cause__ is error
+    # an error about another file is not renamed
+    with pytest.raises(FileNotFoundError) as e:
+        with atomic_path(out):
+            open(tmp_path / 'missing' / 'x')
+    assert e.value.filename == str(tmp_path / 'missing' / 'x')
+    assert out.read_text() == 'old' and leftover_temporaries(out) == []
+
+
+def test_check_free_space_allocates_and_releases(tmp_path):
+    out = tmp_path / 'store.h5'
+    check_free_space(out, 1 << 20)  # 1 MiB fits
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError) as e:
+        check_free_space(out, 1 << 62)  # 4 EiB does not, on any file system (ENOSPC, or EFBIG past its size limit)
+    assert e.value.errno in (errno.ENOSPC, errno.EFBIG) and e.value.filename == str(out)
+    assert 'MiB needed' in e.value.strerror
+    assert list(tmp_path.iterdir()) == []

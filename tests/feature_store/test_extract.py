@@ -22,13 +22,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -38,73 +35,12 @@ from feature_store import FeatureStore
 from feature_store.extract import (
     ExtractError, Preprocess, build_model, extract_video_features, list_videos, main, sample_windows,
 )
-from tasks.data.video import VideoReader, write_video
-
-REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / 'tools' / 'extract_features.py'
-FRAMES = {'vid_a': 40, 'vid_b': 52, 'vid_c': 60}
-# vit_test on 4-frame windows at 32x32, every 2 frames: 19 + 25 + 29 windows, a fraction of a second on a CPU.
-MODEL_ARGS = ['--arch', 'vit_test', '--resize', '32x32', '--clip-len', '4', '--stride', '2', '--batch-size', '4']
-TINY = [*MODEL_ARGS, '--num-workers', '0', '--no-progress']  # later options win, e.g. TINY + ['--stride', '3']
-
-
-def _num_windows(n: int, clip_len: int, stride: int) -> int:
-    return len(range(0, n - clip_len + 1, stride))
-
+from tasks.data.video import VideoReader
+from tests.feature_store.extract_kit import (
+    FRAMES, MODEL_ARGS, REPO, TINY, TOOL, free_port, leftovers, num_windows, start_stopped, stores_equal,
+)
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: one intra-op thread (tests/conftest.py)
-
-
-@pytest.fixture(scope='module')
-def videos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp('videos')
-    rng = np.random.default_rng(0)
-    for name, n in FRAMES.items():
-        # a random still background with a moving inverted bar, lossy H.264 with a GOP shorter than the video
-        base = rng.integers(0, 256, (1, 48, 64, 3)).astype(np.float32)
-        frames = np.repeat(base, n, axis=0)
-        for t in range(n):
-            frames[t, :, (t * 3) % 64:(t * 3) % 64 + 6] = 255 - frames[t, :, (t * 3) % 64:(t * 3) % 64 + 6]
-        write_video(folder / f'{name}.mp4', frames.astype(np.uint8), 25, crf=20, gop=12)
-    (folder / 'notes.txt').write_text('not a video, and not taken from a folder')
-    return folder
-
-
-@pytest.fixture(scope='module')
-def reference(videos, tmp_path_factory) -> Path:
-    """An uninterrupted single-process run over the three videos."""
-    out = tmp_path_factory.mktemp('ref') / 'ref.h5'
-    assert main([str(videos), '--out', str(out), *TINY]) == 0
-    return out
-
-
-def _stores_equal(a: Path, b: Path, exact: bool = True) -> None:
-    """Same ids, same features (exactly, or to 1e-6), same per-video and file attributes except the time stamp."""
-    with FeatureStore.open(a) as x, FeatureStore.open(b) as y:
-        assert x.ids() == y.ids()
-        for vid in x.ids():
-            fa, ma = x.read(vid)
-            fb, mb = y.read(vid)
-            if exact:
-                np.testing.assert_array_equal(fa, fb, err_msg=vid)
-            else:
-                np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-6, err_msg=vid)
-            assert ma.to_dict() == mb.to_dict()
-    with h5py.File(a, 'r') as x, h5py.File(b, 'r') as y:
-        ax = {k: v for k, v in x.attrs.items() if k != 'created'}
-        ay = {k: v for k, v in y.attrs.items() if k != 'created'}
-        assert ax == ay
-        for vid in FRAMES:
-            if vid in x:
-                assert sorted(x[vid].attrs) == sorted(y[vid].attrs)
-                for key in x[vid].attrs:
-                    np.testing.assert_array_equal(x[vid].attrs[key], y[vid].attrs[key])
-
-
-def _leftovers(out: Path) -> list[str]:
-    """Files of a run beside ``out``: shards, part folders, failure lists and hidden temporary files."""
-    return sorted(p.name for p in out.parent.iterdir()
-                  if (p.name.startswith(out.name) and p.name != out.name) or p.name.startswith(f'.{out.stem}.'))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -196,7 +132,7 @@ def test_parity_with_official_tad_extractor(videos, tmp_path):
         with torch.no_grad():
             rows.append(official.forward_features(frame_q.unsqueeze(0)).numpy())
     expected = np.vstack(rows)
-    assert expected.shape == (_num_windows(52, 16, 4), 64) == (10, 64)
+    assert expected.shape == (num_windows(52, 16, 4), 64) == (10, 64)
 
     with FeatureStore.open(out) as store:
         feats, meta = store.read('vid_b')
@@ -219,7 +155,7 @@ def test_online_features_equal_cached(videos, reference):
                 sample = sample_windows(reader, clip_len=4, frame_interval=1, stride=2)
                 online = extract_video_features(model, reader, sample, pre, batch_size=3)  # other batching
             cached, meta = store.read(vid)
-            assert cached.shape == (_num_windows(n, 4, 2), 64) and meta.num_frames == n
+            assert cached.shape == (num_windows(n, 4, 2), 64) and meta.num_frames == n
             assert np.abs(online.numpy() - cached).max() <= 1e-5
     # bf16 autocast (--dtype bf16) is close to fp32 but not equal: 8 mantissa bits
     with VideoReader(videos / 'vid_a.mp4') as reader:
@@ -307,57 +243,12 @@ def test_patch_size_from_the_option_or_the_config(videos, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------------
 # resume, crash safety
 # ---------------------------------------------------------------------------------------------------------------------
-_DRIVER = '''
-"""Run the extraction CLI, stopping itself (SIGSTOP) at a chosen point so that the test can SIGKILL it there."""
-import os, signal, sys
-import feature_store.extract.run as run
-from feature_store import FeatureStore
-from feature_store.extract import main
-
-point = sys.argv[1]
-if point == 'after-first-part':
-    write_part = run.write_part
-    def stop_after_write(*args, **kwargs):
-        path = write_part(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGSTOP)
-        return path
-    run.write_part = stop_after_write
-elif point == 'inside-build-store':
-    add = FeatureStore.add
-    calls = []
-    def stop_in_add(self, *args, **kwargs):
-        add(self, *args, **kwargs)
-        self.flush()
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGSTOP)
-    FeatureStore.add = stop_in_add
-sys.exit(main(sys.argv[2:]))
-'''
-
-
 def _run_and_kill(tmp_path: Path, point: str, args: list[str]) -> None:
     """Start the CLI in a subprocess, wait until it stops itself at ``point``, then SIGKILL it."""
-    driver = tmp_path / 'driver.py'
-    driver.write_text(_DRIVER)
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(driver), point, *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            state = Path(f'/proc/{proc.pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
-            if state == 'T':
-                break
-            if proc.poll() is not None:
-                raise AssertionError(f'the extraction ended before {point} (status {proc.returncode}): '
-                                     f'{proc.stderr.read().decode()}')
-            assert time.monotonic() < deadline, f'the extraction never reached {point}'
-            time.sleep(0.02)
-    finally:
-        proc.kill()  # SIGKILL
-        proc.wait()
-        proc.stderr.close()
+    proc = start_stopped(tmp_path, point, args)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
 
 
@@ -365,13 +256,14 @@ def _run_and_kill(tmp_path: Path, point: str, args: list[str]) -> None:
 def test_sigkill_after_first_part_then_rerun_equals_uninterrupted(videos, reference, tmp_path):
     out = tmp_path / 'out.h5'
     _run_and_kill(tmp_path, 'after-first-part', [str(videos), '--out', str(out), *TINY])
-    # killed with one video done: it is in a part file, and OUT was never written
+    # killed with one video done: it is in a part file, and OUT was never written; the dead run's lock file stays
+    # (its POSIX lock went with the process) and the rerun takes it over
     assert not out.exists()
-    assert _leftovers(out) == ['out.h5.rank0.parts']
+    assert leftovers(out) == ['out.h5.lock', 'out.h5.rank0.parts']
     assert sorted(p.name for p in (tmp_path / 'out.h5.rank0.parts').iterdir()) == ['info.json', 'vid_a.npz']
     assert main([str(videos), '--out', str(out), *TINY]) == 0
-    _stores_equal(out, reference)
-    assert _leftovers(out) == []  # parts folded and removed, no temp file
+    stores_equal(out, reference)
+    assert leftovers(out) == []  # parts folded and removed, no temp file
 
 
 @pytest.mark.skipif(not Path('/proc/self/stat').exists(), reason='reads the process state from /proc (Linux)')
@@ -386,11 +278,12 @@ def test_sigkill_inside_build_store_keeps_old_store(videos, reference, tmp_path)
     assert out.read_bytes() == before  # the finished file was never touched
     with FeatureStore.open(out) as store:
         assert store.ids() == ['vid_b']
-    temporary, parts = _leftovers(out)
-    assert parts == 'out.h5.rank0.parts' and temporary.startswith('.out.') and temporary.endswith('.tmp.h5')
+    temporary, lock, parts = leftovers(out)
+    assert (lock, parts) == ('out.h5.lock', 'out.h5.rank0.parts')
+    assert temporary.startswith('.out.') and temporary.endswith('.tmp.h5')
     assert main([str(videos), '--out', str(out), *TINY]) == 0
-    _stores_equal(out, reference)
-    assert _leftovers(out) == []
+    stores_equal(out, reference)
+    assert leftovers(out) == []
 
 
 def test_rerun_skips_complete_videos_and_refuses_other_settings(videos, reference, tmp_path, capsys):
@@ -451,18 +344,12 @@ def test_failed_videos_are_reported_and_the_rest_extracted(videos, reference, tm
     for name in ('empty', 'garbage', 'truncated'):
         (folder / f'{name}.mp4').unlink()
     assert main(args) == 0
-    assert _leftovers(out) == []
+    assert leftovers(out) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # distributed
 # ---------------------------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_torchrun_two_processes_equal_single_process(videos, reference, tmp_path):
     torchrun = Path(sys.executable).with_name('torchrun')
     if not torchrun.exists():
@@ -470,13 +357,13 @@ def test_torchrun_two_processes_equal_single_process(videos, reference, tmp_path
     out = tmp_path / 'dist.h5'
     env = {**os.environ, 'PYTHONPATH': str(REPO)}
     proc = subprocess.run([str(torchrun), '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port',
-                           str(_free_port()), str(TOOL), str(videos), '--out', str(out), *TINY, '--device', 'cpu'],
+                           str(free_port()), str(TOOL), str(videos), '--out', str(out), *TINY, '--device', 'cpu'],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     # rank 0 took vid_a and vid_c (sorted indices 0 and 2), rank 1 vid_b; the shards were merged and removed
     assert 'dist.h5: 3 videos extracted' in proc.stderr
-    _stores_equal(out, reference, exact=False)  # thread counts may differ between the runs
-    assert _leftovers(out) == []
+    stores_equal(out, reference, exact=False)  # thread counts may differ between the runs
+    assert leftovers(out) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------------

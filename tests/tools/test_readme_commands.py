@@ -499,7 +499,7 @@ def write_tad_files(ws: Workspace, gt: str, pred: str) -> None:
 
 
 def write_store(path: Path, video_id: str, rows: int, dim: int, seed: int) -> np.ndarray:
-    """A one-video store with official TAD windows (16 frames every 4, 30 fps)."""
+    """A one-video store with official TAD windows (16 frames every 4, 30 fps) and its container times."""
     from feature_store import StoreInfo, VideoFeatureMeta, build_store
     from tasks.data.video.sampling import sliding_window_sample
 
@@ -507,7 +507,7 @@ def write_store(path: Path, video_id: str, rows: int, dim: int, seed: int) -> np
                      preprocessing={'resize': 'squash', 'size': 224, 'normalize': None, 'frame_dtype': 'uint8'},
                      dtype='float32', config={'sampling': {'clip_len': 16, 'frame_interval': 1, 'stride': 4}})
     sample = sliding_window_sample(16 + 4 * (rows - 1), clip_len=16, stride=4, fps=30.0)
-    meta = VideoFeatureMeta.from_clip_sample(video_id, sample, stride=4)
+    meta = VideoFeatureMeta.from_clip_sample(video_id, sample, stride=4, timestamps=np.arange(sample.num_frames) / 30)
     feats = np.random.default_rng(seed).standard_normal((meta.num_rows, dim)).astype(np.float32)
     build_store(path, info, [(video_id, feats, meta)])
     return feats
