@@ -4,9 +4,11 @@
 ``backbone`` (:func:`backbone.bench.bench_backbone`): our ViT vs transformers' ``VideoMAEModel`` (SDPA), clips/s;
 ``store`` (:func:`feature_store.bench.bench_store`): HDF5 feature store vs one ``.npy`` per video, reads and size;
 ``extract`` (:func:`feature_store.bench_extract.bench_extract`): our extractor vs the official per-window loop;
+``memory`` (:func:`feature_store.bench_memory.bench_memory`): peak memory of extraction, a short vs a long video;
 ``pretrain`` (:func:`backbone.bench_pretrain.bench_pretrain`): dual masking vs encoder-only masking (V1).
 Tables go to stdout, progress to stderr; ``--json PATH`` writes the numbers with the machine description, the ratios
-(``speedup``; ``flop_ratio``, ``time_ratio``, ``memory_ratio`` for pretrain) and, where there are targets, ``meets``.
+(``speedup``; ``worst_ratio`` for memory; ``flop_ratio``, ``time_ratio``, ``memory_ratio`` for pretrain) and, where
+there are targets, ``meets``.
 
     python tools/benchmark.py backbone --arch vit_base --batch 4 --dtypes bf16 --json work_dirs/bench.json
     python tools/benchmark.py extract --max-windows 0 --device cuda --dtype bf16 --video my.mp4
@@ -334,19 +336,21 @@ def add_extract_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_extract)
 
 
-def bench_video_path(cache_dir: str | os.PathLike, seconds: float = 60.0, seed: int = 0) -> Path:
-    """The synthetic benchmark video in ``cache_dir``, generated on first use; named by its settings, so a cached
-    file is only reused for the same settings (the video writer renames a finished file into place)."""
+def bench_video_path(cache_dir: str | os.PathLike, seconds: float = 60.0, seed: int = 0,
+                     spec: dict[str, Any] = BENCH_VIDEO) -> Path:
+    """The synthetic benchmark video of ``spec`` in ``cache_dir``, generated on first use; named by its settings, so
+    a cached file is only reused for the same settings (the video writer renames a finished file into place)."""
     from feature_store.bench_extract import make_bench_video
 
-    v = BENCH_VIDEO
-    path = Path(cache_dir) / f"bench_{seconds:g}s_{v['width']}x{v['height']}_gop{v['gop']}_seed{seed}.mp4"
+    v, extra = dict(spec), {k: spec[k] for k in ('block', 'shift', 'preset', 'threads') if k in spec}
+    tags = ''.join(f'_{k}{extra[k]}' for k in ('block', 'shift', 'preset') if k in extra)
+    path = Path(cache_dir) / f"bench_{seconds:g}s_{v['width']}x{v['height']}_gop{v['gop']}{tags}_seed{seed}.mp4"
     if path.is_file():
-        log(f'extract: reusing {path}')
+        log(f'reusing {path}')
         return path
-    log(f'extract: generating a {seconds:g}-s benchmark video at {path}')
+    log(f'generating a {seconds:g}-s benchmark video at {path}')
     return Path(make_bench_video(path, seconds=seconds, fps=v['fps'], height=v['height'], width=v['width'],
-                                 gop=v['gop'], seed=seed))
+                                 gop=v['gop'], seed=seed, **extra))
 
 
 def run_extract(args: argparse.Namespace) -> dict[str, Any]:
@@ -396,6 +400,75 @@ def print_extract_report(payload: dict[str, Any]) -> None:
           f"ours decode fraction (target < {100 * targets['ours_decode_fraction_max']:g}%): "
           f"{100 * payload['decode_fraction']['ours']:.1f}% "
           f"({'ok' if meets['ours_decode_fraction'] else 'ABOVE target'})")
+
+
+# --- memory: peak resident memory of extraction, a short vs a long video ----------------------------------------------
+#: 360p, 30 fps, 8-px blocks moving 2 px a frame (about 1 Mbit/s), encoded fast: ultrafast, all cores.
+MEMORY_VIDEO = dict(fps=30.0, height=360, width=640, gop=250, block=8, shift=2, preset='ultrafast', threads=0)
+
+
+def add_memory_command(subparsers: argparse._SubParsersAction) -> None:
+    from tasks.data.video import BACKENDS
+
+    parser = subparsers.add_parser(
+        'memory', parents=[common_parser(('seed', 'json'), helps={'seed': 'seed of the generated videos'})],
+        help='peak resident memory of feature extraction on a short and a long video, and their ratio',
+        description='Runs tools/extract_features.py in a child process on a short and a long video with the same '
+                    'settings, per backend and --num-workers, and reports the peak resident memory of its process '
+                    'tree (feature_store.bench_memory). Memory that grows with the video shows as a ratio above 1.')
+    parser.add_argument('--seconds', type=positive_float, nargs=2, default=[60.0, 600.0], metavar=('SHORT', 'LONG'),
+                        help='lengths of the generated 640x360 videos (default: 60 600)')
+    parser.add_argument('--videos', type=existing_file, nargs=2, metavar=('SHORT', 'LONG'),
+                        help='measure these videos instead of generated ones')
+    parser.add_argument('--cache-dir', default='work_dirs/bench',
+                        help='where generated videos are kept between runs (default: %(default)s)')
+    parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS), help='(default: all)')
+    parser.add_argument('--num-workers', type=non_negative_int, nargs='+', default=[0, 2],
+                        help='decoding processes, each value a run (default: 0 2)')
+    parser.add_argument('--arch', default='vit_test', choices=sorted(ARCH_PRESETS),
+                        help='backbone preset (default: %(default)s)')
+    parser.add_argument('--img-size', type=positive_int, default=32,
+                        help='side the frames are squashed to (default: %(default)s)')
+    parser.add_argument('--batch-size', type=positive_int, default=16, help='windows per forward (default: 16)')
+    parser.set_defaults(func=run_memory)
+
+
+def run_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Run :func:`feature_store.bench_memory.bench_memory`; print the table; return (and optionally write) it."""
+    from feature_store.bench_memory import bench_memory, memory_summary
+
+    machine = machine_info(torch.device('cpu'))
+    videos = args.videos or [bench_video_path(args.cache_dir, s, args.seed, MEMORY_VIDEO) for s in args.seconds]
+    extract_args = ['--arch', args.arch, '--resize', str(args.img_size), '--batch-size', str(args.batch_size),
+                    '--device', 'cpu']
+    rows = bench_memory(*videos, backends=args.backends, num_workers=args.num_workers, extract_args=extract_args,
+                        log=log)
+    config = {'videos': [str(v) for v in videos], 'arch': args.arch, 'img_size': args.img_size,
+              'batch_size': args.batch_size, 'extract_args': extract_args, 'seed': args.seed}
+    return finish(args, 'memory', machine, {'config': config, **memory_summary(rows), 'rows': rows},
+                  print_memory_report)
+
+
+MEMORY_COLUMNS = [('backend', 'backend', 's'), ('workers', 'num_workers', 'd'), ('short MiB', 'short_mb', '.0f'),
+                  ('long MiB', 'long_mb', '.0f'), ('long/short', 'ratio', '.2f'), ('short s', 'short_s', '.1f'),
+                  ('long s', 'long_s', '.1f'), ('', 'verdict', 's')]
+
+
+def print_memory_report(payload: dict[str, Any]) -> None:
+    cfg, limit = payload['config'], payload['targets']['ratio_max']
+    print(f"memory benchmark: tools/extract_features.py {' '.join(cfg['extract_args'])}, stride 4, on "
+          f"{cfg['videos'][0]} (short) and {cfg['videos'][1]} (long)")
+    print_machine_line(payload['machine'])
+    rows = [{'backend': r['backend'], 'num_workers': r['num_workers'], 'short_mb': r['short']['peak_mb'],
+             'long_mb': r['long']['peak_mb'], 'ratio': r['ratio'], 'short_s': r['short']['seconds'],
+             'long_s': r['long']['seconds'], 'verdict': 'ok' if r['ratio'] <= limit else 'ABOVE target'}
+            for r in payload['rows']]
+    print(records_table(rows, MEMORY_COLUMNS))
+    print('MiB: peak resident memory of the process tree, VmHWM of the extraction process plus that of each decoding '
+          'worker (an upper bound: pages shared after the fork count in each); workers: --num-workers, of which one '
+          'video uses one')
+    print(f"largest long/short ratio (target <= {limit:g}): {payload['worst_ratio']:.2f} "
+          f"({'ok' if payload['meets']['ratio'] else 'ABOVE target'})")
 
 
 # --- pretrain: dual masking vs encoder-only masking (VideoMAE V1), V2 paper Tables 1 and 2 ----------------------------
@@ -504,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backbone_command(subparsers)
     add_store_command(subparsers)
     add_extract_command(subparsers)
+    add_memory_command(subparsers)
     add_pretrain_command(subparsers)
     return parser
 

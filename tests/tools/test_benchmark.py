@@ -1,8 +1,9 @@
 """Smoke tests of ``tools/benchmark.py``: every subcommand in-process on tiny settings (``backbone``, ``extract`` and
-``pretrain`` on the ``vit_test`` preset, ``store`` on 5 videos of 16 x 8 features), and the shared helpers. Nothing
-here asserts speed; the numbers are checked for structure, sign and internal consistency (every ratio recomputed from
-the raw times and sizes in the JSON, every target verdict from the stated thresholds), and the FLOP count, model
-parity, file sizes and token counts against independently known answers."""
+``pretrain`` on the ``vit_test`` preset, ``store`` on 5 videos of 16 x 8 features, ``memory`` on 1- and 2-s videos),
+and the shared helpers. Nothing here asserts speed or memory; the numbers are checked for structure, sign and internal
+consistency (every ratio recomputed from the raw times, sizes and peaks in the JSON, every target verdict from the
+stated thresholds), and the FLOP count, model parity, file sizes and token counts against independently known
+answers."""
 from __future__ import annotations
 
 import contextlib
@@ -355,6 +356,60 @@ def test_pretrain_prints_tables(pretrain_run):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# memory (the measurement itself is checked against known allocations in tests/feature_store/test_bench_memory.py)
+# ---------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def memory_run(tool, tmp_path_factory):
+    """Two generated 640x360 videos of 1 and 2 s, extracted by PyAV with one decoding worker."""
+    tmp = tmp_path_factory.mktemp('memory')
+    payload, stdout = _run(tool, ['memory', '--seconds', '1', '2', '--backends', 'pyav', '--num-workers', '1',
+                                  '--cache-dir', str(tmp / 'cache'), '--batch-size', '4'], tmp / 'memory.json')
+    return payload, stdout, tmp / 'cache'
+
+
+def test_memory_generates_the_videos_once(tool, memory_run):
+    from tasks.data.video import VideoReader
+
+    payload, _, cache = memory_run
+    videos = [Path(v) for v in payload['config']['videos']]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(v.name for v in videos)
+    for video, frames in zip(videos, (30, 60)):
+        with VideoReader(video, 'pyav') as r:
+            assert (r.num_frames, r.fps, r.meta.width, r.meta.height) == (frames, 30.0, 640, 360)
+    mtime = videos[1].stat().st_mtime_ns
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert tool.bench_video_path(cache, 2.0, 0, tool.MEMORY_VIDEO) == videos[1]
+    assert videos[1].stat().st_mtime_ns == mtime  # found, not re-encoded
+
+
+def test_memory_json_ratio_from_the_two_peaks(memory_run):
+    payload, _, _ = memory_run
+    assert '--num-workers' not in payload['config']['extract_args']  # set per row
+    [row] = payload['rows']
+    assert (row['backend'], row['num_workers']) == ('pyav', 1)
+    for name in ('short', 'long'):
+        m = row[name]
+        assert len(m['workers_mb']) <= 1  # a worker shorter-lived than two samples is not counted
+        assert m['peak_mb'] == pytest.approx(m['main_mb'] + sum(m['workers_mb']))
+        assert 100 < m['main_mb'] and m['tree_rss_sampled_mb'] <= m['peak_mb']  # torch alone takes more than 100
+        assert m['seconds'] > 0
+    assert row['ratio'] == pytest.approx(row['long']['peak_mb'] / row['short']['peak_mb'])
+    assert payload['worst_ratio'] == row['ratio']
+    assert payload['meets'] == {'ratio': row['ratio'] <= payload['targets']['ratio_max'] == 1.5}
+
+
+def test_memory_prints_table(memory_run):
+    payload, stdout, _ = memory_run
+    header, body = _table(stdout, 'backend')
+    for column in ('short MiB', 'long MiB', 'long/short'):
+        assert column in header
+    [row] = body
+    assert row[:2] == ['pyav', '1']
+    assert float(row[4]) == pytest.approx(payload['rows'][0]['ratio'], abs=0.005)
+    assert f"largest long/short ratio (target <= 1.5): {payload['worst_ratio']:.2f}" in stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # argument handling shared by the subcommands
 # ---------------------------------------------------------------------------------------------------------------------
 def test_subcommand_defaults_do_not_leak(tool):
@@ -375,6 +430,8 @@ def test_subcommand_defaults_do_not_leak(tool):
     (['extract', '--video', 'no/such/video.mp4'], 'no such file: no/such/video.mp4'),
     (['extract', '--dtype', 'fp16'], "invalid choice: 'fp16'"),
     (['extract', '--max-windows', '-1'], 'must be >= 0'),
+    (['memory', '--backends', 'opencv'], "invalid choice: 'opencv'"),
+    (['memory', '--seconds', '60'], 'expected 2 arguments'),
     (['pretrain', '--arch', 'vit_tiny'], "invalid choice: 'vit_tiny'"),
     (['pretrain', '--steps', '0'], 'must be >= 1'),
 ])
