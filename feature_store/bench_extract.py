@@ -10,6 +10,7 @@ synthetic benchmark video.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from tasks.data.video import VideoReader, write_video
 from .extract import ComputeDType, Preprocess, build_model, forward_clips, iter_clip_batches, sample_windows
 from .extract.decode import num_cpus, threaded
 
-__all__ = ['EXTRACT_TARGETS', 'bench_extract', 'extract_summary', 'make_bench_video']
+__all__ = ['EXTRACT_TARGETS', 'bench_extract', 'default_max_windows', 'extract_summary', 'make_bench_video']
 
 
 def make_bench_video(path: str | os.PathLike, seconds: float = 60.0, fps: float = 30.0, height: int = 240,
@@ -76,9 +77,39 @@ def _official_loop(model: torch.nn.Module, path: str, starts: list[int], clip_le
     return (np.vstack(rows) if rows else None), time.perf_counter() - t0, decode, model_s
 
 
+class _ModelTime:
+    """Seconds in the model: wall time on the CPU; on CUDA the GPU time between events around each forward, read at
+    the end, so that timing does not make the host wait for every batch (which the extractor does not do)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == 'cuda'
+        self.seconds = 0.0
+        self.events: list[tuple[Any, Any]] = []
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.events.append((start, end))
+        else:
+            t = time.perf_counter()
+            yield
+            self.seconds += time.perf_counter() - t
+
+    def total(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return self.seconds + sum(start.elapsed_time(end) for start, end in self.events) / 1000
+        return self.seconds
+
+
 def _ours(model: torch.nn.Module | None, path: str, clip_len: int, stride: int, size: int, batch_size: int,
           dtype: ComputeDType, max_windows: int | None) -> tuple[np.ndarray | None, float, float, float]:
-    """Our loop; returns (features, wall s, s decoding + preprocessing in the decoding thread, s in the model)."""
+    """Our loop, as the extractor runs a video (features stay on the model's device until the video ends); returns
+    (features, wall s, s decoding + preprocessing in the decoding thread, s in the model)."""
     pre = Preprocess('squash', (size, size), normalize=False)
     decode = [0.0]
     t0 = time.perf_counter()
@@ -103,15 +134,22 @@ def _ours(model: torch.nn.Module | None, path: str, clip_len: int, stride: int, 
                 yield item
 
         rows = []
-        model_s = 0.0
+        model_time = _ModelTime(next(model.parameters()).device if model is not None else torch.device('cpu'))
         for _, clips in threaded(timed(), depth=2):
             if model is not None:
-                t = time.perf_counter()
-                rows.append(forward_clips(model, clips, dtype).cpu().numpy())  # .cpu() waits for the GPU
-                model_s += time.perf_counter() - t
+                with model_time():
+                    rows.append(forward_clips(model, clips, dtype))
+        feats = torch.cat(rows).cpu().numpy() if rows else None  # one copy, which waits for the GPU
     finally:
         reader.close()
-    return (np.vstack(rows) if rows else None), time.perf_counter() - t0, decode[0], model_s
+    return feats, time.perf_counter() - t0, decode[0], model_time.total()
+
+
+def default_max_windows(batch_size: int, device: str | torch.device) -> int | None:
+    """Windows run through the models when not given: every window on CUDA; on the CPU one batch of ours, at least 8
+    (the official loop takes minutes for 8 windows of vit_small at 224 px on 2 cores). A run of fewer windows than a
+    batch would time a forward that the extractor never runs."""
+    return None if torch.device(device).type == 'cuda' else max(batch_size, 8)
 
 
 def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, checkpoint: str | None = None,
@@ -130,7 +168,8 @@ def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, che
         batch_size: windows per forward in our loop (the official loop uses 1).
         dtype: our compute dtype (the official loop is always fp32).
         device: where the models run.
-        max_windows: run only the first windows through the models (both loops; a big model on a small CPU).
+        max_windows: run only the first windows through the models (both loops; a big model on a small CPU); None:
+            all (:func:`default_max_windows` is what ``tools/benchmark.py`` uses by default).
         decode_only: also time decoding + preprocessing of every window without the model, for both loops (what
             bounds the official loop on a GPU).
 
@@ -152,10 +191,12 @@ def bench_extract(video_path: str | os.PathLike, arch: str = 'vit_small', *, che
     official_model = build_model(arch, checkpoint=checkpoint, img_size=img_size, frames=clip_len,
                                  fused_attn=False).to(dev)
 
-    # warm-up (first-call allocations and kernel selection), not timed
-    warm = torch.zeros(1, 3, clip_len, img_size, img_size, device=dev)
-    for model in (ours_model, official_model):
-        forward_clips(model, warm)
+    # warm-up (first-call allocations, kernel selection and autocast's weight casts), not timed: each loop in the
+    # dtype and batch shapes it is timed with (ours: full batches and the last, smaller one)
+    shapes = {min(batch_size, len(run_starts)), len(run_starts) % batch_size} - {0}
+    for b in sorted(shapes):
+        forward_clips(ours_model, torch.zeros(b, 3, clip_len, img_size, img_size, device=dev), dtype)
+    forward_clips(official_model, torch.zeros(1, 3, clip_len, img_size, img_size, device=dev))
     synchronize(dev)
 
     threads = torch.get_num_threads()

@@ -17,8 +17,8 @@ import numpy as np
 from .errors import FeatureStoreError
 
 __all__ = [
-    'SCHEMA_VERSION', 'PROVENANCE_FIELDS', 'PROVENANCE_CONFIG_KEYS', 'MISSING', 'StoreInfo', 'ProvenanceDifference',
-    'describe_differences', 'checkpoint_id',
+    'SCHEMA_VERSION', 'PROVENANCE_FIELDS', 'PROVENANCE_CONFIG_KEYS', 'PROVENANCE_CONFIG_DEFAULTS', 'MISSING',
+    'StoreInfo', 'ProvenanceDifference', 'describe_differences', 'checkpoint_id',
 ]
 
 SCHEMA_VERSION = 1
@@ -30,10 +30,16 @@ PROVENANCE_FIELDS = ('arch', 'checkpoint_sha256', 'feature_kind', 'preprocessing
 """File attributes that must be equal for two stores' features to be interchangeable."""
 
 PROVENANCE_CONFIG_KEYS = ('clip_len', 'frame_interval', 'stride', 'sampler', 'sample_fps', 'img_size', 'frames',
-                          'patch_size', 'compute_dtype')
+                          'patch_size', 'compute_dtype', 'device_type', 'tf32_matmul', 'tf32_conv')
 """Entries of ``config`` that change the features, matched by their last key at any depth. An entry absent from
 both stores is equal, so keys written only when set (``model.patch_size``, only when it overrides the preset's)
-keep older stores appendable."""
+keep older stores appendable. The device type and TF32 are in it because CUDA kernels (TF32 ones above all: a 10-bit
+mantissa) give other last digits than the CPU, and one store must not mix them."""
+
+PROVENANCE_CONFIG_DEFAULTS = {'tf32_matmul': None, 'tf32_conv': None}
+"""The value of a provenance config entry in a store that does not record it, where not :data:`MISSING`. Stores
+written before TF32 was recorded count as None, the CPU's value ("does not apply"): older CPU stores stay appendable
+on the CPU, while older CUDA stores are refused by a CUDA run (their TF32 setting is unknown)."""
 
 
 class _Missing:
@@ -146,15 +152,20 @@ class StoreInfo:
         """Where ``other``'s features are not interchangeable with this store's (empty: compatible).
 
         Compared: :data:`PROVENANCE_FIELDS`, then every config entry whose last key is in
-        :data:`PROVENANCE_CONFIG_KEYS` (sorted by dotted path). Other config entries (paths, batch size, device,
-        decoder), versions and times may differ.
+        :data:`PROVENANCE_CONFIG_KEYS` (sorted by dotted path; an entry one store lacks has its
+        :data:`PROVENANCE_CONFIG_DEFAULTS` value, else :data:`MISSING`). Other config entries (paths, batch size,
+        device index, workers, decoder), versions and times may differ.
         """
         diff = [ProvenanceDifference(name, getattr(self, name), getattr(other, name))
                 for name in PROVENANCE_FIELDS if getattr(self, name) != getattr(other, name)]
         mine, theirs = _flatten(self.config), _flatten(other.config)
         for key in sorted(set(mine) | set(theirs)):
-            old, new = mine.get(key, MISSING), theirs.get(key, MISSING)
-            if key.rsplit('.', 1)[-1] in PROVENANCE_CONFIG_KEYS and old != new:
+            last = key.rsplit('.', 1)[-1]
+            if last not in PROVENANCE_CONFIG_KEYS:
+                continue
+            default = PROVENANCE_CONFIG_DEFAULTS.get(last, MISSING)
+            old, new = mine.get(key, default), theirs.get(key, default)
+            if old != new:
                 diff.append(ProvenanceDifference(f'config.{key}', old, new))
         return diff
 

@@ -321,10 +321,10 @@ def add_extract_command(subparsers: argparse._SubParsersAction) -> None:
                         help='where the generated video is kept between runs (default: %(default)s)')
     parser.add_argument('--video-seconds', type=positive_float, default=60.0,
                         help='length of the generated video (default: %(default)s)')
-    parser.add_argument('--max-windows', type=non_negative_int, default=8,
-                        help='windows run through the models, from the start of the video; 0 = all (default: '
-                             '%(default)s, a few minutes for vit_small at 224 px on 2 CPU cores). Decoding is also '
-                             'timed over every window, without the model, unless --no-decode-only')
+    parser.add_argument('--max-windows', type=non_negative_int, default=None,
+                        help='windows run through the models from the start of the video; 0 = all (default: all '
+                             'on CUDA, one --batch-size but at least 8 on the CPU). Decoding is also timed over '
+                             'every window, without the model, unless --no-decode-only')
     parser.add_argument('--batch-size', type=positive_int, default=16,
                         help='windows per forward in our loop; the official loop uses 1 (default: %(default)s)')
     parser.add_argument('--dtype', default='fp32', choices=('fp32', 'bf16'),
@@ -355,18 +355,19 @@ def bench_video_path(cache_dir: str | os.PathLike, seconds: float = 60.0, seed: 
 
 def run_extract(args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`feature_store.bench_extract.bench_extract`; print the table; return (and optionally write) it."""
-    from feature_store.bench_extract import bench_extract, extract_summary
+    from feature_store.bench_extract import bench_extract, default_max_windows, extract_summary
 
     device, machine = prepare(args.device)
     video = Path(args.video) if args.video else bench_video_path(args.cache_dir, args.video_seconds, args.seed)
-    windows = 'all' if args.max_windows == 0 else f'the first {args.max_windows}'
+    max_windows = default_max_windows(args.batch_size, device) if args.max_windows is None else args.max_windows or None
+    windows = 'all' if max_windows is None else f'the first {max_windows}'
     log(f'extract: {args.arch} at {args.img_size} px on {video}, {windows} windows, device {device}, '
         f'{torch.get_num_threads()} threads')
     result = bench_extract(video, args.arch, checkpoint=args.checkpoint, img_size=args.img_size,
                            batch_size=args.batch_size, dtype=args.dtype, device=str(device),
-                           max_windows=args.max_windows or None, decode_only=not args.no_decode_only)
+                           max_windows=max_windows, decode_only=not args.no_decode_only)
     config = {'arch': args.arch, 'checkpoint': args.checkpoint, 'video': str(video), 'img_size': args.img_size,
-              'max_windows': args.max_windows, 'batch_size': args.batch_size, 'dtype': args.dtype,
+              'max_windows': max_windows or 0, 'batch_size': args.batch_size, 'dtype': args.dtype,
               'device': str(device), 'threads': torch.get_num_threads(), 'seed': args.seed}
     return finish(args, 'extract', machine, {'config': config, **extract_summary(result), 'result': result},
                   print_extract_report)

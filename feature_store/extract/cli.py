@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description='Extract VideoMAE V2 clip features of untrimmed videos into one HDF5 feature store '
                                '(resumable; run under torchrun for several processes/GPUs; one run per store at a '
                                'time: OUT.h5.lock). Exit status: 0 done, 2 bad arguments, incompatible store, store '
-                               'locked by another run or a failed write, 3 some videos could not be decoded (every '
+                               'locked by another run, a failed write, or shards of other ranks that rank 0 cannot '
+                               'see (OUT not on a shared file system), 3 some videos could not be decoded (every '
                                'rank returns 3; torchrun itself then reports a failure with status 1).')
     parser.add_argument('input', metavar='INPUT', help='folder of videos, or a text file of video paths (one per '
                                                        'line, relative to the file\'s folder)')
@@ -105,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group('execution')
     run.add_argument('--dtype', choices=('fp32', 'bf16'), default='fp32', help='compute dtype (stored as float32)')
     run.add_argument('--batch-size', type=positive, default=16, help='windows per forward (16)')
-    run.add_argument('--num-workers', type=int, default=2, help='decoding processes; 0: a background thread (2)')
+    run.add_argument('--num-workers', type=int, help='decoding processes; 0: a background thread (default: 2 on the '
+                                                     'CPU; on CUDA the cores per GPU on this machine less one, at '
+                                                     'most 8)')
     run.add_argument('--device', help='cpu, cuda, cuda:N (default: cuda if available; one GPU per torchrun rank)')
     run.add_argument('--backend', choices=BACKENDS, default='auto',
                      help='video decoder: auto (decord, or PyAV for files decord cannot read, such as AV1; the '

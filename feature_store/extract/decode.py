@@ -16,7 +16,7 @@ from tasks.data.video import VideoDecodeError, VideoReader
 from .clips import iter_clip_batches, sample_windows, windows_meta
 from .provenance import ExtractConfig
 
-__all__ = ['num_cpus', 'threaded', 'clip_batches']
+__all__ = ['num_cpus', 'default_num_workers', 'threaded', 'clip_batches']
 
 
 def num_cpus() -> int:
@@ -25,6 +25,20 @@ def num_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def default_num_workers(device: torch.device) -> int:
+    """Decoding processes when none are asked for: 2 next to a CPU model, which needs the cores itself; on CUDA this
+    rank's share of the cores (``LOCAL_WORLD_SIZE`` ranks per machine) less one for the main process, at most 8.
+
+    One worker decodes and preprocesses about 37 windows/s of a 240p video on one core (447 windows in 12.2 s,
+    docs/experiments.md#earlier-benchmark-runs), fewer at 360p, while a GPU runs ViT-S/B at hundreds of clips/s; the
+    cap of 8 bounds the host memory of the batches they prefetch (2 each, 154 MB at 16 x 3 x 16 x 224 x 224 float32).
+    """
+    if device.type != 'cuda':
+        return 2
+    share = num_cpus() // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1')))
+    return max(1, min(share - 1, 8))
 
 
 class _ClipBatches(torch.utils.data.IterableDataset):
@@ -103,14 +117,23 @@ def threaded(items: Iterable[Any], depth: int) -> Iterator[Any]:
         stop.set()
 
 
+def _pinned(items: Iterable[dict]) -> Iterator[dict]:
+    for item in items:
+        if 'clips' in item:
+            item['clips'] = item['clips'].pin_memory()
+        yield item
+
+
 def clip_batches(videos: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, pin_memory: bool) -> Iterator[dict]:
-    """Batches of ``(index, video_id, path)`` videos, in ``cfg.num_workers`` processes (0: a background thread):
-    ``{'video': index, 'clips', 'last', 'meta'}`` per batch (``meta`` with the last), ``{'video', 'error'}`` when a
-    video cannot be decoded."""
+    """Batches of ``(index, video_id, path)`` videos, in ``cfg.num_workers`` processes (0: a background thread; None:
+    2): ``{'video': index, 'clips', 'last', 'meta'}`` per batch (``meta`` with the last), ``{'video', 'error'}`` when
+    a video cannot be decoded. ``pin_memory``: clips in page-locked memory, so that copies to the GPU are
+    asynchronous (in the decoding thread or the DataLoader's pinning thread)."""
     dataset = _ClipBatches(videos, cfg)
-    if cfg.num_workers == 0:
-        return threaded(dataset, depth=2)
-    workers = min(cfg.num_workers, len(videos))
+    num_workers = 2 if cfg.num_workers is None else cfg.num_workers
+    if num_workers == 0:
+        return threaded(_pinned(dataset) if pin_memory else dataset, depth=2)
+    workers = min(num_workers, len(videos))
     return iter(torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=workers, collate_fn=_identity, worker_init_fn=_worker_init,
         pin_memory=pin_memory, prefetch_factor=2, persistent_workers=False))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from backbone.precision import cuda_tf32
 from tasks.data.video.reader import Backend
 
 from ..info import StoreInfo
@@ -36,7 +37,8 @@ class ExtractConfig:
         preprocess: frame transform.
         dtype: compute dtype; features are stored as float32 either way.
         batch_size: windows per forward.
-        num_workers: decoding processes (0: one background thread).
+        num_workers: decoding processes (0: one background thread); None: 2 on the CPU, sized to the machine on
+            CUDA (:func:`~feature_store.extract.decode.default_num_workers`).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available (one GPU per rank).
         backend: video decoder: ``'auto'`` (decord, or PyAV for what decord cannot read), ``'decord'`` or
             ``'pyav'``; they give identical 8-bit frames (docs/video_decoding.md#video-formats).
@@ -57,7 +59,7 @@ class ExtractConfig:
     preprocess: Preprocess = field(default_factory=Preprocess)
     dtype: ComputeDType = 'fp32'
     batch_size: int = 16
-    num_workers: int = 2
+    num_workers: int | None = None
     device: str | None = None
     backend: Backend = 'auto'
     fused_attn: bool = True
@@ -70,7 +72,7 @@ class ExtractConfig:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
         if self.sample_fps is not None and not self.sample_fps > 0:
             raise ValueError(f'sample_fps must be positive, got {self.sample_fps}')
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f'num_workers must be >= 0, got {self.num_workers}')
         if self.dtype not in ('fp32', 'bf16'):
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
@@ -90,8 +92,9 @@ class ExtractConfig:
 
 
 def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.device | str = 'cpu') -> StoreInfo:
-    """Provenance of a store written with ``cfg``. Only settings go into it (no output path, process count or
-    worker count), so a resumed, a distributed and a plain run of the same settings write the same attributes."""
+    """Provenance of a store written with ``cfg`` on ``device``, with the TF32 settings of this moment on CUDA
+    (None on the CPU, where they do not apply). Only settings go into it (no output path, device index, process count
+    or worker count), so a resumed, a distributed and a plain run of the same settings write the same attributes."""
     from importlib.metadata import PackageNotFoundError, version
 
     decoder_versions = {}
@@ -100,6 +103,8 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
             decoder_versions[package] = version(package)
         except PackageNotFoundError:  # provenance only
             decoder_versions[package] = None
+    device_type = torch.device(device).type
+    tf32 = cuda_tf32() if device_type == 'cuda' else (None, None)
     config = {
         'model': {'arch': cfg.arch, 'img_size': list(cfg.model_img_size), 'frames': cfg.model_frames,
                   'checkpoint': str(cfg.checkpoint) if cfg.checkpoint is not None else None,
@@ -113,7 +118,10 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
                      **({'sample_fps': cfg.sample_fps} if cfg.sample_fps is not None else {})},
         'compute_dtype': cfg.dtype,
         'batch_size': cfg.batch_size,
-        'device_type': torch.device(device).type,
+        'device_type': device_type,
+        # the provenance rule compares both: TF32 changes the features' last digits (a 10-bit mantissa)
+        'tf32_matmul': tf32[0],
+        'tf32_conv': tf32[1],
         'decoder': {'backend': cfg.backend, 'versions': decoder_versions},
         'torch_version': torch.__version__,
     }

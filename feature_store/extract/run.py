@@ -4,7 +4,8 @@
   ``info.json`` with the run's provenance;
 * ``OUT`` is only ever written by :func:`feature_store.build_store` (atomically) from the existing ``OUT`` plus the
   parts, after which the parts are deleted; under ``torchrun`` every rank folds its parts into its own shard
-  ``OUT.rank{r}`` and rank 0 merges the shards (:func:`feature_store.merge_stores`);
+  ``OUT.rank{r}`` and rank 0 merges the shards (:func:`feature_store.merge_stores`), once it has checked that the
+  shards it finds beside ``OUT`` hold every rank's videos (:func:`check_merged_ids`: a shared file system);
 * a rerun first collects the ids already in ``OUT``, in shards and in part files whose provenance equals this run's
   (:meth:`feature_store.StoreInfo.differences`) and extracts only the others, so a process killed at any moment
   leaves complete files only and the rerun ends with the same file as an uninterrupted run.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -36,11 +38,11 @@ from ..lock import store_lock
 from ..parts import part_ids, read_parts, write_part
 from ..store import FeatureStore, build_store, merge_stores
 from .clips import forward_clips
-from .decode import clip_batches, num_cpus
+from .decode import clip_batches, default_num_workers, num_cpus
 from .inputs import ExtractError, list_videos
 from .provenance import ExtractConfig, make_store_info
 
-__all__ = ['ExtractResult', 'extract_to_store']
+__all__ = ['ExtractResult', 'extract_to_store', 'check_merged_ids']
 
 #: How long ranks that finish early wait at a barrier for the slowest one (a share can take hours on a big model).
 _DIST_TIMEOUT = timedelta(hours=24)
@@ -158,11 +160,22 @@ def _parts_info(folder: Path) -> StoreInfo | None:
         raise ExtractError(f'{path} is unreadable ({e}); delete {folder} to discard its part files') from None
 
 
+_DEVICE_FIELDS = ('config.device_type', 'config.tf32_matmul', 'config.tf32_conv')
+
+
 def _mismatch(stored: StoreInfo | None, info: StoreInfo) -> str:
     """How leftovers made with ``stored`` provenance differ from this run's; '' when they can be reused."""
     if stored is None:
         return 'no info.json'
-    return describe_differences(stored.differences(info), 'stored', 'this run')
+    differences = stored.differences(info)
+    what = describe_differences(differences, 'stored', 'this run')
+    if any(d.field in _DEVICE_FIELDS for d in differences):
+        device = stored.config.get('device_type')
+        what += ('. Features of another device type or TF32 setting differ in their last digits, and one store does '
+                 f'not mix them: to add to it, run with --device {device or "<its device>"} and its TF32 setting '
+                 '(torch.backends.cuda.matmul / torch.backends.cudnn.conv fp32_precision; None: the CPU, or a store '
+                 'written before TF32 was recorded)')
+    return what
 
 
 def _prepare(out: Path, info: StoreInfo, overwrite: bool) -> tuple[bool, list[str]]:
@@ -275,12 +288,14 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
             progress.write(f'extract_features: skipping {vid} ({path}): {item["error"]}')
             progress.video_done()
             continue
+        # The features stay on the model's device until the video ends: a copy to the host per batch would make
+        # the host wait for every forward, so that it could not queue the next batch meanwhile.
         feats = forward_clips(model, item['clips'], cfg.dtype)
-        pending.setdefault(index, []).append(feats.cpu())
+        pending.setdefault(index, []).append(feats)
         clips_total += len(feats)
         progress.add_clips(len(feats))
         if item['last']:
-            rows = torch.cat(pending.pop(index)).numpy()
+            rows = torch.cat(pending.pop(index)).cpu().numpy()  # one copy (and wait) per video
             try:
                 write_part(parts, vid, rows, item['meta'])
             except OSError as e:
@@ -342,20 +357,23 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
     todo = [(i, vid, path) for i, (vid, path) in enumerate(videos) if i % dist.world == dist.rank and vid not in done]
     extracted, failures, clips, seconds = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0)
     # 3. parts -> shard (or straight into OUT in a single process), then rank 0 merges.
+    held: list[str] = []  # the ids in this rank's shard, which rank 0 must find
     try:
         if dist.world == 1:
             _fold_parts(parts, out, info, base=out if use_base else None)
         else:
             shard = _shard_path(out, dist.rank)
             _fold_parts(parts, shard, info, base=shard if shard.exists() else None)
+            with FeatureStore.open(shard) as store:
+                held = store.ids()
     except OSError as e:
         raise _write_failed(e, parts) from e
-    gathered = dist.gather((extracted, failures, clips))
+    gathered = dist.gather((extracted, failures, clips, held))
     dist.barrier()  # every shard is complete
-    _merge_on_rank0(out, info, dist, use_base)
+    _merge_on_rank0(out, info, dist, use_base, [g[3] for g in gathered])
 
     result = ExtractResult(out=out, seconds=seconds)
-    for ext, fail, n in gathered:
+    for ext, fail, n, _ in gathered:
         result.extracted += ext
         result.failed += fail
         result.num_clips += n
@@ -409,6 +427,8 @@ def _agree_on_leftovers(out: Path, info: StoreInfo, overwrite: bool, dist: _Dist
 def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, device: torch.device, parts: Path,
                   progress: bool) -> tuple[list[str], list[dict[str, str]], int, float]:
     """Build the model and run it over ``todo`` (:func:`_extract_share`); also returns the seconds it took."""
+    if cfg.num_workers is None:
+        cfg = dataclasses.replace(cfg, num_workers=default_num_workers(device))
     model = cfg.build_model().to(device)
     bar = _Progress(len(todo), enabled=progress)
     threads = torch.get_num_threads()
@@ -427,12 +447,14 @@ def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, dev
     return extracted, failures, clips, time.perf_counter() - start
 
 
-def _merge_on_rank0(out: Path, info: StoreInfo, dist: _Dist, use_base: bool) -> None:
+def _merge_on_rank0(out: Path, info: StoreInfo, dist: _Dist, use_base: bool, held: Sequence[Sequence[str]]) -> None:
     """Rank 0 merges (:func:`_merge`); a failure is raised on every rank."""
     merge_error = None
     if dist.rank == 0:
         try:
-            _merge(out, info, dist.world, use_base)
+            _merge(out, info, dist.world, use_base, held)
+        except ExtractError as e:
+            merge_error = str(e)
         except (FeatureStoreError, OSError) as e:
             merge_error = f'merging the shards into {out} failed: {e}'
     merge_error = dist.broadcast(merge_error)
@@ -440,19 +462,26 @@ def _merge_on_rank0(out: Path, info: StoreInfo, dist: _Dist, use_base: bool) -> 
         raise ExtractError(merge_error)
 
 
-def _merge(out: Path, info: StoreInfo, world: int, use_base: bool) -> None:
+def _merge(out: Path, info: StoreInfo, world: int, use_base: bool, held: Sequence[Sequence[str]] = ()) -> None:
     """Rank 0: fold stale part folders into their shards, merge all shards (and ``out``) into ``out``, delete them
-    and what killed builds of them left."""
+    and what killed builds of them left. ``held``: the ids in each rank's shard, by rank; when the shards rank 0
+    finds lack some, nothing is written (:func:`check_merged_ids`)."""
     for rank, folder in _ranked(out, '.parts').items():  # left by an earlier run with more processes
         shard = _shard_path(out, rank)
         _fold_parts(folder, shard, info, base=shard if shard.exists() else None)
     shards = list(_ranked(out, '').values())
+    # This run's shards first: merge_stores writes the first input's provenance, which is this run's. A new list:
+    # ``out`` joins the sources, not the shards deleted below.
+    sources = [*shards] if world > 1 else [out, *shards]
+    if world > 1 and use_base and out.exists():
+        sources.append(out)
+    if world > 1:
+        found: set[str] = set()
+        for source in sources:
+            with FeatureStore.open(source) as store:
+                found.update(store.ids())
+        check_merged_ids(found, held, out)
     if shards:
-        # This run's shards first: merge_stores writes the first input's provenance, which is this run's. A new
-        # list: ``out`` joins the sources, not the shards deleted below.
-        sources = [*shards] if world > 1 else [out, *shards]
-        if world > 1 and use_base and out.exists():
-            sources.append(out)
         merge_stores(sources, out)
     # Every shard is in ``out``: delete them, with what killed builds of a shard left (its temporary and lock file;
     # e.g. of rank 0's shard when a single process resumes a torchrun run, and never builds that shard).
@@ -461,3 +490,23 @@ def _merge(out: Path, info: StoreInfo, world: int, use_base: bool) -> None:
         with store_lock(shard):
             for path in [shard, *leftover_temporaries(shard)]:
                 path.unlink(missing_ok=True)
+
+
+def check_merged_ids(found: set[str], held: Sequence[Sequence[str]], out: Path) -> None:
+    """Raise :class:`ExtractError` unless ``found`` (the ids in the shards and the store rank 0 merges) covers
+    ``held[r]`` (the ids in rank r's shard, as rank r saw it) for every rank r.
+
+    Rank 0 finds the shards by listing ``out``'s folder; a rank on another machine that writes to a local disk of
+    its own leaves its shard where rank 0 cannot see it, and the store would silently lack its videos.
+    """
+    missing = {rank: sorted(set(ids) - found) for rank, ids in enumerate(held)}
+    missing = {rank: ids for rank, ids in missing.items() if ids}
+    if not missing:
+        return
+    listed = '; '.join(f'rank {rank} ({_shard_path(out, rank).name}): {len(ids)} videos, '
+                       + ', '.join(ids[:5]) + (', ...' if len(ids) > 5 else '') for rank, ids in missing.items())
+    raise ExtractError(
+        f'rank 0 cannot see the videos of other ranks in {out.parent} ({listed}): OUT is probably not on a file '
+        'system shared by every rank (a node-local disk in a multi-node run). The store was not written; the '
+        'shards are kept, so that nothing is extracted again: copy the missing shards beside OUT and rerun, or '
+        'rerun with --out on a shared file system')

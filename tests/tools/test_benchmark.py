@@ -421,7 +421,7 @@ def test_subcommand_defaults_do_not_leak(tool):
     assert (pretrain.threads, pretrain.warmup, pretrain.steps) == (1, 1, 2)
     assert parser.parse_args(['store']).repeats == 3
     extract = parser.parse_args(['extract'])
-    assert (extract.arch, extract.max_windows, extract.video, extract.threads) == ('vit_small', 8, None, None)
+    assert (extract.arch, extract.max_windows, extract.video, extract.threads) == ('vit_small', None, None, None)
 
 
 @pytest.mark.parametrize('argv, message', [
