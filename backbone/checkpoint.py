@@ -29,8 +29,9 @@ __all__ = ['FilterMode', 'LoadResult', 'filter_checkpoint', 'load_checkpoint']
 #: caller reports missing and unexpected keys).
 FilterMode = Literal['load', 'exact', 'rename']
 
-# Official-name groups the file may hold while the model lacks them entirely; dropped in 'load' mode.
-_DROPPABLE = PRETRAIN_ONLY + ('roi_head.', 'head.', 'norm.')
+# Official-name groups the file may hold while the model lacks them entirely; dropped in 'load' mode. A ViT built
+# with fc_norm=False (the AVA detector's) lacks the pooling norm that fine-tuned files hold.
+_DROPPABLE = PRETRAIN_ONLY + ('roi_head.', 'head.', 'norm.', 'fc_norm.')
 # Groups the model may hold while the file lacks them entirely; left fresh in 'load' mode.
 _FRESH = ('fc_norm.', 'head.', 'norm.', 'pos_embed')
 
@@ -144,8 +145,9 @@ def filter_checkpoint(src: Source, model: nn.Module, *, label_map: LabelMap | No
       ``norm`` (the detection feature-map norm) when the file has none, a learnable ``pos_embed`` when the file has
       none, and the modules named in ``fresh``;
     * dropped from the file (``LoadResult.unexpected``): the pre-training ``decoder.*``, ``encoder_to_decoder``,
-      ``mask_token`` and ``encoder.norm`` when the model is not a pre-training model, a ``head`` or ``norm`` the model
-      does not have, an AVA detector's ``roi_head.*``, and the modules named in ``fresh``.
+      ``mask_token`` and ``encoder.norm`` when the model is not a pre-training model, a ``head``, ``norm`` or
+      ``fc_norm`` the model does not have (a ViT built with ``fc_norm=False``, as the AVA detector's), an AVA
+      detector's ``roi_head.*``, and the modules named in ``fresh``.
 
     In every mode a stored fixed sinusoid ``pos_embed`` is dropped when the model rebuilds its own.
 

@@ -97,9 +97,16 @@ def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return ((patches - mean) / (std + eps)).flatten(2)
 
 
-def _select(tokens: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor:
-    """tokens (B, N, ...) at the True positions of ``keep`` (B, N), in ascending position order: (B, count, ...)."""
-    return tokens[keep].reshape(tokens.shape[0], count, *tokens.shape[2:])
+def select_kept(tokens: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor:
+    """tokens (B, N, ...) at the True positions of ``keep`` (B, N), in ascending position order: (B, count, ...).
+
+    Every row of ``keep`` must hold ``count`` True entries. The positions come from a stable sort of the mask (kept
+    first, each group in position order) and an integer gather: a boolean index ``tokens[keep]`` would wait for the
+    device to count the output rows (a host sync per call on CUDA). Same values as ``tokens[keep]``, gradients too.
+    """
+    order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)[:, :count]  # (B, count)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
+    return tokens[rows, order.to(tokens.device)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -118,9 +125,8 @@ class VideoMAEv2PretrainEncoder(VideoMAEv2ViT):
                                     'init_cfg'})
         if bad:
             raise TypeError(f'the pre-training encoder has no head; unexpected arguments {bad}')
-        super().__init__(arch, num_classes=0, featmap_norm=True, **kwargs)
         # The official encoder normalises every visible token (`norm`) and has no pooling norm.
-        self.fc_norm = nn.Identity()
+        super().__init__(arch, num_classes=0, featmap_norm=True, fc_norm=False, **kwargs)
 
     def reset_parameters(self) -> None:
         """Official pre-training init: Linear xavier-uniform, bias 0; LayerNorm 1/0; Conv3d PyTorch default."""
@@ -140,7 +146,7 @@ class VideoMAEv2PretrainEncoder(VideoMAEv2ViT):
             norm(blocks(visible tokens + position)) (B, num_visible, C), in ascending position order.
         """
         tokens, _ = self.embed(x)                                 # (B, N, C), with the position table
-        tokens = _select(tokens, ~mask, num_visible)              # (B, N_vis, C)
+        tokens = select_kept(tokens, ~mask, num_visible)              # (B, N_vis, C)
         tokens = run_blocks(self.blocks, tokens, self.with_cp)
         return self.norm(tokens)
 
@@ -321,25 +327,30 @@ class VideoMAEv2Pretrainer(nn.Module):
         Raises:
             ValueError: wrong shape, values other than 0/1, or rows with different visible or kept counts (the
                 official model would fail later in an opaque ``reshape``).
+
+        The masks are checked and counted where they are, then moved: masks on the host (as the pre-training
+        preprocessor hands them over) cost no device sync; masks on a GPU cost one, for the counts.
         """
         grid = self.encoder.patch_embed.grid(video)
         batch, tokens = video.shape[0], math.prod(grid)
-        mask = self._as_bool_mask('mask', mask, batch, tokens, grid, video.device)
+        mask = self._as_bool_mask('mask', mask, batch, tokens, grid)
         decode_mask = (~mask if decode_mask is None else
-                       self._as_bool_mask('decode_mask', decode_mask, batch, tokens, grid, video.device))
-        counts = torch.stack([(~mask).sum(1), (~decode_mask).sum(1)]).tolist()  # one host sync for both
+                       self._as_bool_mask('decode_mask', decode_mask, batch, tokens, grid).to(mask.device))
+        counts = torch.stack([(~mask).sum(1), (~decode_mask).sum(1)]).tolist()  # one host sync for both on a GPU
         for name, row, what in (('mask', counts[0], 'visible'), ('decode_mask', counts[1], 'decoder-kept')):
             if len(set(row)) != 1:
                 raise ValueError(f'{name}: every sample needs the same number of {what} tokens (the tokens are '
                                  f'gathered into one (B, n, C) batch); got {row}')
             if row[0] == 0:
                 raise ValueError(f'{name}: no {what} tokens (all {tokens} tokens are masked)')
+        mask = mask.to(video.device, non_blocking=True)
+        decode_mask = decode_mask.to(video.device, non_blocking=True)
         return mask, decode_mask, grid, counts[0][0], counts[1][0]
 
     @staticmethod
-    def _as_bool_mask(name: str, mask: torch.Tensor, batch: int, tokens: int, grid: tuple[int, int, int],
-                      device: torch.device) -> torch.Tensor:
-        mask = torch.as_tensor(mask, device=device)
+    def _as_bool_mask(name: str, mask: torch.Tensor, batch: int, tokens: int,
+                      grid: tuple[int, int, int]) -> torch.Tensor:
+        mask = torch.as_tensor(mask)
         if tuple(mask.shape) != (batch, tokens):
             raise ValueError(f'{name} has shape {tuple(mask.shape)}; the clip gives (B, N) = ({batch}, {tokens}) '
                              f'tokens (grid {grid})')
@@ -375,8 +386,8 @@ class VideoMAEv2Pretrainer(nn.Module):
         x_vis = self.encoder_to_decoder(x_vis)                                  # (B, N_vis, C_dec)
         batch, num_visible, dim = x_vis.shape
         pos = self.decoder_pos_embed_for(grid).detach().to(x_vis.dtype).expand(batch, -1, -1)  # (B, N, C_dec)
-        pos_vis = _select(pos, ~mask, num_visible)
-        pos_kept = _select(pos, ~decode_mask, num_kept)
+        pos_vis = select_kept(pos, ~mask, num_visible)
+        pos_kept = select_kept(pos, ~decode_mask, num_kept)
         x = torch.cat([x_vis + pos_vis, self.mask_token.to(x_vis.dtype) + pos_kept], dim=1)  # (B, N_vis + N_kept, C)
         return self.decoder(x, num_kept, self.with_cp)
 
@@ -437,8 +448,8 @@ class VideoMAEv2Pretrainer(nn.Module):
         mask, decode_mask, grid, num_visible, num_kept = self.check_masks(video, mask, decode_mask)
         pred = self.forward_decoder(self.forward_encoder(video, mask, num_visible), mask, decode_mask, grid,
                                     num_kept)                                       # (B, N_kept, D)
-        target = _select(self.targets(video), ~decode_mask, num_kept)               # (B, N_kept, D)
-        weight = _select(mask, ~decode_mask, num_kept).float()                      # (B, N_kept)
+        target = select_kept(self.targets(video), ~decode_mask, num_kept)               # (B, N_kept, D)
+        weight = select_kept(mask, ~decode_mask, num_kept).float()                      # (B, N_kept)
         mse = (pred.float() - target).pow(2).mean(dim=-1)
         # No kept token is encoder-masked: nothing to learn from; 0 * sum keeps the graph (and DDP) intact.
         return (mse * weight).sum() / weight.sum().clamp(min=1.0)
@@ -462,7 +473,7 @@ class VideoMAEv2Pretrainer(nn.Module):
         batch, tokens, count, channels = pixels.shape
         pred = pred.reshape(batch, num_kept, count, channels)
         if self.normalize_target:
-            kept = _select(pixels, ~decode_mask, num_kept)
+            kept = select_kept(pixels, ~decode_mask, num_kept)
             mean = kept.mean(dim=-2, keepdim=True)
             std = kept.var(dim=-2, unbiased=True, keepdim=True).sqrt()
             pred = pred * (std + 1e-6) + mean
@@ -515,4 +526,4 @@ def register_pretrainer_with_mmaction() -> None:
 
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'PRETRAIN_PRESETS', 'VideoMAEv2PretrainDecoder',
            'VideoMAEv2PretrainEncoder', 'VideoMAEv2Pretrainer', 'normalize_patches', 'patchify',
-           'register_pretrainer_with_mmaction', 'unpatchify']
+           'register_pretrainer_with_mmaction', 'select_kept', 'unpatchify']

@@ -228,6 +228,10 @@ class VideoMAEv2ViT(nn.Module):
         init_scale: factor applied to the freshly initialised head (official fine-tuning default 0.001).
         featmap_norm: add the LayerNorm ``norm`` applied by :meth:`forward_featmap` (fresh, as in mmaction2's
             detection ViT). Off by default so classification checkpoints load exactly.
+        fc_norm: add the pooling LayerNorm ``fc_norm`` of :meth:`forward_features` (the official models' and timm's
+            name); False makes it an Identity, for a ViT used only through :meth:`forward_featmap` (the AVA detector,
+            mmaction2's ``use_mean_pooling=False``), where an unused parameter would break DDP. Its weights in a
+            checkpoint are then dropped (docs/checkpoints.md#k710-heads-and-safe-loading).
         pos_embed_policy: ``'interpolate'`` (mmaction2: bicubic per slice, linear in time) or ``'sinusoid'`` (a fresh
             table for the runtime grid, as an official model constructed at that size) when the grid differs.
         with_cp: activation checkpointing of every block.
@@ -243,7 +247,7 @@ class VideoMAEv2ViT(nn.Module):
                  qk_scale: float | None = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, head_drop_rate: float = 0.0, norm_eps: float = 1e-6,
                  init_values: float = 0.0, use_learnable_pos_emb: bool = False, init_scale: float = 0.001,
-                 featmap_norm: bool = False, pos_embed_policy: PosEmbedPolicy = 'interpolate',
+                 featmap_norm: bool = False, fc_norm: bool = True, pos_embed_policy: PosEmbedPolicy = 'interpolate',
                  with_cp: bool = False, fused_attn: bool = True, pretrained: str | None = None,
                  init_cfg: dict | None = None):
         super().__init__()
@@ -296,7 +300,7 @@ class VideoMAEv2ViT(nn.Module):
 
         # --- pooling, norms, head -------------------------------------------------------------------------------
         self.norm = nn.LayerNorm(self.embed_dim, eps=norm_eps) if featmap_norm else nn.Identity()
-        self.fc_norm = nn.LayerNorm(self.embed_dim, eps=norm_eps)
+        self.fc_norm = nn.LayerNorm(self.embed_dim, eps=norm_eps) if fc_norm else nn.Identity()
         self.head_dropout = nn.Dropout(head_drop_rate)
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.reset_parameters()

@@ -10,7 +10,10 @@ Works for every task whose config has a test loop (classification, AVA, THUMOS14
 every model weight must come from the file and every file weight must be used, so a wrong file stops the run instead
 of testing random weights (mmengine checkpoints of the same config, mmaction2 recognizer files, official / HF files
 for a model whose ViT is its ``backbone``); the config's ``load_from`` is ignored. Metrics that write files put them
-in the work directory; the metrics go to ``<work_dir>/results.json`` (or ``--out``) and are printed as a table.
+in the work directory; the metrics go to ``<work_dir>/results.json`` (or ``--out``) and are printed as a table, by
+rank 0 under a launcher. Videos that fail to decode are counted and left out
+(docs/classification.md#test-protocols-and-metrics); a classification test set in which none decodes stops with a
+message naming them.
 The library behind it is :func:`tasks.engine.runner.evaluate_checkpoint`.
 
 The repository must be importable (``pip install -e .`` or ``PYTHONPATH=<repo root>``).
@@ -22,6 +25,7 @@ import os.path as osp
 from collections.abc import Sequence
 from typing import Any
 
+from tasks.classification.metric import NoDecodedVideoError
 from tasks.engine.runner import add_runner_options, evaluate_checkpoint
 
 
@@ -41,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = get_args_parser().parse_args(argv)
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'tools/test.py: checkpoint {args.checkpoint} does not exist')
-    return evaluate_checkpoint(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
-                               cfg_options=args.cfg_options, launcher=args.launcher, local_rank=args.local_rank)
+    try:
+        return evaluate_checkpoint(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
+                                   cfg_options=args.cfg_options, launcher=args.launcher, local_rank=args.local_rank)
+    except NoDecodedVideoError as e:  # the user's data, not a bug: the message without the traceback
+        raise SystemExit(f'tools/test.py: {e}') from None
 
 
 if __name__ == '__main__':

@@ -4,7 +4,8 @@
 
 Usage::
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--cfg-options KEY=VALUE ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp [{bf16,fp16}]]
+                          [--cfg-options KEY=VALUE ...]
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
 The library behind it is :func:`tasks.engine.runner.train_config`. The repository must be importable
@@ -26,6 +27,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CHECKPOINT',
                         help='resume training (model, optimiser, schedulers, epoch and iteration) from CHECKPOINT, or '
                              'without a value from the newest checkpoint in the work directory')
+    parser.add_argument('--amp', nargs='?', const='bf16', choices=['bf16', 'fp16'], default=None,
+                        help='mixed precision: without a value bfloat16 autocast (CPU or GPU, no loss scaling); '
+                             '"fp16": float16 autocast with dynamic loss scaling (mmengine AmpOptimWrapper, GPU only). '
+                             'Default: the config\'s optim_wrapper (float32 in every recipe)')
     add_runner_options(parser, 'train_dataloader.batch_size=8 train_cfg.max_epochs=10')
     return parser
 
@@ -33,7 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     train_config(args.config, work_dir=args.work_dir, resume=args.resume, cfg_options=args.cfg_options,
-                 launcher=args.launcher, local_rank=args.local_rank)
+                 launcher=args.launcher, local_rank=args.local_rank, amp=args.amp)
 
 
 if __name__ == '__main__':

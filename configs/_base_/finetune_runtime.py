@@ -6,6 +6,12 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=3, save_last=True, save_best='auto'))
 
-# One seed for model init, Mixup draws and sampler shuffling, the same in every process; the data of a sample depends
-# only on (dataset seed, epoch, index).
-randomness = dict(seed=0, diff_rank_seed=False, deterministic=False)
+# Clips of one fixed size in training, validation and test: cuDNN's search for the fastest convolution (the patch
+# embedding) runs once per shape and pays off.
+env_cfg = dict(cudnn_benchmark=True)
+
+# Process r seeds its global generators with seed + r (diff_rank_seed, as the official run_class_finetuning.py), so
+# each GPU draws its own Mixup/CutMix lambda and box, drop-path masks and erasing noise. The same in every process:
+# the sampler's shuffle (one seed, broadcast from rank 0), the initial weights (rank 0's, broadcast) and the data of a
+# sample, which depends only on (dataset seed, epoch, index) (docs/classification.md#seeding-across-processes).
+randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

@@ -11,9 +11,14 @@ default_hooks = dict(
 # work directory.
 custom_hooks = [dict(type='PretrainLossCurveHook', interval=50)]
 
-# One seed for model init and sampler shuffling, the same in every process (diff_rank_seed=False): the data of a
-# sample depends only on (dataset seed, epoch, index), not on the rank that loads it.
-randomness = dict(seed=0, diff_rank_seed=False, deterministic=False)
+# Clips of one fixed size: cuDNN's search for the fastest convolution (the patch embedding) runs once and pays off.
+env_cfg = dict(cudnn_benchmark=True)
+
+# Process r seeds its global generators with seed + r (diff_rank_seed, as the official run_mae_pretraining.py), so
+# each GPU draws its own drop-path masks. The sampler's shuffle (one seed, broadcast from rank 0) and the initial
+# weights (rank 0's) are shared, and the data of a sample, masks included, depends only on (dataset seed, epoch,
+# index), not on the rank that loads it (docs/classification.md#seeding-across-processes).
+randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)
 
 # Pre-training has no evaluation loop.
 val_cfg = None

@@ -245,7 +245,8 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
     A broken video (:class:`tasks.data.video.VideoDecodeError`) is reported once per process with its list entry and
     the reason. In training it is replaced by another video drawn from the sample's own seed, as the official loader
     does; in testing a replacement would score the wrong video (the official test loader substitutes a random one),
-    so the sample comes back with ``valid=False`` and no views, and the model leaves it out of the predictions.
+    so the sample comes back with ``valid=False`` and no views, and the metric leaves it out and counts it
+    (docs/classification.md#test-protocols-and-metrics).
 
     Every random draw comes from generators seeded by ``(seed, epoch, index)``
     (:func:`tasks.data.video.retry.sample_seeds`); the epoch arrives in the key from
@@ -462,13 +463,13 @@ class VideoMAEv2ClsDataset(torch.utils.data.Dataset):
 def videomaev2_cls_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Stack samples of :class:`VideoMAEv2ClsDataset` into the model's input dict.
 
-    Test samples that failed to decode have no views; they are replaced by zero views so the batch stacks, and
-    ``valid`` tells the model to leave them out.
+    Test samples that failed to decode have no views; they are replaced by zero views so the batch stacks (V = 0
+    when no video of the batch decoded), and ``valid`` tells the model to leave them out.
 
     Returns:
         ``inputs``: uint8 (B, V, 3, T, S, S); ``data_samples``: ``label`` int64 (B,), ``index`` int64 (B,),
         ``video_id`` list of B str, ``valid`` bool (B,), ``erase_boxes`` int64 (B, V, K, 4), ``failed`` (path, reason)
-        pairs of the whole batch.
+        pairs of the whole batch, ``failure`` list of B: the (path, reason) of an invalid sample, else None.
     """
     if not batch:
         raise ValueError('cannot collate an empty batch')
@@ -493,4 +494,5 @@ def videomaev2_cls_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]
             video_id=[s['video_id'] for s in batch],
             valid=torch.tensor([bool(s['valid']) for s in batch]),
             erase_boxes=torch.stack(boxes),
-            failed=[f for s in batch for f in s['failed']]))
+            failed=[f for s in batch for f in s['failed']],
+            failure=[None if s['valid'] or not s['failed'] else tuple(s['failed'][-1]) for s in batch]))

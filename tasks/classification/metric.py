@@ -8,6 +8,7 @@ for the other without touching ``save_best``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
 from tasks.data.files import atomic_path, write_json_atomic, write_text_atomic
@@ -24,7 +26,7 @@ from tasks.data.video.ids import video_id_of
 
 from .evaluation import confusion_matrix, mean_class_accuracy, topk_accuracy
 
-__all__ = ['VideoClsMetric', 'plot_confusion', 'per_class_accuracy']
+__all__ = ['NoDecodedVideoError', 'VideoClsMetric', 'plot_confusion', 'per_class_accuracy']
 
 ScoreFormat = Literal['npz', 'jsonl']
 
@@ -68,6 +70,39 @@ def per_class_accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) 
     return acc, count
 
 
+class NoDecodedVideoError(ValueError):
+    """No video of the evaluated set could be decoded: there is nothing to score."""
+
+
+def _in_dataset_order(results: list[dict]) -> list[dict]:
+    """Results sorted by dataset index, the first of each index kept, when every result has one; else as given."""
+    if not results or any(r.get('index') is None for r in results):
+        return results
+    unique: dict[int, dict] = {}
+    for r in results:
+        unique.setdefault(r['index'], r)
+    return [unique[i] for i in sorted(unique)]
+
+
+def _name(result: Mapping[str, Any], position: int | None) -> str | None:
+    """A video's id, else its dataset index, else its position among the results."""
+    if result['video_id'] is not None:
+        return result['video_id']
+    if result.get('index') is not None:
+        return str(result['index'])
+    return None if position is None else str(position)
+
+
+def _describe(failed: Sequence[Mapping[str, Any]], limit: int = 10) -> str:
+    """``id (path: reason)`` of the first ``limit`` failed videos."""
+    items = []
+    for r in failed[:limit]:
+        name = _name(r, None) or '?'
+        items.append(f'{name} ({r["failure"][0]}: {r["failure"][1]})' if r.get('failure') else name)
+    more = f' and {len(failed) - limit} more' if len(failed) > limit else ''
+    return ', '.join(items) + more
+
+
 @METRICS.register_module()
 class VideoClsMetric(BaseMetric):
     """Top-k accuracy and mean class accuracy over videos, from per-video merged scores.
@@ -83,13 +118,19 @@ class VideoClsMetric(BaseMetric):
     ============  ========================================  ==============================================
 
     A ``filename`` gives the id :func:`tasks.data.video.ids.video_id_of`; without either, a video is named by its
-    position in the dataset (mmengine gathers the ranks' results back into dataset order, so position ``i`` is line
-    ``i`` of the annotation file).
+    ``index`` or else its position in the gathered results (mmengine gathers the ranks' results back into dataset
+    order, so position ``i`` is line ``i`` of the annotation file).
+
+    Videos that failed to decode come as samples with ``valid=False`` (and no scores; our classification model
+    returns one sample per video so that mmengine's gathering stays in dataset order): they are left out of the
+    metrics and counted as ``num_failed``. Samples with an ``index`` (dataset position) are put in index order and
+    an index seen twice counts once, so results that reach the metric in another order, or twice, give the same
+    numbers. A test set in which no video decoded is an error naming the failed videos.
 
     With ``out_dir``, rank 0 also writes (atomically) ``cls_scores.npz`` (``video_ids`` (N,) str, ``scores`` (N, K)
     float32, ``labels`` (N,), ``preds`` (N,), ``confusion`` (K, K) int64, row = ground truth) or ``cls_scores.jsonl``
     (one ``{"video_id", "label", "pred", "scores"}`` line per video), ``cls_results.json`` (metrics, counts,
-    per-class accuracy) and ``cls_confusion.png``.
+    per-class accuracy, the failed videos with their reasons) and ``cls_confusion.png``; the scored videos only.
 
     Args:
         topk: the k of the reported ``top{k}`` accuracies (k larger than K gives 1.0, as "the label is among all
@@ -121,9 +162,21 @@ class VideoClsMetric(BaseMetric):
 
     # -----------------------------------------------------------------------------------------------------------------
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
-        """Keep (video id, scores, label) of every video in the batch; runs on every rank."""
+        """Keep (video id, index, scores, label) of every video in the batch, or (video id, index, failure) of a
+        video that failed to decode; runs on every rank."""
         for sample in data_samples:
             sample = _as_dict(sample)
+            index = sample.get('index')
+            index = None if index is None else int(index)
+            video_id = sample.get('video_id')
+            if video_id is None and sample.get('filename') is not None:
+                video_id = video_id_of(sample['filename'])
+            video_id = None if video_id is None else str(video_id)
+            if not bool(sample.get('valid', True)):
+                failure = sample.get('failure')
+                self.results.append({'video_id': video_id, 'index': index, 'valid': False,
+                                     'failure': None if failure is None else tuple(str(f) for f in failure)})
+                continue
             scores = _field(sample, ('pred_score', 'pred_scores'))
             label = _field(sample, ('gt_label', 'gt_labels'))
             if scores is None or label is None:
@@ -131,9 +184,6 @@ class VideoClsMetric(BaseMetric):
                                f'gt_labels); got keys {sorted(sample)}')
             scores = _to_numpy(scores).astype(np.float64)
             label = _to_numpy(label)
-            video_id = sample.get('video_id')
-            if video_id is None and sample.get('filename') is not None:
-                video_id = video_id_of(sample['filename'])
             where = f'video {video_id!r}' if video_id is not None else 'a video'
             if scores.ndim != 1:
                 raise ValueError(f'VideoClsMetric: {where} has pred_score of shape {scores.shape}; expected (K,) '
@@ -142,12 +192,22 @@ class VideoClsMetric(BaseMetric):
                 raise ValueError(f'VideoClsMetric: {where} has {label.size} labels; this metric is single-label')
             if not np.all(np.isfinite(scores)):
                 raise ValueError(f'VideoClsMetric: {where} has non-finite scores')
-            self.results.append({'video_id': None if video_id is None else str(video_id),
+            self.results.append({'video_id': video_id, 'index': index, 'valid': True,
                                  'scores': scores.astype(np.float32), 'label': int(label.reshape(-1)[0])})
 
-    def compute_metrics(self, results: list[dict]) -> dict[str, float]:
-        """Metrics over all videos (rank 0, after mmengine gathered the results in dataset order)."""
+    def compute_metrics(self, results: list[dict]) -> dict[str, Any]:
+        """Metrics over the videos that decoded, and their count of failed ones (rank 0, after mmengine gathered
+        every rank's results)."""
+        results = _in_dataset_order(results)
+        failed = [r for r in results if not r['valid']]
+        results = [r for r in results if r['valid']]
+        if failed and results:
+            print_log(f'VideoClsMetric: {len(failed)} of {len(failed) + len(results)} videos failed to decode and are '
+                      f'left out of the metrics: {_describe(failed)}', logger='current', level=logging.WARNING)
         if not results:
+            if failed:
+                raise NoDecodedVideoError(f'VideoClsMetric: none of the {len(failed)} test videos could be decoded, nothing to '
+                                 f'score; failed: {_describe(failed)}')
             raise ValueError('VideoClsMetric: no videos were evaluated (empty test set?)')
         sizes = {r['scores'].shape[0] for r in results}
         if len(sizes) != 1:
@@ -159,12 +219,13 @@ class VideoClsMetric(BaseMetric):
             bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
             raise ValueError(f'VideoClsMetric: video {results[bad]["video_id"] or bad} has label {labels[bad]}, '
                              f'outside the {num_classes} classes of its scores')
-        video_ids = [r['video_id'] if r['video_id'] is not None else str(i) for i, r in enumerate(results)]
+        video_ids = [_name(r, i) for i, r in enumerate(results)]
 
-        metrics = {k: v for k, v in topk_accuracy(scores, labels, self.topk).items()}
+        metrics: dict[str, Any] = {k: v for k, v in topk_accuracy(scores, labels, self.topk).items()}
         metrics['mean1'] = mean_class_accuracy(scores, labels)
+        metrics['num_failed'] = len(failed)
         if self.out_dir is not None:
-            self._write_outputs(video_ids, scores, labels, metrics)
+            self._write_outputs(video_ids, scores, labels, metrics, failed)
         return metrics
 
     # -----------------------------------------------------------------------------------------------------------------
@@ -175,7 +236,7 @@ class VideoClsMetric(BaseMetric):
         return None
 
     def _write_outputs(self, video_ids: list[str], scores: np.ndarray, labels: np.ndarray,
-                       metrics: dict[str, float]) -> None:
+                       metrics: dict[str, Any], failed: list[dict]) -> None:
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         num_classes = scores.shape[1]
@@ -194,8 +255,12 @@ class VideoClsMetric(BaseMetric):
             write_text_atomic(out / 'cls_scores.jsonl', '\n'.join(lines) + '\n')
 
         summary = {
-            'metrics': {f'{self.prefix}/{k}': float(v) for k, v in metrics.items()},
+            'metrics': {f'{self.prefix}/{k}': v if isinstance(v, int) else float(v) for k, v in metrics.items()},
             'num_videos': len(video_ids),
+            'num_failed': len(failed),
+            'failed': [{'video_id': _name(r, None), 'index': r['index'],
+                        'path': r['failure'][0] if r['failure'] else None,
+                        'reason': r['failure'][1] if r['failure'] else None} for r in failed],
             'num_classes': num_classes,
             'topk': list(self.topk),
             'merge': 'per-video scores as given by the model (softmax per view, then the mean: '

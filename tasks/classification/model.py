@@ -60,7 +60,7 @@ class VideoMAEv2ClsPreprocessor(BaseDataPreprocessor):
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                  num_classes: int | None = None, mixup: dict | None = None,
-                 erase_mode: Literal['pixel', 'rand', 'const'] = 'pixel', non_blocking: bool = False):
+                 erase_mode: Literal['pixel', 'rand', 'const'] = 'pixel', non_blocking: bool = True):
         super().__init__(non_blocking)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
@@ -81,8 +81,14 @@ class VideoMAEv2ClsPreprocessor(BaseDataPreprocessor):
             ``inputs`` float32 (B*V, 3, T, H, W); ``data_samples`` with ``num_views`` = V and, in training,
             ``clip_label`` (B*V,), ``soft_target`` (B*V, K) after Mixup and ``mix_lam`` (float or (B*V, 1)).
         """
+        # The erasing boxes stay on the host: apply_random_erasing reads them as Python ints, and a GPU copy would
+        # come straight back with a sync.
+        data = dict(data, data_samples=dict(data.get('data_samples') or {}))
+        erase_boxes = data['data_samples'].pop('erase_boxes', None)
         data = self.cast_data(data)
         inputs, samples = data['inputs'], dict(data.get('data_samples') or {})
+        if erase_boxes is not None:
+            samples['erase_boxes'] = erase_boxes
         if inputs.ndim == 5:
             inputs = inputs[:, None]
         if inputs.ndim != 6 or inputs.shape[2] != 3:
@@ -119,7 +125,7 @@ class VideoMAEv2Classifier(BaseModel):
     and a test step (Kinetics 5 clips x 3 crops)::
 
         inputs uint8 (B, 15, 3, 16, 224, 224) -> (B*15, ...) -> logits -> softmax per view -> mean over the 15 views
-          -> one dict per video: pred_score (K,), gt_label, video_id, index          (what VideoClsMetric reads)
+          -> one dict per video: pred_score (K,), gt_label, video_id, index, valid   (what VideoClsMetric reads)
 
     Args:
         backbone: :class:`backbone.VideoMAEv2ViT` arguments, e.g. ``dict(arch='vit_base', num_classes=400,
@@ -137,8 +143,9 @@ class VideoMAEv2Classifier(BaseModel):
             another label space with no label map, e.g. K710 -> UCF101); ``fc_norm`` is still loaded.
         distill: knowledge distillation (V2 paper: KL on the logits, temperature 3), a dict with ``temperature``
             (3.0), ``alpha`` (weight of the KL term, default 1.0; the label loss gets ``1 - alpha``) and either
-            ``teacher`` (backbone arguments plus ``checkpoint`` and optional ``label_map``: the teacher runs on-line
-            on the same augmented, mixed clips, in eval mode) or ``teacher_logits_store`` (a feature store of
+            ``teacher`` (backbone arguments plus ``checkpoint``, optional ``label_map`` and ``dtype``, ``'float32'``
+            or ``'bfloat16'`` for the teacher's weights: the teacher runs on-line on the same augmented, mixed
+            clips, in eval mode) or ``teacher_logits_store`` (a feature store of
             per-video teacher logits, rows averaged, mixed with the same Mixup weights as the clips).
         views_per_forward: at test time, forward at most this many views at once (memory bound); None = all.
         data_preprocessor: preprocessor config (default :class:`VideoMAEv2ClsPreprocessor` without Mixup).
@@ -186,12 +193,17 @@ class VideoMAEv2Classifier(BaseModel):
             teacher_cfg = dict(cfg['teacher'])
             checkpoint = teacher_cfg.pop('checkpoint', None)
             label_map = teacher_cfg.pop('label_map', None)
+            dtype = teacher_cfg.pop('dtype', 'float32')
+            if dtype not in ('float32', 'bfloat16'):
+                raise ValueError(f"distill.teacher.dtype must be 'float32' or 'bfloat16', got {dtype!r}")
             teacher_cfg.pop('type', None)
             teacher = VideoMAEv2ViT(**teacher_cfg)
             if checkpoint is None:
                 raise ValueError('distill.teacher needs a checkpoint (a random teacher teaches nothing)')
             load_checkpoint(teacher, checkpoint, label_map=label_map)
-            teacher.eval().requires_grad_(False)
+            # bfloat16 halves the teacher's weights and forward activations (ViT-g: 3.8 -> 1.9 GiB per GPU);
+            # README.md#gpu-memory-per-recipe
+            teacher.to(getattr(torch, dtype)).eval().requires_grad_(False)
             # Held outside the module tree: the teacher is neither trained, nor saved in checkpoints (1B parameters
             # for ViT-g), nor seen by the optimiser, layer decay or DDP. It follows the inputs' device in forward.
             object.__setattr__(self, '_teacher', teacher)
@@ -208,7 +220,7 @@ class VideoMAEv2Classifier(BaseModel):
             if next(teacher.parameters()).device != inputs.device:
                 teacher.to(inputs.device)
             with torch.no_grad():
-                logits = teacher(inputs).float()
+                logits = teacher(inputs.to(next(teacher.parameters()).dtype)).float()
         else:
             logits = self._stored_logits(samples, inputs.device)
         if logits.shape[-1] != self.num_classes:
@@ -242,8 +254,8 @@ class VideoMAEv2Classifier(BaseModel):
         Args:
             inputs: normalised clips (N, 3, T, H, W), N = videos x views.
             data_samples: the preprocessor's dict (``label``, ``num_views``, ...).
-            mode: ``'loss'`` -> dict of losses; ``'predict'`` -> one dict per valid video (``pred_score`` (K,) mean of
-                the per-view softmax, ``gt_label``, ``video_id``, ``index``); ``'tensor'`` -> logits (N, K).
+            mode: ``'loss'`` -> dict of losses; ``'predict'`` -> one dict per video, failed ones included
+                (:meth:`predict`); ``'tensor'`` -> logits (N, K).
         """
         if mode == 'tensor':
             return self.backbone(inputs)
@@ -275,24 +287,54 @@ class VideoMAEv2Classifier(BaseModel):
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, samples: dict) -> list[dict[str, Any]]:
-        num_views = int(samples.get('num_views', 1))
-        if inputs.shape[0] % num_views:
-            raise ValueError(f'{inputs.shape[0]} clips do not split into videos of {num_views} views')
-        step = self.views_per_forward or inputs.shape[0]
-        logits = torch.cat([self.backbone(inputs[i:i + step]) for i in range(0, inputs.shape[0], step)])
-        # Official merge: softmax per view, then the mean over the views of a video
-        # (docs/classification.md#test-protocols-and-metrics).
-        scores = F.softmax(logits.float(), dim=-1).view(-1, num_views, logits.shape[-1]).mean(dim=1)
+        """One dict per video of the batch, also for a video that failed to decode.
+
+        mmengine gathers the ranks' results by interleaving them and cutting the list at the dataset length, which
+        drops the sampler's padding only when every rank returns exactly one result per sample; so a failed video
+        gets an entry too (``valid=False``, ``pred_score=None``), which
+        :class:`~tasks.classification.metric.VideoClsMetric` leaves out of the metrics and counts.
+
+        Args:
+            inputs: normalised clips (B*V, 3, T, H, W); V = ``samples['num_views']``, 0 when no video of the batch
+                decoded.
+            samples: ``label`` (B,) and optionally ``valid`` (B,), ``index`` (B,), ``video_id`` (B str),
+                ``failure`` (B entries: the ``(path, reason)`` of a failed video, else None).
+
+        Returns:
+            Per video: ``pred_score`` (K,) float32 on the CPU (mean over the views of the per-view softmax) or None,
+            ``gt_label``, ``video_id``, ``index``, ``valid``, and ``failure`` for a failed video.
+        """
+        labels, indices = samples['label'].cpu(), samples.get('index')
+        indices = indices.tolist() if isinstance(indices, torch.Tensor) else indices
+        num_videos, num_views = len(labels), int(samples.get('num_views', 1))
+        if inputs.shape[0] != num_videos * num_views:
+            raise ValueError(f'{inputs.shape[0]} clips do not split into {num_videos} videos of {num_views} views')
         valid = samples.get('valid')
-        labels, indices = samples['label'], samples.get('index')
-        video_ids = samples.get('video_id')
+        valid = [True] * num_videos if valid is None else [bool(v) for v in (
+            valid.tolist() if isinstance(valid, torch.Tensor) else valid)]
+        if not num_views and any(valid):
+            raise ValueError(f'{sum(valid)} videos are marked valid but the batch has no views')
+        keep = [i for i in range(num_videos) if valid[i]]
+        scores = {}
+        if keep:  # a failed video's views are zeros from the collate: not worth a forward
+            clips = inputs.unflatten(0, (num_videos, num_views))
+            clips = (clips if len(keep) == num_videos else clips[keep]).flatten(0, 1)
+            step = self.views_per_forward or clips.shape[0]
+            logits = torch.cat([self.backbone(clips[i:i + step]) for i in range(0, clips.shape[0], step)])
+            # Official merge: softmax per view, then the mean over the views of a video
+            # (docs/classification.md#test-protocols-and-metrics).
+            merged = F.softmax(logits.float(), dim=-1).view(len(keep), num_views, -1).mean(dim=1).cpu()
+            scores = dict(zip(keep, merged))
+        video_ids, failures = samples.get('video_id'), samples.get('failure')
         out = []
-        for i in range(scores.shape[0]):
-            if valid is not None and not bool(valid[i]):
-                continue  # failed to decode: reported by the dataset, left out of the metric
-            out.append(dict(pred_score=scores[i].cpu(), gt_label=labels[i].cpu(),
-                            video_id=video_ids[i] if video_ids is not None else str(int(indices[i])),
-                            index=int(indices[i]) if indices is not None else i))
+        for i in range(num_videos):
+            index = int(indices[i]) if indices is not None else i
+            entry = dict(pred_score=scores.get(i), gt_label=labels[i],
+                         video_id=video_ids[i] if video_ids is not None else str(index), index=index,
+                         valid=i in scores)
+            if not entry['valid']:
+                entry['failure'] = tuple(failures[i]) if failures is not None and failures[i] else None
+            out.append(entry)
         return out
 
     # --- checkpoints ---------------------------------------------------------------------------------------------

@@ -148,7 +148,8 @@ def apply_random_erasing(clips: torch.Tensor, boxes: torch.Tensor, mode: EraseMo
 
     Args:
         clips: normalised float clips (N, C, T, H, W).
-        boxes: (N, K, 4) int ``(top, left, h, w)``; rows with ``h == 0`` are padding.
+        boxes: (N, K, 4) int ``(top, left, h, w)``; rows with ``h == 0`` are padding. Best on the host: read once
+            per call, so boxes on a GPU cost one sync.
         mode: ``'pixel'``: per-pixel N(0, 1) noise, fresh for every frame (timm ``per_pixel``); ``'rand'``: one N(0, 1)
             colour per channel and frame; ``'const'``: zeros (the mean colour after normalisation).
         generator: source of the noise (on the clips' device).
@@ -161,8 +162,11 @@ def apply_random_erasing(clips: torch.Tensor, boxes: torch.Tensor, mode: EraseMo
     if boxes.ndim != 3 or boxes.shape[0] != clips.shape[0] or boxes.shape[2] != 4:
         raise ValueError(f'boxes must be (N={clips.shape[0]}, K, 4), got {tuple(boxes.shape)}')
     channels, frames = clips.shape[1], clips.shape[2]
-    for n, k in (boxes[..., 2] > 0).nonzero().tolist():
-        top, left, h, w = (int(v) for v in boxes[n, k])
+    # One copy to the host for the whole batch: indexing the clips needs Python ints, and reading them one by one
+    # from a GPU tensor would sync per value.
+    for n, (top, left, h, w) in ((n, box) for n, row in enumerate(boxes.cpu().long().tolist()) for box in row):
+        if h <= 0:
+            continue
         if mode == 'pixel':
             shape = (channels, frames, h, w)
         elif mode == 'rand':

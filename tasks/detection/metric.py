@@ -44,6 +44,9 @@ class VideoMAEv2AVAMetric(BaseMetric):
     references, the protocol and the keyframes whose video could not be decoded; and ``ava_per_class_ap.png``, the
     per-class AP chart.
 
+    The model returns one result per keyframe, a failed one included, so mmengine's gathering drops the samplers'
+    padding; a keyframe that still arrives twice is counted once.
+
     Args:
         ann_file: ground-truth csv of the evaluated split.
         label_file: label-map pbtxt (the evaluated classes).
@@ -104,6 +107,11 @@ class VideoMAEv2AVAMetric(BaseMetric):
         return rows
 
     def compute_metrics(self, results: list) -> dict[str, float]:
+        # One result per keyframe: a keyframe gathered twice (a sampler's padding) would double its detections.
+        unique: dict[tuple[str, int], dict] = {}
+        for r in results:
+            unique.setdefault((r['video_id'], r['timestamp']), r)
+        results = list(unique.values())
         rows = self.detection_rows(results)
         result = evaluate_ava(self.gt, rows, self.label_map, self.excluded, protocol=self.protocol)
         failed = sorted({(r['video_id'], r['timestamp'], r['failed']) for r in results if r['failed']})

@@ -42,7 +42,7 @@ class VideoMAEv2AVAPreprocessor(BaseDataPreprocessor):
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 pad_size_divisor: int | None = None, non_blocking: bool = False):
+                 pad_size_divisor: int | None = None, non_blocking: bool = True):
         super().__init__(non_blocking)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
@@ -123,8 +123,9 @@ class VideoMAEv2RoIHead(nn.Module):
         if featmap.ndim != 5:
             raise ValueError(f'expected a feature map (B, C, T, H, W), got {tuple(featmap.shape)}')
         pooled = featmap.mean(dim=2) if self.temporal_pool == 'avg' else featmap.amax(dim=2)
-        return roi_align(pooled, rois.to(pooled.dtype), output_size=self.output_size,
-                         spatial_scale=self.spatial_scale, sampling_ratio=self.sampling_ratio, aligned=True)
+        # float32 boxes and map: in bf16 a box edge near x = 341 px would round by up to 1 px (1/16 of a patch)
+        return roi_align(pooled.float(), rois.float(), output_size=self.output_size, spatial_scale=self.spatial_scale,
+                         sampling_ratio=self.sampling_ratio, aligned=True).to(pooled.dtype)
 
     def forward(self, featmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """(B, C, T', H', W'), (K, 5) -> logits (K, num_classes)."""
@@ -163,7 +164,9 @@ class VideoMAEv2AVADetector(BaseModel):
     Args:
         backbone: keyword arguments of :class:`backbone.VideoMAEv2ViT` (``type='VideoMAEv2ViT'`` may be given);
             ``featmap_norm`` defaults to True (a fresh LayerNorm on the tokens, as mmaction2's detection ViT) and
-            ``num_classes`` to 0. ``pretrained`` loads a checkpoint through :func:`backbone.load_checkpoint` when the
+            ``num_classes`` to 0. The ViT is built with ``fc_norm=False``: the feature map never passes the pooling
+            norm, and a parameter without a gradient stops DDP at its second iteration; a checkpoint's ``fc_norm`` is
+            dropped on load. ``pretrained`` loads a checkpoint through :func:`backbone.load_checkpoint` when the
             Runner initialises the weights.
         roi_head: keyword arguments of :class:`VideoMAEv2RoIHead` except ``in_channels`` and ``spatial_scale``,
             which come from the backbone (``type='VideoMAEv2RoIHead'`` may be given).
@@ -182,6 +185,12 @@ class VideoMAEv2AVADetector(BaseModel):
             raise ValueError(f'the AVA detector takes a VideoMAEv2ViT backbone, got type={backbone.get("type")!r}')
         backbone.setdefault('featmap_norm', True)
         backbone.setdefault('num_classes', 0)
+        backbone.setdefault('fc_norm', False)
+        # Every parameter must reach the loss: DDP (without find_unused_parameters, a graph traversal every step)
+        # stops at the second iteration otherwise.
+        if backbone['fc_norm'] or backbone['num_classes']:
+            raise ValueError(f'backbone: fc_norm={backbone["fc_norm"]!r}, num_classes={backbone["num_classes"]!r}: the '
+                             'detector uses only forward_featmap, so a pooling norm or a head would get no gradient')
         self.backbone = VideoMAEv2ViT(**backbone)
         roi_head = dict(roi_head)
         if roi_head.pop('type', 'VideoMAEv2RoIHead') != 'VideoMAEv2RoIHead':
@@ -204,10 +213,11 @@ class VideoMAEv2AVADetector(BaseModel):
         return self.roi_head.num_classes
 
     def logits(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> torch.Tensor:
-        """(B, 3, T, H, W) clips and their samples' ``boxes`` (pixels) -> (K, num_classes) logits, K = all boxes."""
+        """(B, 3, T, H, W) clips and their samples' ``boxes`` (pixels) -> (K, num_classes) float32 logits, K = all
+        boxes. Float32 under autocast too, so that the sigmoid, the loss and the scores are computed in float32."""
         featmap = self.backbone.forward_featmap(inputs)
-        rois = boxes_to_rois([s['boxes'].to(featmap) for s in data_samples])
-        return self.roi_head(featmap, rois)
+        rois = boxes_to_rois([s['boxes'].to(device=featmap.device, dtype=torch.float32) for s in data_samples])
+        return self.roi_head(featmap, rois).float()
 
     def loss(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> dict[str, torch.Tensor]:
         """Sigmoid BCE over the (RoI, class) entries of the RoIs that have at least one label."""
@@ -228,7 +238,7 @@ class VideoMAEv2AVADetector(BaseModel):
     def predict(self, inputs: torch.Tensor, data_samples: Sequence[dict]) -> list[dict[str, Any]]:
         """Per clip: ``video_id``, ``timestamp``, ``boxes`` (N, 4) normalised (the given ones, unchanged),
         ``scores`` (N, num_classes) sigmoid probabilities, ``failed``."""
-        scores = torch.sigmoid(self.logits(inputs, data_samples)).float()
+        scores = torch.sigmoid(self.logits(inputs, data_samples))  # float32 logits (see logits)
         out, start = [], 0
         for s in data_samples:
             n = len(s['boxes'])

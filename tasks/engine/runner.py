@@ -12,22 +12,25 @@ import inspect
 import os
 import os.path as osp
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from backbone import filter_checkpoint
+from backbone.precision import set_cuda_tf32
 from tasks.data.files import write_json_atomic
 
 from .checkpoint import mmengine_checkpoint_globals
 from .report import text_table
 
-__all__ = ['StrictCheckpointHook', 'add_runner_options', 'build_runner', 'cpu_backend', 'evaluate_checkpoint',
-           'fill_out_dirs', 'finish_distributed', 'load_for_test', 'metrics_table', 'resolve_work_dir', 'train_config']
+__all__ = ['StrictCheckpointHook', 'add_runner_options', 'apply_amp', 'apply_tf32', 'build_runner', 'cpu_backend',
+           'evaluate_checkpoint', 'fill_out_dirs', 'finish_distributed', 'load_for_test', 'metrics_table',
+           'resolve_work_dir', 'train_config']
 
 
 # =====================================================================================================================
@@ -83,7 +86,8 @@ def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
 
 
 def finish_distributed() -> None:
-    """After a run under a launcher: wait for every rank, then destroy the process group.
+    """After a run under a launcher: wait for every rank, then destroy the process group. Ask for the rank before:
+    without a group, mmengine's ``get_rank``/``is_main_process`` say rank 0 on every process.
 
     A rank that exits with the group alive, while another still finishes its last collective, can abort in gloo's
     teardown (``terminate called without an active exception``, SIGABRT). Not in a ``finally``: after an error on one
@@ -94,8 +98,86 @@ def finish_distributed() -> None:
         dist.destroy_process_group()
 
 
+# =====================================================================================================================
+# GPU speed settings
+# =====================================================================================================================
+AmpMode = Literal['bf16', 'fp16']
+
+# optim_wrapper type -> the autocast dtype it runs ('' = none); other types are refused by apply_amp
+_WRAPPER_DTYPES = {'OptimWrapper': '', 'BF16AutocastOptimWrapper': 'bfloat16', 'AmpOptimWrapper': 'float16'}
+
+
+def _wrapper_name(wrapper_type: Any) -> str:
+    return getattr(wrapper_type, '__name__', str(wrapper_type))
+
+
+def apply_amp(cfg: Config, mode: AmpMode | None) -> None:
+    """Switch the config's ``optim_wrapper`` to mixed precision (``tools/train.py --amp``), in place.
+
+    ``'bf16'``: :class:`tasks.engine.wrappers.BF16AutocastOptimWrapper` (bfloat16 autocast on the model's device, CPU
+    or CUDA; no loss scaler: bfloat16 has float32's exponent range). ``'fp16'``: mmengine's ``AmpOptimWrapper`` with
+    float16 autocast and dynamic loss scaling (the official recipes' set-up; CUDA only). ``None`` changes nothing.
+    Only the wrapper type (and its dtype / loss scale) changes: optimiser, ``clip_grad``, ``accumulative_counts``,
+    ``paramwise_cfg`` and constructor stay as configured.
+
+    Raises:
+        ValueError: unknown mode, a config without ``optim_wrapper``, a custom wrapper type, or a config that already
+            uses the other precision.
+        RuntimeError: ``'fp16'`` on a machine without CUDA.
+    """
+    if mode is None:
+        return
+    if mode not in ('bf16', 'fp16'):
+        raise ValueError(f"--amp must be 'bf16' or 'fp16', got {mode!r}")
+    wrapper = cfg.get('optim_wrapper')
+    if not wrapper:
+        raise ValueError('--amp: the config has no optim_wrapper to switch (it is not a training config)')
+    name = _wrapper_name(wrapper.get('type', 'OptimWrapper'))
+    if name not in _WRAPPER_DTYPES:
+        raise ValueError(f"--amp: optim_wrapper.type={name!r} is not one --amp can switch (OptimWrapper, "
+                         f"BF16AutocastOptimWrapper, AmpOptimWrapper); set the mixed precision in the config instead")
+    current = _WRAPPER_DTYPES[name]
+    if name == 'AmpOptimWrapper' and str(wrapper.get('dtype') or 'float16').replace('torch.', '') == 'bfloat16':
+        current = 'bfloat16'
+    wanted = 'bfloat16' if mode == 'bf16' else 'float16'
+    if current and current != wanted:
+        raise ValueError(f'--amp {mode}: the config already trains in {current} (optim_wrapper.type={name!r}); '
+                         f'drop --amp, or set optim_wrapper.type=OptimWrapper in the config to choose with --amp')
+    if mode == 'fp16' and not torch.cuda.is_available():
+        raise RuntimeError("--amp fp16 needs a CUDA GPU (mmengine's AmpOptimWrapper and its loss scaler); this "
+                           "machine has none: use --amp (bfloat16), which also runs on the CPU")
+    if current:
+        return  # already what was asked
+    if mode == 'bf16':
+        wrapper['type'] = 'BF16AutocastOptimWrapper'
+        import tasks.engine.wrappers  # noqa: F401  (registers it for configs that do not import tasks.engine)
+    else:
+        wrapper.update(type='AmpOptimWrapper', dtype='float16')
+        wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def apply_tf32(cfg: Config) -> None:
+    """Set TF32 for float32 matmuls (cuBLAS) and convolutions (cuDNN) from the config's top-level ``tf32``.
+
+    ``tf32 = True`` (configs/_base_/default_runtime.py): on Ampere and newer GPUs float32 matmuls and convolutions
+    round their inputs to 10 mantissa bits (float32 range, about 1e-3 relative error per product), several times
+    faster; autocast regions are unaffected. ``False`` keeps full float32 in both; absent or None leaves torch's
+    settings alone. Process-wide flags, read by CUDA kernels only: CPU results do not change.
+
+    Set through :func:`backbone.precision.set_cuda_tf32`, which the extractor's provenance reads back.
+    """
+    tf32 = cfg.get('tf32')
+    if tf32 is None:
+        return
+    if not isinstance(tf32, bool):
+        raise ValueError(f'config key tf32 must be True, False or None, got {tf32!r}')
+    set_cuda_tf32(tf32)
+
+
 def build_runner(cfg: Config):
-    """``Runner.from_cfg``, or the config's own ``runner_type`` from the RUNNERS registry."""
+    """``Runner.from_cfg``, or the config's own ``runner_type`` from the RUNNERS registry, after :func:`apply_tf32`
+    (before the Runner builds anything)."""
+    apply_tf32(cfg)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
 
@@ -109,14 +191,17 @@ def build_runner(cfg: Config):
 # Training
 # =====================================================================================================================
 def train_config(config: str, *, work_dir: str | None = None, resume: str | None = None,
-                 cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0) -> None:
+                 cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
+                 amp: AmpMode | None = None) -> None:
     """Train from a config with the Runner (``tools/train.py``).
 
     Args:
         resume: ``'auto'`` resumes from the newest checkpoint in the work directory, a path from that checkpoint,
             None starts afresh.
+        amp: ``'bf16'`` or ``'fp16'`` mixed precision (:func:`apply_amp`), None as the config says.
     """
     cfg = _load_config(config, work_dir, cfg_options, launcher, local_rank)
+    apply_amp(cfg, amp)
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
     elif resume is not None:
@@ -246,7 +331,7 @@ def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = 
     with the config's test loop (``tools/test.py``).
 
     Metrics that take an ``out_dir`` and leave it unset write their files into the work directory; the metrics go to
-    ``out`` (default ``<work_dir>/results.json``) and are printed as a table, on the main process.
+    ``out`` (default ``<work_dir>/results.json``) and are printed as a table, by rank 0 only.
 
     Returns:
         The metrics.
@@ -261,11 +346,10 @@ def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = 
     runner.register_hook(StrictCheckpointHook(checkpoint))
     with mmengine_checkpoint_globals():
         metrics = dict(runner.test())
+    # Asked while the process group exists: once it is destroyed every rank reads as rank 0.
+    main_process = is_main_process()
     finish_distributed()
-
-    from mmengine.dist import is_main_process
-
-    if is_main_process():
+    if main_process:
         out = out or osp.join(cfg.work_dir, 'results.json')
         write_json_atomic(out, _jsonable(metrics))
         print(f'\n{metrics_table(metrics)}\nmetrics written to {out}', flush=True)

@@ -5,6 +5,7 @@ Importing this module registers ``BF16AutocastOptimWrapper`` (OPTIM_WRAPPERS) an
 """
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -27,6 +28,9 @@ class BF16AutocastOptimWrapper(OptimWrapper):
     across the two wrappers. The official recipe uses float16 autocast with a loss scaler on GPUs
     (docs/pretraining.md#masks-and-loss); use ``AmpOptimWrapper`` for that.
 
+    Autocast runs on the model's device type (that of its first parameter), not on the one mmengine guesses from the
+    machine (CUDA whenever a GPU exists): a model kept on the CPU of a GPU machine is autocast on the CPU.
+
     Args:
         dtype: the autocast dtype; only ``'bfloat16'``.
         **kwargs: ``optimizer``, ``clip_grad``, ``accumulative_counts`` as for ``OptimWrapper``.
@@ -43,8 +47,14 @@ class BF16AutocastOptimWrapper(OptimWrapper):
     def optim_context(self, model: nn.Module):
         from mmengine.runner.amp import autocast
 
-        with super().optim_context(model), autocast(dtype=self.cast_dtype):
+        with super().optim_context(model), autocast(device_type=_device_type(model), dtype=self.cast_dtype):
             yield
+
+
+def _device_type(model: nn.Module) -> str | None:
+    """The device type of the model's first parameter (or buffer); None, mmengine's choice, when it has neither."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return None if first is None else first.device.type
 
 
 @MODEL_WRAPPERS.register_module()

@@ -35,6 +35,9 @@ class TADmAPMetric(BaseMetric):
     (``{"results": {video: [{"segment", "label", "score"}]}}``), ``tad_results.json`` (mAP, per-class AP, counts,
     baseline), ``tad_map_vs_tiou.png`` and ``tad_per_class_ap.png``.
 
+    The model returns one result per video, so mmengine's gathering drops the sampler's padding; a video that still
+    arrives twice is counted once.
+
     Args:
         tious: thresholds (0.3, 0.4, 0.5, 0.6, 0.7).
         ambiguous_aware: apply the THUMOS14 kit's Ambiguous rule (see the evaluation module).
@@ -89,6 +92,8 @@ class TADmAPMetric(BaseMetric):
         gt, classes, durations = self._ground_truth()
         predictions: dict[str, list[dict[str, Any]]] = {}
         for r in results:
+            if r['video_id'] in predictions:
+                continue  # one result per test video: a video gathered twice (a sampler's padding) counts once
             dets = predictions.setdefault(r['video_id'], [])
             for (s, e), score, label in zip(r['segments'], r['scores'], r['labels']):
                 if not 0 <= label < len(classes):

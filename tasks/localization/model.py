@@ -258,24 +258,28 @@ class TADHead(nn.Module):
 # =====================================================================================================================
 # Losses
 # =====================================================================================================================
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
-                       gamma: float = 2.0) -> torch.Tensor:
-    """Summed sigmoid focal loss (Lin et al.): ``-alpha_t (1 - p_t)^gamma log(p_t)`` over every element."""
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed sigmoid focal loss (Lin et al.): ``-alpha_t (1 - p_t)^gamma log(p_t)`` over every element (times
+    ``weight``, broadcast to the logits, when given), in float32 whatever the inputs' dtype."""
+    logits, targets = logits.float(), targets.float()
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction='none')
     p_t = p * targets + (1 - p) * (1 - targets)
     loss = ce * (1 - p_t) ** gamma
     if alpha >= 0:
         loss = loss * (alpha * targets + (1 - alpha) * (1 - targets))
-    return loss.sum()
+    return loss.sum() if weight is None else (loss * weight).sum()
 
 
 def diou_loss_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Summed 1-D distance-IoU loss of segments given as (distance to start, distance to end) from one point.
 
     ``1 - IoU + (centre distance / enclosing length)^2``; the point is inside both segments, so the intersection is
-    ``min(l) + min(r)`` and the enclosing segment ``max(l) + max(r)``. pred, target: (N, 2), non-negative.
+    ``min(l) + min(r)`` and the enclosing segment ``max(l) + max(r)``. pred, target: (N, 2), non-negative; computed
+    in float32 whatever their dtype.
     """
+    pred, target = pred.float(), target.float()
     lp, rp = pred[:, 0], pred[:, 1]
     lg, rg = target[:, 0], target[:, 1]
     inter = torch.minimum(lp, lg) + torch.minimum(rp, rg)
@@ -305,7 +309,7 @@ class TADDataPreprocessor(BaseDataPreprocessor):
         min_len: shortest test length.
     """
 
-    def __init__(self, max_seq_len: int = 2304, pad_multiple: int = 32, min_len: int = 0, non_blocking: bool = False):
+    def __init__(self, max_seq_len: int = 2304, pad_multiple: int = 32, min_len: int = 0, non_blocking: bool = True):
         super().__init__(non_blocking)
         if max_seq_len % pad_multiple:
             raise ValueError(f'max_seq_len {max_seq_len} must be a multiple of pad_multiple {pad_multiple} (the '
@@ -411,7 +415,7 @@ class ActionFormerTAD(BaseModel):
         self.reg_head = TADHead(embed_dim, head_dim, 2, head_layers)
         self.reg_scales = nn.ParameterList(nn.Parameter(torch.ones(())) for _ in range(self.num_levels))
         self.center_sample_radius = center_sample_radius
-        self.loss_norm = float(init_loss_norm)  # a plain float, as ActionFormer: not part of the weights
+        self.loss_norm = float(init_loss_norm)  # not part of the weights, as ActionFormer; a tensor once trained
         self.loss_norm_momentum = loss_norm_momentum
         self.reg_loss_weight = reg_loss_weight
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
@@ -433,7 +437,11 @@ class ActionFormerTAD(BaseModel):
     # -----------------------------------------------------------------------------------------------------------------
     def _forward(self, x: torch.Tensor, lengths: Sequence[int]
                  ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """(B, C, T) -> per level: logits (B, T_l, K), distances (B, T_l, 2) in strides, masks (B, T_l)."""
+        """(B, C, T) -> per level: logits (B, T_l, K), distances (B, T_l, 2) in strides, masks (B, T_l).
+
+        Logits and distances are float32 under autocast too: the 0-dim fp32 scale would not promote a bf16 head
+        output, and bf16 keeps 8 significant bits, so a distance of 200 strides would be rounded to a whole stride.
+        """
         t = x.shape[-1]
         if t % self.strides[-1]:
             raise ValueError(f'sequence length {t} must be a multiple of {self.strides[-1]} (the coarsest stride)')
@@ -442,8 +450,8 @@ class ActionFormerTAD(BaseModel):
         logits, dists = [], []
         for level, (f, m) in enumerate(zip(feats, masks)):
             f = self.fpn_norms[level](f)
-            logits.append(self.cls_head(f, m).transpose(1, 2))
-            dists.append(F.relu(self.reg_scales[level] * self.reg_head(f, m)).transpose(1, 2))
+            logits.append(self.cls_head(f, m).float().transpose(1, 2))
+            dists.append(F.relu(self.reg_scales[level] * self.reg_head(f, m).float()).transpose(1, 2))
         return logits, dists, [m[:, 0] for m in masks]
 
     def points(self, lengths: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
@@ -485,11 +493,13 @@ class ActionFormerTAD(BaseModel):
                                torch.minimum(centre + radius, end) - pos) > 0
         reach = torch.maximum(left, right)
         in_range = (reach >= lo) & (reach <= hi)
-        lengths = (end - start).expand(num_pts, num_gt).clone()
-        lengths[~(inside & in_range)] = float('inf')
+        # masked_fill, not a boolean index_put: no host sync on GPUs
+        lengths = (end - start).expand(num_pts, num_gt).masked_fill(~(inside & in_range), float('inf'))
         min_len, which = lengths.min(dim=1)
         chosen = (lengths <= min_len[:, None] + 1e-3) & torch.isfinite(lengths)
-        cls = (chosen.to(points.dtype) @ F.one_hot(labels.long(), self.num_classes).to(points.dtype)).clamp_(max=1)
+        with torch.autocast(points.device.type, enabled=False):  # float32 targets: autocast would run it in bf16
+            onehot = F.one_hot(labels.long(), self.num_classes).to(points.dtype)
+            cls = (chosen.to(points.dtype) @ onehot).clamp_(max=1)
         reg = torch.stack([left, right], dim=-1)[torch.arange(num_pts, device=points.device), which] / stride
         return cls, reg
 
@@ -503,12 +513,16 @@ class ActionFormerTAD(BaseModel):
         cls_t, reg_t = torch.stack(cls_t), torch.stack(reg_t)                                # (B, P, K), (B, P, 2)
         valid = torch.cat(masks, dim=1)                                                      # (B, P)
         positive = (cls_t.sum(-1) > 0) & valid
-        num_pos = int(positive.sum())
-        self.loss_norm = self.loss_norm_momentum * self.loss_norm + (1 - self.loss_norm_momentum) * max(num_pos, 1)
-        all_logits = torch.cat(logits, dim=1)
-        loss_cls = sigmoid_focal_loss(all_logits[valid], cls_t[valid], self.focal_alpha, self.focal_gamma)
-        pred = torch.cat(dists, dim=1)[positive]
-        loss_reg = diou_loss_1d(pred, reg_t[positive]) if num_pos else pred.sum() * 0
+        # Nothing here waits for the GPU (no .item(), no boolean indexing): the EMA stays a device tensor, padded
+        # points weigh 0 in the focal loss, and points that are not positives get the segment (1, 1) as prediction
+        # and target, whose DIoU loss is exactly 0 (and gives no gradient).
+        num_pos = positive.sum().clamp(min=1).float()
+        self.loss_norm = self.loss_norm_momentum * self.loss_norm + (1 - self.loss_norm_momentum) * num_pos
+        loss_cls = sigmoid_focal_loss(torch.cat(logits, dim=1), cls_t, self.focal_alpha, self.focal_gamma,
+                                      weight=valid[..., None])
+        pos = positive[..., None]
+        pred = torch.where(pos, torch.cat(dists, dim=1), 1.0).flatten(0, 1)
+        loss_reg = diou_loss_1d(pred, torch.where(pos, reg_t, 1.0).flatten(0, 1))
         return {'loss_cls': loss_cls / self.loss_norm,
                 'loss_reg': self.reg_loss_weight * loss_reg / self.loss_norm}
 
@@ -517,17 +531,18 @@ class ActionFormerTAD(BaseModel):
     def candidates(self, logits: list[torch.Tensor], dists: list[torch.Tensor], masks: list[torch.Tensor],
                    index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pre-NMS candidates of video ``index``: per level the ``pre_nms_topk`` (point, class) pairs scoring above
-        ``pre_nms_thresh``, decoded to [start, end] rows; segments of ``duration_thresh`` rows or less dropped."""
+        ``pre_nms_thresh``, decoded to [start, end] rows; segments of ``duration_thresh`` rows or less dropped.
+        Decoded in float32 whatever the inputs' dtype."""
         cfg = self.test_cfg
         segs, scores, labels = [], [], []
         for level, stride in enumerate(self.strides):
-            prob = (logits[level][index].sigmoid() * masks[level][index, :, None]).flatten()
+            prob = (logits[level][index].float().sigmoid() * masks[level][index, :, None]).flatten()
             keep = torch.nonzero(prob > cfg['pre_nms_thresh']).squeeze(1)
             prob = prob[keep]
             top = prob.argsort(descending=True, stable=True)[:cfg['pre_nms_topk']]
             prob, keep = prob[top], keep[top]
             pt, cls = keep // self.num_classes, keep % self.num_classes
-            d = dists[level][index][pt]
+            d = dists[level][index][pt].float()
             pos = pt.to(d.dtype) * stride
             seg = torch.stack([pos - d[:, 0] * stride, pos + d[:, 1] * stride], dim=1)
             long_enough = (seg[:, 1] - seg[:, 0]) > cfg['duration_thresh']

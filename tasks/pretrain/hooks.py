@@ -16,8 +16,9 @@ import os
 import textwrap
 from typing import Any
 
-from mmengine.dist import all_gather_object, all_reduce, is_main_process
-from mmengine.hooks import Hook
+import torch
+from mmengine.dist import all_gather_object, all_reduce, get_world_size, is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
 from tasks.data.files import atomic_path, write_json_atomic
@@ -63,6 +64,10 @@ def plot_loss_curve(iters: list[int], losses: list[float], lrs: list[float], pat
 class PretrainLossCurveHook(Hook):
     """Record the global-batch loss and learning rate every iteration; draw them every ``interval`` iterations.
 
+    The losses wait on their device and are averaged over the processes in one ``all_reduce`` and read in one copy
+    at each drawing, at the end of every epoch and before every by-iteration checkpoint, instead of a collective and
+    a host sync per step. Every process flushes at the same iterations, so the collectives match.
+
     Args:
         interval: iterations between redraws of the PNG (it is also drawn at the end of every epoch and of training).
         filename: PNG name in the work directory; the JSON and skip list sit next to it.
@@ -82,6 +87,10 @@ class PretrainLossCurveHook(Hook):
         self.lrs: list[float] = []
         self._epoch_failures: list[tuple[str, str]] = []
         self._drawn_at = -1  # iteration of the last drawing, to skip redrawing an unchanged curve
+        # (iteration, this process's loss as a 0-d float32 tensor on its device, lr) not yet averaged
+        self._pending: list[tuple[int, torch.Tensor, float]] = []
+        # (interval, save_begin, save_last) of the by-iteration CheckpointHooks, set in before_train
+        self._iter_checkpoints: list[tuple[int, int, bool]] = []
 
     # --- recording --------------------------------------------------------------------------------------------------
     def before_train(self, runner) -> None:
@@ -91,21 +100,41 @@ class PretrainLossCurveHook(Hook):
         self.iters = [self.iters[i] for i in keep]
         self.losses = [self.losses[i] for i in keep]
         self.lrs = [self.lrs[i] for i in keep]
+        self._pending = []
+        # A checkpoint saved after an iteration must hold that iteration's loss; saving runs on the main process
+        # only (no collective possible there), so flush on every process just before.
+        self._iter_checkpoints = [(h.interval, h.save_begin, h.save_last) for h in getattr(runner, 'hooks', [])
+                                  if isinstance(h, CheckpointHook) and not h.by_epoch]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: dict | None = None) -> None:
         if not outputs or 'loss' not in outputs:
             return
         loss = outputs['loss'].detach().float().clone().reshape(())
-        all_reduce(loss, op='mean')  # no-op in a single process
-        self.iters.append(runner.iter + 1)
-        self.losses.append(float(loss))
-        self.lrs.append(float(runner.optim_wrapper.get_lr()['lr'][0]))
+        self._pending.append((runner.iter + 1, loss, float(runner.optim_wrapper.get_lr()['lr'][0])))
         if isinstance(data_batch, dict):
             self._epoch_failures.extend(data_batch.get('data_samples', {}).get('failed', []))
+        if any(self.every_n_train_iters(runner, interval, begin) or (last and self.is_last_train_iter(runner))
+               for interval, begin, last in self._iter_checkpoints):
+            self._flush()
         if self.every_n_train_iters(runner, self.interval):
+            self._flush()
             self._draw(runner)
 
+    def _flush(self) -> None:
+        """Average the pending losses over the processes (one collective, one copy to the host) into the history.
+        Called at the same iterations by every process."""
+        if not self._pending:
+            return
+        iters, losses, lrs = zip(*self._pending)
+        self._pending = []
+        mean = torch.stack(losses)
+        all_reduce(mean, op='mean')  # no-op in a single process
+        self.iters.extend(iters)
+        self.losses.extend(mean.tolist())
+        self.lrs.extend(lrs)
+
     def after_train_epoch(self, runner) -> None:
+        self._flush()
         failures = [f for part in all_gather_object(self._epoch_failures) for f in part]
         self._epoch_failures = []
         if failures:
@@ -119,10 +148,17 @@ class PretrainLossCurveHook(Hook):
         self._draw(runner)
 
     def after_train(self, runner) -> None:
+        self._flush()
         self._draw(runner)
 
     # --- checkpoints ------------------------------------------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._pending and get_world_size() == 1:
+            self._flush()  # a save outside the known checkpoint schedule; one process needs no collective
+        elif self._pending:
+            last = self.iters[-1] if self.iters else 0
+            runner.logger.warning(f'PretrainLossCurveHook: this checkpoint, saved outside the CheckpointHook schedule, '
+                                  f'holds the loss curve up to iteration {last} only')
         checkpoint['loss_curve'] = dict(iter=list(self.iters), loss=list(self.losses), lr=list(self.lrs))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -27,11 +27,14 @@ class VideoMAEv2PretrainPreprocessor(BaseDataPreprocessor):
     Args:
         mean: per-channel mean on the scale of the inputs (ImageNet on 0-255 by default).
         std: per-channel std on that scale.
-        non_blocking: asynchronous host-to-device copies (with pinned memory).
+        non_blocking: asynchronous host-to-device copies (they overlap the step when the loader pins memory).
+
+    The masks stay on the host: the model counts their visible and kept tokens there, which on a GPU would be a
+    sync per step, and moves them to the device itself (:meth:`backbone.pretrain.VideoMAEv2Pretrainer.check_masks`).
     """
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 non_blocking: bool = False):
+                 non_blocking: bool = True):
         super().__init__(non_blocking)
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f'mean and std need 3 values (RGB), got {mean} and {std}')
@@ -45,11 +48,14 @@ class VideoMAEv2PretrainPreprocessor(BaseDataPreprocessor):
                 and ``decoder_mask`` (B, V, N) or (B, N).
 
         Returns:
-            ``inputs`` float32 (B*V, 3, T, H, W) normalised; ``data_samples`` with masks bool (B*V, N) and the rest
-            (``index``, ``failed``) as collated.
+            ``inputs`` float32 (B*V, 3, T, H, W) normalised, on the device; ``data_samples`` with masks bool (B*V, N)
+            where they came from (the host, from a data loader) and the rest (``index``, ``failed``) as collated, on
+            the device.
         """
-        data = self.cast_data(data)
-        inputs, samples = data['inputs'], dict(data.get('data_samples') or {})
+        samples = dict(data.get('data_samples') or {})
+        masks = {key: samples.pop(key) for key in ('encoder_mask', 'decoder_mask') if key in samples}
+        data = self.cast_data(dict(data, data_samples=samples))
+        inputs, samples = data['inputs'], dict(data['data_samples'], **masks)
         if inputs.ndim == 6:
             inputs = inputs.flatten(0, 1)
         if inputs.ndim != 5 or inputs.shape[1] != 3:

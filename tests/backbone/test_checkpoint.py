@@ -448,6 +448,34 @@ def test_head_dropped_for_headless_model(tiny_vit, source):
     assert (result.missing, result.unexpected) == ([], ['head.bias', 'head.weight'])
 
 
+def test_fc_norm_dropped_for_a_feature_map_vit(tiny_vit, source, mmaction):
+    """The detection ViT (``fc_norm=False``: no pooling norm, which its feature map never uses) takes a fine-tuned
+    file's blocks and drops its ``fc_norm`` and head; mmaction2's detection ViT (``use_mean_pooling=False``) has
+    exactly its weights."""
+    src, sd = source
+    model = tiny_vit(num_classes=0, featmap_norm=True, fc_norm=False)
+    assert not any(k.startswith('fc_norm.') for k in model.state_dict())
+    result = load_checkpoint(model, sd)
+    assert result.missing == ['norm.bias', 'norm.weight']  # the detection norm starts fresh
+    assert result.unexpected == HEAD_KEYS
+    x = clip()
+    with torch.no_grad():
+        assert torch.equal(model.forward_tokens(x), src.forward_tokens(x))
+    # 'exact' mode (tools/test.py) still accounts for every file weight: fc_norm may not vanish there.
+    with pytest.raises(CheckpointError, match=r'checkpoint keys the model does not have: fc_norm\.bias'):
+        filter_checkpoint({k: v for k, v in sd.items() if not k.startswith('head.')},
+                          tiny_vit(num_classes=0, fc_norm=False), mode='exact')
+    reference = mmaction[0].VisionTransformer(img_size=32, patch_size=16, embed_dims=64, depth=2, num_heads=4,
+                                              num_frames=4, tubelet_size=2, use_mean_pooling=False,
+                                              return_feat_map=True)
+    reference = randomize_(reference, seed=6).eval()
+    state, result = filter_checkpoint(reference.state_dict(), model, mode='exact')
+    assert result.unexpected == ['pos_embed']  # the fixed sinusoid mmaction2 stores; no weight
+    model.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        assert (model.forward_featmap(x) - reference(x)).abs().max() <= 1e-5
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # errors
 # ---------------------------------------------------------------------------------------------------------------------

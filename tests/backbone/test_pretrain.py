@@ -470,6 +470,63 @@ def test_checkpointing_gives_identical_loss_and_grads():
         torch.testing.assert_close(grad, results[1][1][name], atol=1e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize('shape', [(), (7,), (3, 2)])
+def test_select_equals_a_boolean_mask_gather(shape):
+    """``select_kept`` (stable argsort + integer gather) gives exactly ``tokens[keep]``, values and gradients, on random
+    masks with the same count in every row, for token tensors of any trailing shape and for bool tensors."""
+    from backbone.pretrain import select_kept
+
+    gen = torch.Generator().manual_seed(0)
+    for batch, tokens, count in [(3, 10, 4), (1, 5, 5), (4, 1568, 160), (2, 9, 1)]:
+        keep = torch.zeros(batch, tokens, dtype=torch.bool)
+        for row in keep:
+            row[torch.randperm(tokens, generator=gen)[:count]] = True
+        x = torch.randn(batch, tokens, *shape, generator=gen, requires_grad=True)
+        out, reference = select_kept(x, keep, count), x[keep].reshape(batch, count, *shape)
+        assert torch.equal(out, reference)
+        weight = torch.randn(out.shape, generator=gen)
+        grad, = torch.autograd.grad((out * weight).sum(), x)
+        grad_reference, = torch.autograd.grad((reference * weight).sum(), x)
+        assert torch.equal(grad, grad_reference)
+        flags = torch.rand(batch, tokens, generator=gen) > 0.5
+        assert torch.equal(select_kept(flags, keep, count), flags[keep].reshape(batch, count))
+        table = torch.randn(1, tokens, 6, generator=gen).expand(batch, -1, -1)  # the decoder's expanded positions
+        assert torch.equal(select_kept(table, keep, count), table[keep].reshape(batch, count, 6))
+
+
+def test_training_step_has_no_data_dependent_device_op():
+    """Loss and backward with host masks (as the pre-training preprocessor passes them) run no operation that makes
+    the host wait for a GPU (nonzero, boolean-mask gathers, .item()); the masks are counted on the host."""
+    from tests.host_sync_kit import SyncOps
+
+    model = _randomise_(_model())
+    video = _clip()
+    mask, decode_mask = _masks(model.grid_size, encoder_ratio=0.5)
+    with SyncOps() as sync:
+        model.loss(video, mask, decode_mask).backward()
+    assert sync.ops == []
+    # the detector does see a boolean-mask gather: what `select_kept` replaced
+    with SyncOps() as sync:
+        torch.zeros(mask.shape)[mask]
+    assert sync.ops == ['aten.index.Tensor']
+
+
+@pytest.mark.cuda
+def test_training_step_does_not_sync_on_cuda():
+    """With host masks, a CUDA loss and backward run under torch's sync debug mode set to raise."""
+    model = _randomise_(_model()).cuda()
+    video = _clip().cuda()
+    mask, decode_mask = _masks(model.grid_size, encoder_ratio=0.5)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        loss = model.loss(video, mask, decode_mask)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert torch.isfinite(loss).item()
+
+
 def test_bfloat16_autocast():
     model = _randomise_(_model())
     video = _clip()

@@ -51,21 +51,54 @@ def test_distillation_kl_formula():
     assert float(distillation_kl(t, p_t, temp)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_predict_averages_the_softmax_of_the_views_and_skips_broken_videos():
+def test_predict_averages_the_softmax_of_the_views_and_marks_broken_videos():
+    """One entry per video, a failed one included (valid=False, no scores): mmengine's gathering of the ranks'
+    results stays in dataset order only with one result per sample. The failed video's zero views are not run."""
     model = _classifier(4).eval()
     batch = dict(inputs=torch.randint(0, 256, (3, 5, 3, 4, 32, 32), dtype=torch.uint8),
                  data_samples=dict(label=torch.tensor([1, 2, 3]), index=torch.tensor([7, 8, 9]),
-                                   video_id=['a', 'b', 'c'], valid=torch.tensor([True, False, True])))
+                                   video_id=['a', 'b', 'c'], valid=torch.tensor([True, False, True]),
+                                   failure=[None, ('/v/b.mp4', 'file not found'), None]))
     out = model.test_step(batch)
-    assert [o['video_id'] for o in out] == ['a', 'c'] and [o['index'] for o in out] == [7, 9]
+    assert [o['video_id'] for o in out] == ['a', 'b', 'c'] and [o['index'] for o in out] == [7, 8, 9]
+    assert [o['valid'] for o in out] == [True, False, True]
+    assert out[1]['pred_score'] is None and out[1]['failure'] == ('/v/b.mp4', 'file not found')
+    assert int(out[1]['gt_label']) == 2 and 'failure' not in out[0]
     data = model.data_preprocessor(batch, False)
     logits = model.backbone(data['inputs']).view(3, 5, 4)
     expected = torch.softmax(logits, -1).mean(1)
     torch.testing.assert_close(out[0]['pred_score'], expected[0])
-    torch.testing.assert_close(out[1]['pred_score'], expected[2])
-    assert int(out[1]['gt_label']) == 3 and out[0]['pred_score'].shape == (4,)
+    torch.testing.assert_close(out[2]['pred_score'], expected[2])
+    assert int(out[2]['gt_label']) == 3 and out[0]['pred_score'].shape == (4,)
     model.views_per_forward = 2  # chunked forward, same scores
-    torch.testing.assert_close(model.test_step(batch)[0]['pred_score'], expected[0])
+    chunked = model.test_step(batch)
+    torch.testing.assert_close(chunked[0]['pred_score'], expected[0])
+    torch.testing.assert_close(chunked[2]['pred_score'], expected[2])
+    # the backbone sees the 2 valid videos' 10 views only
+    seen = []
+    handle = model.backbone.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[0]))
+    model.views_per_forward = None
+    model.test_step(batch)
+    handle.remove()
+    assert seen == [10]
+
+
+def test_a_batch_of_only_failed_videos_flows_through_predict(tmp_path):
+    """A test batch in which no video decodes has zero views per video after the collate (there is nothing to
+    stack); predict returns one invalid entry per video instead of dividing by zero views."""
+    from tasks.classification.dataset import VideoMAEv2ClsDataset, videomaev2_cls_collate
+
+    (tmp_path / 'list.txt').write_text('missing_a.mp4 1\nmissing_b.mp4 2\n')
+    ds = VideoMAEv2ClsDataset(str(tmp_path / 'list.txt'), str(tmp_path), clip_len=4, frame_interval=2,
+                              input_size=32, short_side=32, test_mode=True, num_clips=2, num_crops=1)
+    batch = videomaev2_cls_collate([ds[0], ds[1]])
+    assert batch['inputs'].shape[:2] == (2, 0)
+    assert [f[0] for f in batch['data_samples']['failure']] == [str(tmp_path / 'missing_a.mp4'),
+                                                                str(tmp_path / 'missing_b.mp4')]
+    out = _classifier(4).eval().test_step(batch)
+    assert [(o['video_id'], o['index'], o['valid'], o['pred_score']) for o in out] == [
+        ('missing_a', 0, False, None), ('missing_b', 1, False, None)]
+    assert out[0]['failure'][0].endswith('missing_a.mp4') and out[0]['failure'][1]
 
 
 def test_training_step_with_mixup_erasing_and_repeated_views():

@@ -4,6 +4,8 @@
 * the same numbers from every data-sample spelling (plain dicts of mmaction2 1.1.0 and 1.2.0, ``ActionDataSample``
   objects, through mmengine's ``Evaluator``) and from the registry under mmaction2's scope;
 * the per-video outputs (npz / jsonl scores, results json with per-class accuracy, confusion picture);
+* videos that failed to decode (``valid=False``) left out and counted, duplicated and out-of-order results (as a
+  multi-process gather can give them) put back in index order; a set with no decoded video is a clear error;
 * clear errors for malformed samples.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ LABELS = [0, 3, 0, 1, 2]
 #   recall 0: videos 0, 2 have label 0; video 0 right -> 1/2
 #   recall 1: video 3 -> 1/1;  recall 2: video 4 wrong -> 0; recall 3: video 1 wrong -> 0; class 5 (only predicted) -> 0
 #   mean over the 5 classes = (0.5 + 1 + 0 + 0 + 0) / 5 = 0.3
-EXPECTED = {'acc/top1': 2 / 5, 'acc/top5': 4 / 5, 'acc/mean1': 0.3}
+EXPECTED = {'acc/top1': 2 / 5, 'acc/top5': 4 / 5, 'acc/mean1': 0.3, 'acc/num_failed': 0}
 # Per-class accuracy over GT classes: [1/2, 1, 0, 0, None (no videos), None].
 PER_CLASS = [0.5, 1.0, 0.0, 0.0, None, None]
 IDS = ['a', 'b', 'c', 'd', 'e']
@@ -55,7 +57,8 @@ def test_hand_computed_fixture():
 def test_topk_options_and_prefix():
     metrics = evaluate(VideoClsMetric(topk=(1, 2, 3), prefix='val'), [new_style(i) for i in range(5)])
     # top-2: ranks 0, 3, 5, 0, 2 -> videos 0, 3 -> 2/5; top-3: + video 4 (rank 2) -> 3/5
-    assert metrics == pytest.approx({'val/top1': 0.4, 'val/top2': 0.4, 'val/top3': 0.6, 'val/mean1': 0.3})
+    assert metrics == pytest.approx({'val/top1': 0.4, 'val/top2': 0.4, 'val/top3': 0.6, 'val/mean1': 0.3,
+                                     'val/num_failed': 0})
     with pytest.raises(ValueError, match='topk'):
         VideoClsMetric(topk=(0, 5))
 
@@ -123,6 +126,7 @@ def test_outputs(tmp_path):
     results = json.loads((tmp_path / 'cls_results.json').read_text())
     assert results['metrics'] == pytest.approx(EXPECTED)
     assert results['num_videos'] == 5 and results['num_classes'] == 6
+    assert results['num_failed'] == 0 and results['failed'] == []
     assert [c['accuracy'] for c in results['per_class']] == PER_CLASS
     assert [c['num_videos'] for c in results['per_class']] == [2, 1, 1, 1, 0, 0]
     assert results['per_class'][3]['name'] == 'c3'
@@ -158,6 +162,41 @@ def test_plot_many_classes(tmp_path):
         # names are drawn only up to 40 classes: beyond, the picture is the one without names
         np.testing.assert_array_equal(np.asarray(image), np.asarray(unnamed))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['big.png', 'unnamed.png']  # no temporary file left
+
+
+def failed(index: int, video_id: str) -> dict:
+    """A video that failed to decode, as the classification model returns it."""
+    return {'pred_score': None, 'gt_label': torch.tensor(0), 'video_id': video_id, 'index': index, 'valid': False,
+            'failure': (f'/data/{video_id}.mp4', 'file not found')}
+
+
+def test_failed_duplicated_and_out_of_order_videos(tmp_path):
+    """The fixture's 5 videos (indices 0-4) arrive shuffled, video 2 twice (a sampler's padding that survived the
+    gather) and with 2 videos that failed to decode (indices 5, 6): the same numbers as the 5 videos in order,
+    the failures counted and listed, the scores file in index order."""
+    samples = [dict(new_style(i), index=i, valid=True) for i in range(5)]
+    shuffled = [samples[3], failed(6, 'g'), samples[2], samples[0], samples[4], failed(5, 'f'), samples[1],
+                samples[2]]
+    metric = VideoClsMetric(out_dir=tmp_path, plot=False)
+    metrics = evaluate(metric, shuffled)
+    # counted twice, video 2 (a miss at top-5) would give top-1 2/6 and top-5 4/6
+    assert metrics == pytest.approx(dict(EXPECTED, **{'acc/num_failed': 2}))
+    with np.load(tmp_path / 'cls_scores.npz') as npz:
+        assert npz['video_ids'].tolist() == IDS
+        np.testing.assert_array_equal(npz['scores'], SCORES)
+    results = json.loads((tmp_path / 'cls_results.json').read_text())
+    assert results['num_videos'] == 5 and results['num_failed'] == 2
+    assert results['metrics'] == pytest.approx(dict(EXPECTED, **{'acc/num_failed': 2}))
+    assert results['failed'] == [{'video_id': 'f', 'index': 5, 'path': '/data/f.mp4', 'reason': 'file not found'},
+                                 {'video_id': 'g', 'index': 6, 'path': '/data/g.mp4', 'reason': 'file not found'}]
+
+
+def test_no_decoded_video_is_an_error_naming_the_failures():
+    with pytest.raises(ValueError, match=r'none of the 2 test videos could be decoded.*failed: f \(/data/f\.mp4: '
+                                         r'file not found\), g \(/data/g\.mp4: file not found\)'):
+        evaluate(VideoClsMetric(), [failed(6, 'g'), failed(5, 'f')])
+    with pytest.raises(ValueError, match='no videos were evaluated'):
+        VideoClsMetric().compute_metrics([])
 
 
 @pytest.mark.parametrize('sample, error, match', [

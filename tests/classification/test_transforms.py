@@ -113,6 +113,42 @@ def test_apply_erasing_is_one_cube_with_fresh_noise_per_frame():
     assert const[0, :, :, 1:3, 1:3].abs().sum() == 0 and const.sum() == 3 * 2 * 64 - 3 * 2 * 4
 
 
+@pytest.mark.parametrize('mode', ['pixel', 'rand', 'const'])
+def test_apply_erasing_reads_the_boxes_once_and_fills_them_in_order(mode):
+    """Several boxes per clip with padding rows in between: each real box gets the noise of the next draws in (clip,
+    box) order, as a per-box loop over the same generator gives; and no operation reads the boxes value by value
+    (on a GPU each would wait for the device)."""
+    from tests.host_sync_kit import SyncOps
+
+    boxes = torch.tensor([[[2, 3, 5, 6], [0, 0, 0, 0], [8, 1, 3, 4]],
+                          [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+                          [[0, 0, 0, 0], [1, 9, 6, 7], [0, 0, 0, 0]]])
+    clips = torch.randn(3, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    expected = clips.clone()
+    gen = torch.Generator().manual_seed(0)
+    for n, k in [(0, 0), (0, 2), (2, 1)]:
+        top, left, h, w = boxes[n, k].tolist()
+        size = {'pixel': (h, w), 'rand': (1, 1)}.get(mode)
+        expected[n, :, :, top:top + h, left:left + w] = 0 if size is None else torch.randn(3, 4, *size, generator=gen)
+    with SyncOps() as sync:
+        apply_random_erasing(clips, boxes, mode, torch.Generator().manual_seed(0))
+    assert sync.ops == []
+    assert torch.equal(clips, expected)
+
+
+@pytest.mark.cuda
+def test_apply_erasing_on_cuda_clips_with_host_boxes_does_not_sync():
+    clips = torch.zeros(2, 3, 4, 16, 16, device='cuda')
+    boxes = torch.tensor([[[2, 3, 5, 6]], [[0, 0, 0, 0]]])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        apply_random_erasing(clips, boxes, 'pixel')
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert (clips[0, :, :, 2:7, 3:9] != 0).all() and clips[1].abs().sum() == 0
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Mixup / CutMix
 # --------------------------------------------------------------------------------------------------------------------

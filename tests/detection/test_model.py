@@ -367,6 +367,20 @@ def test_backbone_weights_load_through_the_checkpoint_loader(tmp_path):
     torch.testing.assert_close(model.backbone.blocks[1].attn.qkv.weight, src.blocks[1].attn.qkv.weight)
 
 
+def test_every_detector_parameter_gets_a_gradient():
+    """DDP without ``find_unused_parameters`` stops at the second iteration if a parameter gets no gradient: the
+    detector's ViT has no pooling norm (``fc_norm``), which its feature map would never use."""
+    model = VideoMAEv2AVADetector(backbone=dict(arch='vit_test', img_size=32, all_frames=2),
+                                  roi_head=dict(num_classes=3))
+    assert not any('fc_norm' in name for name, _ in model.named_parameters())
+    sample = dict(boxes=torch.tensor([[0.0, 0.0, 16.0, 32.0], [8.0, 8.0, 32.0, 24.0]]),
+                  labels=torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    model.loss(torch.randn(1, 3, 2, 32, 32), [sample])['loss_action_cls'].backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
+    with pytest.raises(ValueError, match='fc_norm=True.*uses only forward_featmap'):
+        VideoMAEv2AVADetector(backbone=dict(arch='vit_test', fc_norm=True), roi_head=dict(num_classes=3))
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # configs: the published recipes (docs/ava.md#roi-head, docs/ava.md#data-and-schedules)
 # ----------------------------------------------------------------------------------------------------------------------

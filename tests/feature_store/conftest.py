@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from feature_store.extract import main
 from tasks.data.video import write_video
@@ -29,7 +30,13 @@ def videos(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='session')
 def reference(videos, tmp_path_factory) -> Path:
-    """An uninterrupted single-process run over the three videos."""
+    """An uninterrupted single-process run over the three videos, on one thread as the runs the tests compare it with
+    exactly (the tests' ``one_thread`` fixture, subprocesses under ``tests/torchrun_kit.py``'s ``cpu_env``)."""
     out = tmp_path_factory.mktemp('ref') / 'ref.h5'
-    assert main([str(videos), '--out', str(out), *TINY]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([str(videos), '--out', str(out), *TINY]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out

@@ -4,8 +4,6 @@ The fixtures themselves (``videos``, ``reference``) are in ``conftest.py`` besid
 """
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +13,15 @@ import h5py
 import numpy as np
 
 from feature_store import FeatureStore
+from tests.torchrun_kit import REPO, cpu_env
 
-REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / 'tools' / 'extract_features.py'
 FRAMES = {'vid_a': 40, 'vid_b': 52, 'vid_c': 60}
-# vit_test on 4-frame windows at 32x32, every 2 frames: 19 + 25 + 29 windows, a fraction of a second on a CPU.
-MODEL_ARGS = ['--arch', 'vit_test', '--resize', '32x32', '--clip-len', '4', '--stride', '2', '--batch-size', '4']
+# vit_test on 4-frame windows at 32x32, every 2 frames: 19 + 25 + 29 windows, a fraction of a second on a CPU. On the
+# CPU also where a GPU exists (the default is CUDA when available): the tests compare with CPU numbers at float32
+# tolerances, and a store refuses to mix devices.
+MODEL_ARGS = ['--arch', 'vit_test', '--resize', '32x32', '--clip-len', '4', '--stride', '2', '--batch-size', '4',
+              '--device', 'cpu']
 TINY = [*MODEL_ARGS, '--num-workers', '0', '--no-progress']  # later options win, e.g. TINY + ['--stride', '3']
 
 
@@ -55,12 +56,6 @@ def leftovers(out: Path) -> list[str]:
     """Files of a run beside ``out``: shards, part folders, failure lists, lock files and hidden temporary files."""
     return sorted(p.name for p in out.parent.iterdir()
                   if (p.name.startswith(out.name) and p.name != out.name) or p.name.startswith(f'.{out.stem}.'))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 STOP_DRIVER = '''
@@ -100,8 +95,7 @@ def start_stopped(tmp_path: Path, point: str, args: list[str]) -> subprocess.Pop
     ('after-first-part' or 'inside-build-store'); the caller kills or continues it and closes its stderr."""
     driver = tmp_path / 'driver.py'
     driver.write_text(STOP_DRIVER)
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
-    proc = subprocess.Popen([sys.executable, str(driver), point, *args], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, str(driver), point, *args], env=cpu_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     try:

@@ -35,6 +35,7 @@ from feature_store.cli import merge_main
 from feature_store.extract import main
 from feature_store.lock import lock_path
 from tests.feature_store.extract_kit import REPO, TINY, leftovers, start_stopped, stores_equal
+from tests.torchrun_kit import cpu_env
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: one intra-op thread (tests/conftest.py)
 
@@ -56,7 +57,7 @@ def holder(tmp_path):
 
     def start(store: Path) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, '-c', _HOLDER, str(store)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONPATH': str(REPO)})
+                                stdout=subprocess.PIPE, text=True, env=cpu_env())
         procs.append(proc)
         assert proc.stdout.readline() == 'held\n'
         return proc
@@ -211,9 +212,8 @@ def test_second_extraction_stops_or_waits_while_the_first_runs(videos, reference
 
 def test_two_extractions_started_together_never_both_claim_success_falsely(videos, reference, tmp_path):
     out = tmp_path / 'out.h5'
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
     cmd = [sys.executable, str(REPO / 'tools' / 'extract_features.py'), str(videos), '--out', str(out), *TINY]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(cmd, env=cpu_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(p.wait(300), p.stderr.read()) for p in procs]
     for p in procs:
@@ -300,8 +300,7 @@ def test_a_real_write_limit_is_found_before_hdf5_writes_and_the_rerun_completes(
     which also sees quotas and file-size limits."""
     out = tmp_path / 'out.h5'
     proc = subprocess.run([sys.executable, '-c', _LIMITED, str(reference.stat().st_size // 2), str(videos),
-                           '--out', str(out), *TINY], env={**os.environ, 'PYTHONPATH': str(REPO)},
-                          capture_output=True, text=True, timeout=300)
+                           '--out', str(out), *TINY], env=cpu_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert f'writing {out} failed: File too large (1.0 MiB needed). Free space on the file system of {tmp_path}' \
         in proc.stderr

@@ -168,7 +168,9 @@ def tiny_thumos(tmp_path_factory):
     return root / 'thumos'
 
 
-ONLINE = dict(arch='vit_test', size=32, clip_len=4, stride=4, batch_size=8, num_workers=0, backend='pyav', seed=1)
+# on the CPU also where a GPU exists: compared below with features computed here on the CPU
+ONLINE = dict(arch='vit_test', size=32, clip_len=4, stride=4, batch_size=8, num_workers=0, backend='pyav', seed=1,
+              device='cpu')
 
 
 def test_online_extraction_caches_missing_videos(tiny_thumos, tmp_path, one_thread):

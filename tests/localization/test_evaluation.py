@@ -217,3 +217,22 @@ def test_eval_tad_cli(tmp_path, capsys):
     (tmp_path / 'bad.json').write_text(json.dumps({'results': {'v1': [{'segment': [0, 1], 'score': 1}]}}))
     assert main(['--gt', str(af), '--pred', str(tmp_path / 'bad.json')]) == 2
     assert "results['v1'][0]" in capsys.readouterr().err
+
+
+def test_metric_counts_a_video_gathered_twice_once(tmp_path):
+    """The hand-derived numbers of the CLI test above through the mmengine metric, also when a video's result arrives
+    twice (a sampler's padding left in the gathered results): counted twice, v1's detections would add false
+    positives."""
+    from tasks.localization.metric import TADmAPMetric
+
+    af, _, _ = write_gt_files(tmp_path)
+    ids = {'A': 0, 'B': 1, 'C': 2}
+    results = []
+    for vid, dets in predictions().items():
+        results.append({'video_id': vid, 'segments': [d['segment'] for d in dets],
+                        'scores': [d['score'] for d in dets], 'labels': [ids[d['label']] for d in dets]})
+    expected = np.mean([(34 / 45 + 1) / 2] * 4 + [(5 / 9 + 1) / 2])
+    for given in (results, [*results, results[0]]):
+        metric = TADmAPMetric(ann_file=str(af), subset='test', random_baseline=False)
+        metric.process({}, given)
+        assert metric.evaluate(len(given))['tad/mAP'] == pytest.approx(expected)

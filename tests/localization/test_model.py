@@ -160,3 +160,39 @@ def test_recipe_optimizer_decays_only_conv_weights():
     assert wrapper.optimizer.defaults['lr'] == 1e-4 and wrapper.clip_grad_kwargs['max_norm'] == 1.0
     ema = [h for h in cfg.custom_hooks if h['type'] == 'EMAHook'][0]
     assert 1 - ema['momentum'] == pytest.approx(0.999)  # mmengine: ema = (1 - momentum) ema + momentum param
+
+
+def test_loss_equals_the_losses_over_valid_points_and_positives():
+    """The loss, written with masks (no host syncs), against the definition with boolean indexing: the focal loss over
+    the real points and the DIoU loss over the positives, each divided by the updated EMA of the positives; a batch
+    without instances has a zero DIoU loss that still reaches the regression head, with zero gradient."""
+    torch.manual_seed(0)
+    model = tiny(drop_path=0.0)
+    with torch.no_grad():
+        for p in model.parameters():  # O(1) outputs: a fresh head predicts the prior everywhere
+            p.add_(0.1 * torch.randn_like(p))
+    pre = TADDataPreprocessor(max_seq_len=64)
+    feats = [torch.randn(8, 50), torch.randn(8, 60)]
+    samples = [{'segments': torch.tensor([[10., 20.], [30., 55.]]), 'labels': torch.tensor([1, 2])},
+               {'segments': torch.tensor([[5., 40.]]), 'labels': torch.tensor([0])}]
+    data = pre({'inputs': feats, 'data_samples': samples}, training=True)
+    losses = model(**data, mode='loss')
+    logits, dists, masks = model(data['inputs'], data['data_samples'], mode='tensor')
+    points = model.points([l.shape[1] for l in logits])
+    cls_t, reg_t = (torch.stack(t) for t in zip(*(model.assign(points, s['segments'], s['labels']) for s in samples)))
+    valid = torch.cat(masks, dim=1)
+    positive = (cls_t.sum(-1) > 0) & valid
+    norm = 0.9 * 100 + 0.1 * int(positive.sum())
+    assert model.loss_norm == pytest.approx(norm) and int(positive.sum()) > 0
+    expected_cls = sigmoid_focal_loss(torch.cat(logits, 1)[valid], cls_t[valid]) / norm
+    expected_reg = diou_loss_1d(torch.cat(dists, 1)[positive], reg_t[positive]) / norm
+    torch.testing.assert_close(losses['loss_cls'], expected_cls)
+    torch.testing.assert_close(losses['loss_reg'], expected_reg)
+    # no instances at all: loss_reg is exactly 0, and backward gives the regression head zero gradients
+    empty = [{'segments': torch.zeros(0, 2), 'labels': torch.zeros(0, dtype=torch.long)}] * 2
+    data = pre({'inputs': feats, 'data_samples': empty}, training=True)
+    losses = model(**data, mode='loss')
+    assert float(losses['loss_reg'].detach()) == 0.0
+    model.zero_grad()
+    losses['loss_reg'].backward()
+    assert model.reg_head.out.weight.grad is not None and not model.reg_head.out.weight.grad.any()

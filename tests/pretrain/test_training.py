@@ -22,9 +22,6 @@ import json
 import math
 import os
 import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +41,7 @@ from tasks.pretrain import (VideoMAEv2PretrainDataset, VideoMAEv2PretrainModel, 
                             videomaev2_pretrain_collate)
 from tasks.data.epoch_sampler import EpochIndexSampler  # noqa: E402
 from tasks.data.video import write_video  # noqa: E402
+from tests.torchrun_kit import run_torchrun  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs' / 'pretrain' / 'videomaev2'
@@ -454,12 +452,6 @@ def test_loss_curve_hook_lists_skipped_videos_and_keeps_history(tmp_path):
     assert (restored.iters, restored.losses) == ([1, 2], [2.0, 1.5])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def load_tool(name: str):
     spec = importlib.util.spec_from_file_location(f'tool_{name}', ROOT / 'tools' / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
@@ -478,13 +470,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(videos, tmp_
         # a large lr and a 2-iteration warmup (the config's is 40) so that the weights move visibly in 4 steps
         'optim_wrapper.optimizer.lr=0.1', 'param_scheduler.0.end=2', 'param_scheduler.1.begin=2',
         'param_scheduler.1.end=4', 'param_scheduler.1.T_max=2']
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS='1')
-    torchrun = Path(sys.executable).with_name('torchrun')
-    ddp = subprocess.run(
-        [str(torchrun), '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port', str(free_port()),
-         str(ROOT / 'tools' / 'train.py'), str(TINY), '--launcher', 'pytorch', *options(tmp_path / 'ddp', 2)],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    # both runs on the CPU: torchrun's processes see no GPU (so gloo, and its message), this one's Runner is pinned
+    # (tests/conftest.py)
+    ddp = run_torchrun('train', [TINY, '--launcher', 'pytorch', *options(tmp_path / 'ddp', 2)])
     assert 'using the gloo backend' in ddp.stdout
     load_tool('train').main([str(TINY), *options(tmp_path / 'single', 4)])
     one, two = curve(tmp_path / 'single'), curve(tmp_path / 'ddp')

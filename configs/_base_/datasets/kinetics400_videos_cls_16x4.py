@@ -64,6 +64,7 @@ val_dataloader = dict(
     batch_size=8,
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,  # page-locked batches: the preprocessor's non_blocking copies overlap the step
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(_test_dataset, num_clips=1, num_crops=1))
@@ -75,6 +76,7 @@ test_dataloader = dict(
     batch_size=1,  # one video = 15 clips per forward pass
     num_workers=8,
     persistent_workers=True,
+    pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(_test_dataset, num_clips=5, num_crops=3))

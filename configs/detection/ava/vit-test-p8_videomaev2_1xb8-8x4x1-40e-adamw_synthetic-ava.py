@@ -45,6 +45,7 @@ train_dataloader = dict(
     # compete with the model for the 2 cores (and each would decode every video once more).
     num_workers=0,
     persistent_workers=False,
+    pin_memory=False,  # CPU runs: nothing to copy to
     dataset=dict(
         ann_file=f'{data_root}/annotations/ava_train_v2.2.csv',
         data_prefix=f'{data_root}/videos',
@@ -65,6 +66,7 @@ test_dataloader = dict(
     batch_size=1,
     num_workers=0,
     persistent_workers=False,
+    pin_memory=False,
     dataset=dict(
         ann_file=f'{data_root}/annotations/ava_val_v2.2.csv',
         data_prefix=f'{data_root}/videos',

@@ -28,9 +28,11 @@ model = dict(
 train_dataloader = dict(
     num_workers=0,  # 4 videos of 447 x 64 floats: reading them is cheaper than starting workers
     persistent_workers=False,
+    pin_memory=False,  # CPU runs: nothing to copy to
     dataset=dict(ann_file=ann_file, feature_store=feature_store, max_seq_len=max_seq_len))
 test_dataloader = dict(
     num_workers=0,
+    pin_memory=False,
     dataset=dict(ann_file=ann_file, feature_store=feature_store))
 
 # 2 iterations per epoch (4 videos, batch 2): 60 epochs = 120 steps, 10 of them warm-up. lr 1e-3 instead of 1e-4:

@@ -8,4 +8,6 @@ _base_ = [
     '../../_base_/pretrain_runtime.py',
 ]
 
+# ~52 GiB per GPU in fp32 without checkpointing (README.md#gpu-memory-per-recipe): fits an 80 GB card; on a 40 GB
+# card set with_cp=True here (~14 GiB) or train in bf16.
 model = dict(arch='vit_large')
