@@ -1,5 +1,6 @@
 """Reading checkpoint files safely: ``.pth``/``.pt``/``.bin`` (zip or legacy pickle) and ``.safetensors``, unwrapped to
-a flat ``{name: tensor}`` dict, with errors that name the file and say what is wrong (docs/checkpoints.md).
+a flat ``{name: tensor}`` dict, with errors that name the file and say what is wrong (docs/checkpoints.md). Released
+weights may be named instead of a path (:func:`resolve_checkpoint`).
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import torch
 
+from .released import RELEASED, ReleasedCheckpoint
+
 __all__ = ['CheckpointError', 'Source', 'TRAINING_CHECKPOINT_GLOBALS', 'abbreviate_keys', 'load_checkpoint_file',
-           'read_checkpoint', 'scoped_allowlists', 'source_name']
+           'read_checkpoint', 'resolve_checkpoint', 'scoped_allowlists', 'source_name']
 
 Source = str | os.PathLike | Mapping[str, torch.Tensor]
 
@@ -60,10 +63,13 @@ def read_checkpoint(src: Source, weights_only: bool = True) -> dict[str, torch.T
 def load_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> object:
     """What a ``.pth``/``.pt``/``.bin``/``.safetensors`` file holds, on the CPU, not unwrapped: :func:`read_checkpoint`
     without its last step, with the same checks and errors. Under ``weights_only`` the objects of
-    :data:`TRAINING_CHECKPOINT_GLOBALS` are inert stand-ins, unless an allow-list for them is in force."""
-    name, path = str(path), Path(path)
-    if not path.exists():
-        raise CheckpointError(f'{name}: no such checkpoint file')
+    :data:`TRAINING_CHECKPOINT_GLOBALS` are inert stand-ins, unless an allow-list for them is in force.
+
+    ``path`` may also be a released name (``vit_b_k710_distill``; :func:`resolve_checkpoint`), fetched through the
+    Hugging Face hub cache, so every loader and tool takes names with no code of its own."""
+    resolved = resolve_checkpoint(path)  # an existing path as it is; a missing one that is no name is an error
+    name = str(path) if resolved == Path(path) else f'{path} ({resolved})'
+    path = resolved
     if not path.is_file():
         raise CheckpointError(f'{name}: not a file (for a Hugging Face model folder, pass its model.safetensors or '
                               'pytorch_model.bin)')
@@ -76,6 +82,46 @@ def load_checkpoint_file(path: str | os.PathLike, weights_only: bool = True) -> 
         return _read_safetensors(path, name)
     _check_torch_container(path, name, magic, size)
     return _torch_load(path, name, weights_only)
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """The local file for a checkpoint path or released name.
+
+    An existing path is returned as it is (so a local file wins over a name). A name of
+    :data:`backbone.released.RELEASED` is fetched with ``huggingface_hub.hf_hub_download``, which keeps the file in
+    the hub cache (``HF_HOME`` / ``HF_HUB_CACHE``; downloaded once, with a progress bar), reads only the cache under
+    ``HF_HUB_OFFLINE=1`` and sends the user's token (``HF_TOKEN`` or ``hf auth login``) to a gated repo.
+
+    Raises:
+        CheckpointError: neither an existing path nor a released name, or the hub could not give the file (offline
+            and not cached, a gated repo without a token, no network), naming what to do.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    key = str(name_or_path)
+    if key not in RELEASED:
+        raise CheckpointError(f'{key}: no such checkpoint file, and not a released checkpoint name (known names: '
+                              f'{", ".join(RELEASED)}; docs/checkpoints.md#released-weights-by-name)')
+    return _download(RELEASED[key])
+
+
+def _download(entry: ReleasedCheckpoint) -> Path:
+    """``hf_hub_download`` (imported here: only names need huggingface_hub); every failure is one CheckpointError."""
+    where = f'{entry.name} ({entry.repo_id}/{entry.filename})'
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as err:
+        raise CheckpointError(f'{where}: fetching a released checkpoint by name needs `pip install huggingface_hub`; '
+                              'or download the file yourself and pass its path') from err
+    try:
+        return Path(hf_hub_download(entry.repo_id, entry.filename))
+    except Exception as err:  # the hub raises many types (offline, gated, HTTP, OS); each becomes one clear message
+        raise CheckpointError(
+            f'{where}: the Hugging Face hub could not give the file ({type(err).__name__}: '
+            f'{" ".join(str(err).split())[:300]}). Offline (HF_HUB_OFFLINE=1), the file must already be in the hub '
+            f'cache (HF_HUB_CACHE / HF_HOME): fetch it once with `hf download {entry.repo_id} {entry.filename}`; a '
+            'gated repo needs `hf auth login` or HF_TOKEN; or pass the path of a downloaded copy') from err
 
 
 def _refusal_reason(message: str) -> str:

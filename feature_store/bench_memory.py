@@ -140,11 +140,14 @@ def measure_peak(target: str, argv: Sequence[str], *, interval: float = 0.05,
 
 def measure_extraction(video: str | os.PathLike, extract_args: Sequence[str], *,
                        workdir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """:func:`measure_peak` of ``tools/extract_features.py VIDEO --out ... EXTRACT_ARGS`` (a fresh store)."""
+    """:func:`measure_peak` of ``tools/extract_features.py VIDEO --out ... EXTRACT_ARGS`` (a fresh store); with
+    ``--random-init`` added when ``extract_args`` name no weights (``--checkpoint``, ``--config``), since the weights'
+    values do not change the memory."""
+    weights = {'--checkpoint', '--config', '--random-init'}
+    named = any(a.split('=')[0] in weights for a in extract_args)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        listing = Path(tmp) / 'videos.txt'
-        listing.write_text(f'{Path(video).resolve()}\n')
-        argv = [str(listing), '--out', str(Path(tmp) / 'features.h5'), '--no-progress', *extract_args]
+        argv = [str(video), '--out', str(Path(tmp) / 'features.h5'), '--no-progress', *extract_args,
+                *([] if named else ['--random-init'])]
         return measure_peak('feature_store.extract:main', argv, workdir=workdir)
 
 

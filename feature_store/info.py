@@ -70,6 +70,9 @@ def checkpoint_id(path: str | os.PathLike | None, seed: int = 0) -> str:
     for a randomly initialised model."""
     if path is None:
         return f'random-init:{seed}'
+    from backbone import resolve_checkpoint
+
+    path = resolve_checkpoint(path)  # a released name: the file it resolves to
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):

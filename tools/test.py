@@ -11,7 +11,8 @@ every model weight must come from the file and every file weight must be used, s
 of testing random weights (mmengine checkpoints of the same config, mmaction2 recognizer files, official / HF files
 for a model whose ViT is its ``backbone``); the config's ``load_from`` is ignored. Metrics that write files put them
 in the work directory; the metrics go to ``<work_dir>/results.json`` (or ``--out``) and are printed as a table, by
-rank 0 under a launcher. Videos that fail to decode are counted and left out
+rank 0 under a launcher. ``--cfg-options data_root=DIR`` re-points the test data (configs/README.md#data); a missing
+or malformed data file stops with a one-line message. Videos that fail to decode are counted and left out
 (docs/classification.md#test-protocols-and-metrics); a classification test set in which none decodes stops with a
 message naming them.
 The library behind it is :func:`tasks.engine.runner.evaluate_checkpoint`.
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tasks.classification.metric import NoDecodedVideoError
-from tasks.engine.runner import add_runner_options, evaluate_checkpoint
+from tasks.engine.runner import DATA_ERRORS, add_runner_options, data_error_message, evaluate_checkpoint
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -37,19 +38,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--work-dir', help='folder for logs, metric outputs and results.json (default: the config\'s '
                                            'work_dir, else ./work_dirs/<config name>)')
     parser.add_argument('--out', help='write the metrics json here instead of <work_dir>/results.json')
-    add_runner_options(parser, 'test_dataloader.batch_size=1 test_dataloader.dataset.ann_file=LIST')
+    add_runner_options(parser, 'data_root=DIR test_dataloader.batch_size=1')
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = get_args_parser().parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'tools/test.py: checkpoint {args.checkpoint} does not exist')
+    from backbone import RELEASED, is_released_name  # a released name is fetched by the loader (docs/checkpoints.md)
+
+    if not osp.isfile(args.checkpoint) and not is_released_name(args.checkpoint):
+        raise SystemExit(f'tools/test.py: checkpoint {args.checkpoint} does not exist and is not a released '
+                         f'checkpoint name ({", ".join(RELEASED)})')
     try:
         return evaluate_checkpoint(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                                    cfg_options=args.cfg_options, launcher=args.launcher, local_rank=args.local_rank)
     except NoDecodedVideoError as e:  # the user's data, not a bug: the message without the traceback
         raise SystemExit(f'tools/test.py: {e}') from None
+    except DATA_ERRORS as e:  # a missing or malformed data file: likewise
+        raise SystemExit(f'tools/test.py: {data_error_message(e)}') from None
 
 
 if __name__ == '__main__':

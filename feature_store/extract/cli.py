@@ -67,20 +67,31 @@ def build_parser() -> argparse.ArgumentParser:
                                'locked by another run, a failed write, or shards of other ranks that rank 0 cannot '
                                'see (OUT not on a shared file system), 3 some videos could not be decoded (every '
                                'rank returns 3; torchrun itself then reports a failure with status 1).')
-    parser.add_argument('input', metavar='INPUT', help='folder of videos, or a text file of video paths (one per '
-                                                       'line, relative to the file\'s folder)')
+    parser.add_argument('input', metavar='INPUT', help='a video file, a folder of videos (--recursive: with its '
+                                                       'sub-folders), or a text file of video paths (one per line, '
+                                                       'relative to the file\'s folder)')
     parser.add_argument('--out', required=True, metavar='OUT.h5', help='feature store to create or append to')
+    parser.add_argument('--recursive', action='store_true', help='search the sub-folders of a folder INPUT too')
+    parser.add_argument('--id-from', choices=('stem', 'relpath'), default='stem',
+                        help='video ids: stem, the file name up to the first "." (the official extractor\'s names), '
+                             'or relpath, the path relative to the folder (or the list\'s folder) without the '
+                             'suffix, e.g. a/x.mp4 -> a/x, for equal names in different folders (default stem)')
     model = parser.add_argument_group('model')
     model.add_argument('--arch', help='backbone preset: vit_small, vit_base, vit_large, vit_huge, vit_giant, vit_test '
                                       '(default vit_giant, or the config\'s)')
-    model.add_argument('--checkpoint', help='weights, any VideoMAE layout (official, mmaction2, HF); without it the '
-                                            'model is randomly initialised from --seed')
-    model.add_argument('--config', help='mmengine/mmaction2 config: arch, img_size, all_frames from model.backbone and '
-                                        'the checkpoint from load_from (explicit options win)')
-    model.add_argument('--seed', type=int, default=0, help='random-init seed without a checkpoint (default 0)')
+    model.add_argument('--checkpoint', help='weights, any VideoMAE layout (official, mmaction2, HF); required '
+                                            'unless --config names them (load_from) or --random-init is given')
+    model.add_argument('--random-init', action='store_true',
+                       help='no weights: a model randomly initialised from --seed (features of an untrained model, '
+                            'for tests and baselines)')
+    model.add_argument('--config', help='mmengine/mmaction2 config: arch, img_size, all_frames, patch_size from '
+                                        'model.backbone and the checkpoint from load_from (explicit options win); its '
+                                        'img_size and all_frames must equal the input size and --clip-len')
+    model.add_argument('--seed', type=int, default=0, help='seed of --random-init (default 0)')
     model.add_argument('--img-size', type=size, help='frame size HxW the model is built for (default: the input '
-                                                     'size)')
-    model.add_argument('--frames', type=positive, help='clip length the model is built for (default: --clip-len)')
+                                                     'size; another size resizes the position table)')
+    model.add_argument('--frames', type=positive, help='clip length the model is built for (default: --clip-len; '
+                                                       'another length resizes the position table)')
     model.add_argument('--patch-size', type=positive, help="spatial patch size, where it is not the preset's (e.g. "
                                                           "8 for the tiny 8-px configs; default: the preset's, "
                                                           "or the config's)")
@@ -95,16 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help='resample every video to N frames per second by its timestamps first (windows and stride '
                           'then count resampled frames): one uniform time axis for variable or mixed frame rates, '
                           "as video_features' extraction_fps; default: the native frames (the official protocol)")
-    pre = parser.add_argument_group('preprocessing')
+    pre = parser.add_argument_group(
+        'preprocessing (defaults: the official TAD preprocessing, squash to 224x224 without mean/std)')
     pre.add_argument('--resize', type=size, help='squash every frame to HxW (height x width), aspect ratio lost: '
                                                  'the official TAD preprocessing (default 224x224)')
     pre.add_argument('--short-side', type=positive, metavar='N', help='instead: short side to N px, then --crop')
     pre.add_argument('--crop', choices=('center',), default='center', help='crop after --short-side: an N x N '
                                                                           'central crop')
-    pre.add_argument('--no-normalize', action='store_true', help='no ImageNet mean/std (the official TAD features '
-                                                                 'are made without)')
+    pre.add_argument('--normalize', action=argparse.BooleanOptionalAction, default=False,
+                     help='ImageNet mean/std after /255, as the models were trained; the official TAD features are '
+                          'made without (default: --no-normalize)')
+    _add_execution_args(parser, positive)
+    return parser
+
+
+def _add_execution_args(parser: argparse.ArgumentParser, positive: Callable[[str], int]) -> None:
+    """The options that decide how a run goes (and the storage dtype), not what the model computes."""
     run = parser.add_argument_group('execution')
-    run.add_argument('--dtype', choices=('fp32', 'bf16'), default='fp32', help='compute dtype (stored as float32)')
+    run.add_argument('--dtype', choices=('fp32', 'bf16'), default='fp32', help='compute dtype (default fp32)')
+    run.add_argument('--store-dtype', choices=('fp32', 'fp16'), default='fp32',
+                     help='dtype of the stored rows: fp16 halves the file and rounds every value to 11 significant '
+                          'bits (a store holds one dtype; default fp32)')
     run.add_argument('--batch-size', type=positive, default=16, help='windows per forward (16)')
     run.add_argument('--num-workers', type=int, help='decoding processes; 0: a background thread (default: 2 on the '
                                                      'CPU; on CUDA the cores per GPU on this machine less one, at '
@@ -120,7 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help='if another run is writing OUT.h5, wait for it to finish instead of stopping (exit 2); '
                           'then extract only what it did not')
     run.add_argument('--no-progress', action='store_true', help='no progress bar')
-    return parser
 
 
 def _config_model(path: str) -> dict[str, Any]:
@@ -151,28 +172,66 @@ def _config_model(path: str) -> dict[str, Any]:
     return found
 
 
+def _check_config_model(path: str, from_cfg: dict[str, Any], args: argparse.Namespace, pre: Preprocess) -> None:
+    """Refuse a config whose model takes other clips than the windows cut (``ValueError`` naming both values and the
+    option to change): a model built for 8 frames at 96x96 given 16-frame 96x128 windows would resize its position
+    table silently. An explicit ``--frames`` / ``--img-size`` overrides the config and is taken as meant."""
+    frames = from_cfg.get('frames')
+    if frames is not None and args.frames is None and frames != args.clip_len:
+        raise ValueError(f'--config {path}: model.backbone.all_frames is {frames}, but the windows have --clip-len '
+                         f'{args.clip_len} frames: pass --clip-len {frames} (or --frames {args.clip_len} to build the '
+                         f'model for {args.clip_len}-frame clips instead)')
+    img = from_cfg.get('img_size')
+    if img is not None and args.img_size is None and tuple(img) != tuple(pre.size):
+        (h, w), (ih, iw) = img, pre.size
+        if pre.resize == 'squash':
+            given, fix = f'--resize {ih}x{iw}' + ('' if args.resize else ' (the default)'), f'--resize {h}x{w}'
+        else:
+            given = f'--short-side {pre.short_side} (a {ih}x{iw} crop)'
+            fix = f'--short-side {h}' if h == w else f'--resize {h}x{w}'
+        raise ValueError(f'--config {path}: model.backbone.img_size is {h}x{w}, but the frames are {given}: pass '
+                         f'{fix} (or --img-size {ih}x{iw} to build the model for {ih}x{iw} frames instead)')
+
+
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     """:class:`ExtractConfig` from parsed command-line arguments (``ValueError`` names the bad option)."""
     from_cfg = _config_model(args.config) if args.config else {}
     if args.resize is not None and args.short_side is not None:
         raise ValueError('--resize (squash) and --short-side (resize + crop) exclude each other')
     if args.short_side is not None:
-        pre = Preprocess('short_side', (args.short_side, args.short_side), args.short_side,
-                         normalize=not args.no_normalize)
+        pre = Preprocess('short_side', (args.short_side, args.short_side), args.short_side, normalize=args.normalize)
     else:
-        pre = Preprocess('squash', args.resize or (224, 224), normalize=not args.no_normalize)
+        pre = Preprocess('squash', args.resize or (224, 224), normalize=args.normalize)
     checkpoint = args.checkpoint or from_cfg.get('checkpoint')
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        origin = '--checkpoint' if args.checkpoint else f'load_from of {args.config}'
-        raise ValueError(f'{origin}: {checkpoint}: no such file')
+    origin = '--checkpoint' if args.checkpoint else f'load_from of {args.config}'
+    if checkpoint is not None:
+        from backbone import CheckpointError, resolve_checkpoint
+
+        # a released name becomes its file in the Hugging Face cache (docs/checkpoints.md#released-weights-by-name)
+        try:
+            checkpoint = str(resolve_checkpoint(checkpoint))
+        except CheckpointError as err:
+            raise ValueError(f'{origin}: {err}') from None
+    if checkpoint is not None and args.random_init:
+        raise ValueError(f'--random-init and {origin} ({checkpoint}) exclude each other: drop one')
+    if checkpoint is None and not args.random_init:
+        raise ValueError('no weights given: pass --checkpoint CKPT (or a --config with load_from); features of a '
+                         'randomly initialised model need --random-init (seeded by --seed)')
+    if args.config:
+        _check_config_model(args.config, from_cfg, args, pre)
     return ExtractConfig(
         arch=args.arch or from_cfg.get('arch', 'vit_giant'), checkpoint=checkpoint, seed=args.seed,
         img_size=args.img_size or from_cfg.get('img_size'), frames=args.frames or from_cfg.get('frames'),
         clip_len=args.clip_len, frame_interval=args.frame_interval, stride=args.stride, sample_fps=args.fps,
         preprocess=pre,
-        dtype=args.dtype, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+        dtype=args.dtype, store_dtype={'fp32': 'float32', 'fp16': 'float16'}[args.store_dtype],
+        batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
         backend=args.backend, fused_attn=not args.explicit_attn,
         patch_size=args.patch_size or from_cfg.get('patch_size'))
+
+
+def _announce(block: str) -> None:
+    print(block, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         result = extract_to_store(args.input, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress,
-                                  wait_lock=args.wait_lock)
+                                  wait_lock=args.wait_lock, recursive=args.recursive, id_from=args.id_from,
+                                  announce=_announce)
     except (ExtractError, FeatureStoreError, CheckpointError, ValueError, KeyError, OSError) as e:
         message = ' '.join(str(e).split())  # one line, whatever the exception text holds
         print(f'{PROG}: error: {message}', file=sys.stderr)
@@ -200,5 +260,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f'{PROG}: {len(result.failed)} videos could not be decoded, listed in '
                   f'{result.out.name}.failures.json:', file=sys.stderr)
             for f in result.failed:
-                print(f'  {f["video_id"]} ({f["path"]}): {f["reason"]}', file=sys.stderr)
+                listed = f', {f["line"]}' if 'line' in f else ''
+                print(f'  {f["video_id"]} ({f["path"]}{listed}): {f["reason"]}', file=sys.stderr)
     return 3 if result.failed else 0

@@ -22,19 +22,23 @@ class Preprocess:
     :func:`tasks.data.video.transforms.squash_resize` for square sizes, so the input is bit-identical to the official
     extractor's. ``'short_side'`` keeps the aspect ratio: short side to ``short_side`` px, then a central ``size``
     crop, /255. ``normalize`` then applies ImageNet mean/std (what the models were trained with; the official TAD
-    features do without).
+    features do without, OpenGVLab/VideoMAEv2 issue #62).
+
+    The defaults are the official TAD preprocessing (squash to 224x224, no mean/std), here as in
+    ``tools/extract_features.py`` and the localization dataset's on-line extraction, so that features made without
+    naming any option equal the published ones (docs/feature_caching.md#extraction-defaults).
 
     Attributes:
         resize: ``'squash'`` or ``'short_side'``.
         size: (h, w) of the model input: the squash target, or the crop.
         short_side: the short side after resizing (``'short_side'`` only).
-        normalize: ImageNet mean/std after /255.
+        normalize: ImageNet mean/std after /255 (default False, as the official TAD features).
     """
 
     resize: ResizeMode = 'squash'
     size: tuple[int, int] = (224, 224)
     short_side: int | None = None
-    normalize: bool = True
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         if self.resize not in ('squash', 'short_side'):
@@ -63,6 +67,16 @@ class Preprocess:
             x = T.normalize(x.transpose(0, 1), [m / 255 for m in T.IMAGENET_MEAN],
                             [s / 255 for s in T.IMAGENET_STD]).transpose(0, 1)
         return x.contiguous()
+
+    def summary(self) -> str:
+        """One line for people, e.g. ``'squash to 224x224 (bilinear, /255), no mean/std (the official TAD
+        preprocessing)'``."""
+        h, w = self.size
+        how = (f'squash to {h}x{w}' if self.resize == 'squash'
+               else f'short side to {self.short_side}, central {h}x{w} crop')
+        official = self.resize == 'squash' and not self.normalize and self.size == (224, 224)
+        norm = 'ImageNet mean/std' if self.normalize else 'no mean/std'
+        return f'{how} (bilinear, /255), {norm}' + (' (the official TAD preprocessing)' if official else '')
 
     def describe(self) -> dict[str, Any]:
         """The ``preprocessing`` provenance of a store (JSON)."""

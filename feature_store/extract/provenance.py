@@ -11,7 +11,7 @@ import torch.nn as nn
 from backbone.precision import cuda_tf32
 from tasks.data.video.reader import Backend
 
-from ..info import StoreInfo
+from ..info import StoreDType, StoreInfo
 from .clips import ComputeDType, build_model
 from .preprocess import Preprocess
 
@@ -34,8 +34,10 @@ class ExtractConfig:
         sample_fps: resample every video to this many frames per second by its timestamps before cutting windows
             (one uniform time axis for variable or mixed frame rates); None: the native frames, as the official
             extractor.
-        preprocess: frame transform.
-        dtype: compute dtype; features are stored as float32 either way.
+        preprocess: frame transform (default: the official TAD one, squash to 224x224 without mean/std).
+        dtype: compute dtype (``'fp32'`` or ``'bf16'`` autocast).
+        store_dtype: dtype of the stored rows, ``'float32'`` or ``'float16'`` (half the size, rows rounded to 11
+            significant bits); a provenance field, since it changes what is read back.
         batch_size: windows per forward.
         num_workers: decoding processes (0: one background thread); None: 2 on the CPU, sized to the machine on
             CUDA (:func:`~feature_store.extract.decode.default_num_workers`).
@@ -58,6 +60,7 @@ class ExtractConfig:
     sample_fps: float | None = None
     preprocess: Preprocess = field(default_factory=Preprocess)
     dtype: ComputeDType = 'fp32'
+    store_dtype: StoreDType = 'float32'
     batch_size: int = 16
     num_workers: int | None = None
     device: str | None = None
@@ -76,6 +79,8 @@ class ExtractConfig:
             raise ValueError(f'num_workers must be >= 0, got {self.num_workers}')
         if self.dtype not in ('fp32', 'bf16'):
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
+        if self.store_dtype not in ('float32', 'float16'):
+            raise ValueError(f"store_dtype must be 'float32' or 'float16', got {self.store_dtype!r}")
 
     @property
     def model_img_size(self) -> tuple[int, int]:
@@ -84,6 +89,24 @@ class ExtractConfig:
     @property
     def model_frames(self) -> int:
         return self.frames if self.frames is not None else self.clip_len
+
+    def summary(self) -> list[str]:
+        """What decides the features, one line per topic, for the start of a run (``tools/extract_features.py``
+        prints it, so that a wrong default shows before hours of extraction)."""
+        h, w = self.model_img_size
+        patch = f', patch {self.patch_size}' if self.patch_size is not None else ''
+        weights = (str(self.checkpoint) if self.checkpoint is not None
+                   else f'none: random init (seed {self.seed}), the features of an untrained model')
+        official = (self.clip_len, self.frame_interval, self.stride, self.sample_fps) == (16, 1, 4, None)
+        rate = 'native frames' if self.sample_fps is None else f'resampled to {self.sample_fps:g} fps'
+        return [
+            f'model       {self.arch}, built for {self.model_frames} frames x {h}x{w}{patch}',
+            f'checkpoint  {weights}',
+            f'windows     {self.clip_len} frames, every {self.frame_interval} frame(s), a window every {self.stride} '
+            f'frames, {rate}' + (' (the official THUMOS14 windows)' if official else ''),
+            f'preprocess  {self.preprocess.summary()}',
+            f'compute     {self.dtype}, stored as {self.store_dtype}',
+        ]
 
     def build_model(self) -> nn.Module:
         return build_model(self.arch, checkpoint=self.checkpoint, img_size=self.model_img_size,
@@ -126,5 +149,5 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
         'torch_version': torch.__version__,
     }
     return StoreInfo(arch=cfg.arch, checkpoint_sha256=checkpoint_sha, feature_kind='pooled',
-                     preprocessing=cfg.preprocess.describe(), dtype='float32', config=config)
+                     preprocessing=cfg.preprocess.describe(), dtype=cfg.store_dtype, config=config)
 

@@ -21,12 +21,13 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -39,7 +40,7 @@ from ..parts import part_ids, read_parts, write_part
 from ..store import FeatureStore, build_store, merge_stores
 from .clips import forward_clips
 from .decode import clip_batches, default_num_workers, num_cpus
-from .inputs import ExtractError, list_videos
+from .inputs import ExtractError, IdFrom, find_videos
 from .provenance import ExtractConfig, make_store_info
 
 __all__ = ['ExtractResult', 'extract_to_store', 'check_merged_ids']
@@ -48,6 +49,8 @@ __all__ = ['ExtractResult', 'extract_to_store', 'check_merged_ids']
 _DIST_TIMEOUT = timedelta(hours=24)
 
 _PARTS_INFO = 'info.json'
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 
 @dataclass
@@ -58,7 +61,8 @@ class ExtractResult:
         out: the store.
         extracted: ids extracted by this run.
         skipped: ids already complete (in the store, a shard or a part file) and not extracted again.
-        failed: ``{'video_id', 'path', 'reason'}`` for every video that could not be decoded.
+        failed: ``{'video_id', 'path', 'reason'}`` for every video that could not be decoded, plus ``'line'``
+            (``'list.txt:LINE'``) for a video named by a list file.
         variable_frame_rate: ids of extracted videos whose timestamps are not a constant frame rate (their rows
             are placed by ``centre_times``, docs/feature_caching.md#time-from-the-container).
         num_clips: windows run through the model.
@@ -169,6 +173,11 @@ def _mismatch(stored: StoreInfo | None, info: StoreInfo) -> str:
         return 'no info.json'
     differences = stored.differences(info)
     what = describe_differences(differences, 'stored', 'this run')
+    if any(d.field == 'preprocessing' and _only_normalize_differs(d.old, d.new) for d in differences):
+        what += ('. The extractor no longer normalises by default (the official TAD preprocessing has no mean/std; '
+                 'docs/feature_caching.md#extraction-defaults): to add to a store made with ImageNet mean/std, pass '
+                 '--normalize' if stored.preprocessing.get('normalize') else '. Only the mean/std normalisation '
+                 'differs: drop --normalize to add to this store')
     if any(d.field in _DEVICE_FIELDS for d in differences):
         device = stored.config.get('device_type')
         what += ('. Features of another device type or TF32 setting differ in their last digits, and one store does '
@@ -176,6 +185,14 @@ def _mismatch(stored: StoreInfo | None, info: StoreInfo) -> str:
                  '(torch.backends.cuda.matmul / torch.backends.cudnn.conv fp32_precision; None: the CPU, or a store '
                  'written before TF32 was recorded)')
     return what
+
+
+def _only_normalize_differs(old: object, new: object) -> bool:
+    """Whether two ``preprocessing`` records differ in their ``normalize`` entry alone."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return False
+    return old.get('normalize') != new.get('normalize') and \
+        {k: v for k, v in old.items() if k != 'normalize'} == {k: v for k, v in new.items() if k != 'normalize'}
 
 
 def _prepare(out: Path, info: StoreInfo, overwrite: bool) -> tuple[bool, list[str]]:
@@ -246,10 +263,9 @@ class _Progress:
     """Videos done, clips/s and ETA on stderr (tqdm), on rank 0 only."""
 
     def __init__(self, total: int, enabled: bool):
-        from tqdm import tqdm
+        from tasks.data.progress import progress_bar
 
-        self.bar = tqdm(total=total, unit='video', file=sys.stderr, disable=not enabled, dynamic_ncols=True,
-                        smoothing=0.1, desc='extract')
+        self.bar = progress_bar(total, 'video', 'extract', enabled)
         self.clips = 0
         self.start = time.perf_counter()
 
@@ -269,14 +285,28 @@ class _Progress:
 
 
 def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, parts: Path,
-                   progress: _Progress) -> tuple[list[str], list[dict[str, str]], int]:
-    """Run the model over ``todo``, writing one part file per finished video. Returns (done ids, failures, clips)."""
+                   progress: _Progress, lines: dict[str, str] | None = None
+                   ) -> tuple[list[str], list[dict[str, str]], int]:
+    """Run the model over ``todo``, writing one part file per finished video. Returns (done ids, failures, clips).
+    ``lines``: the list-file line (``'list.txt:LINE'``) of each id a list named, for the failure reports."""
+    lines = lines or {}
     device = next(model.parameters()).device
     pending: dict[int, list[torch.Tensor]] = {}
     done: list[str] = []
     failures: list[dict[str, str]] = []
     clips_total = 0
     by_index = {index: (vid, path) for index, vid, path in todo}
+
+    def fail(vid: str, path: Path, reason: str) -> None:
+        failure = {'video_id': vid, 'path': str(path), 'reason': reason}
+        listed = ''
+        if vid in lines:
+            failure['line'] = lines[vid]
+            listed = f', {lines[vid]}'
+        failures.append(failure)
+        progress.write(f'extract_features: skipping {vid} ({path}{listed}): {reason}')
+        progress.video_done()
+
     if not todo:
         return done, failures, 0
     for item in clip_batches(todo, cfg, pin_memory=device.type == 'cuda'):
@@ -284,9 +314,7 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
         vid, path = by_index[index]
         if 'error' in item:
             pending.pop(index, None)
-            failures.append({'video_id': vid, 'path': str(path), 'reason': item['error']})
-            progress.write(f'extract_features: skipping {vid} ({path}): {item["error"]}')
-            progress.video_done()
+            fail(vid, path, item['error'])
             continue
         # The features stay on the model's device until the video ends: a copy to the host per batch would make
         # the host wait for every forward, so that it could not queue the next batch meanwhile.
@@ -296,6 +324,12 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
         progress.add_clips(len(feats))
         if item['last']:
             rows = torch.cat(pending.pop(index)).cpu().numpy()  # one copy (and wait) per video
+            peak = float(np.abs(rows).max(initial=0.0)) if cfg.store_dtype == 'float16' else 0.0
+            if peak > _FLOAT16_MAX:
+                # a failed video now, rather than an error when the store is built at the end of the run
+                fail(vid, path, f'features up to {peak:.4g} overflow float16 (max {_FLOAT16_MAX:.0f}); extract it '
+                                'with --store-dtype fp32')
+                continue
             try:
                 write_part(parts, vid, rows, item['meta'])
             except OSError as e:
@@ -311,18 +345,25 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
 
 def extract_to_store(source: str | os.PathLike | Sequence[tuple[str, Path]], out: str | os.PathLike,
                      cfg: ExtractConfig, *, overwrite: bool = False, progress: bool = True,
-                     wait_lock: bool = False) -> ExtractResult:
+                     wait_lock: bool = False, recursive: bool = False, id_from: IdFrom = 'stem',
+                     announce: Callable[[str], None] | None = None) -> ExtractResult:
     """Extract the features of every video of ``source`` into the store ``out`` (resumable, crash-safe, and
     distributed under ``torchrun``: see the module docstring).
 
     Args:
-        source: a folder of videos, a text file of paths, or ``(video_id, path)`` pairs.
+        source: a video file, a folder of videos, a text file of paths (:func:`~.inputs.find_videos`), or
+            ``(video_id, path)`` pairs.
         out: the HDF5 store to write or append to.
         cfg: model, windows, preprocessing and execution settings.
         overwrite: replace ``out`` (and discard leftovers of interrupted runs with other settings) instead of
             appending to it.
         progress: show the progress bar (rank 0).
         wait_lock: when another run holds ``out``'s lock, wait for it instead of stopping.
+        recursive: search the sub-folders of a folder ``source`` too.
+        id_from: ``'stem'`` (the file name up to the first '.') or ``'relpath'`` (the path relative to the folder,
+            without the suffix: ``a/x.mp4`` -> ``a/x``).
+        announce: called on rank 0 with a short block of text (model, checkpoint, windows, preprocessing, dtypes,
+            videos to do) once the store has accepted the run's settings, before the model is built.
 
     Returns:
         :class:`ExtractResult`; videos that could not be decoded are in ``failed`` (and ``OUT.failures.json``), the
@@ -337,15 +378,21 @@ def extract_to_store(source: str | os.PathLike | Sequence[tuple[str, Path]], out
     dist = _Dist(device)
     try:
         with contextlib.ExitStack() as lock:
-            return _run(source, out, cfg, overwrite, progress, dist, device, (lock, wait_lock))
+            return _run(source, out, cfg, overwrite, progress, dist, device, (lock, wait_lock),
+                        dict(recursive=recursive, id_from=id_from), announce)
     finally:
         dist.close()
 
 
 def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg: ExtractConfig, overwrite: bool,
-         progress: bool, dist: _Dist, device: torch.device, lock: tuple[contextlib.ExitStack, bool]) -> ExtractResult:
-    videos = list_videos(source) if isinstance(source, (str, os.PathLike)) else sorted(
-        (str(v), Path(p)) for v, p in source)
+         progress: bool, dist: _Dist, device: torch.device, lock: tuple[contextlib.ExitStack, bool],
+         find: dict[str, Any], announce: Callable[[str], None] | None = None) -> ExtractResult:
+    if isinstance(source, (str, os.PathLike)):
+        found = find_videos(source, **find)
+        videos = [(v.video_id, v.path) for v in found]
+        lines = {v.video_id: v.line for v in found if v.line is not None}
+    else:
+        videos, lines = sorted((str(v), Path(p)) for v, p in source), {}
     info = make_store_info(cfg, checkpoint_id(cfg.checkpoint, cfg.seed), device)
     out.parent.mkdir(parents=True, exist_ok=True)
     # 1. rank 0 takes the store's lock (held until the end of the run), checks the leftovers of earlier runs and
@@ -355,7 +402,13 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
     _open_parts(parts, info)
     # 2. this rank's share (sorted index modulo world size), minus what is complete.
     todo = [(i, vid, path) for i, (vid, path) in enumerate(videos) if i % dist.world == dist.rank and vid not in done]
-    extracted, failures, clips, seconds = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0)
+    if announce is not None and dist.rank == 0:
+        complete = sum(vid in done for vid, _ in videos)
+        announce('\n'.join([f'extract_features: {out} on {device.type}' + (f', {dist.world} processes'
+                                                                             if dist.world > 1 else ''),
+                             *(f'  {line}' for line in cfg.summary()),
+                             f'  videos      {len(videos)}, {complete} of them already complete']))
+    extracted, failures, clips, seconds = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0, lines)
     # 3. parts -> shard (or straight into OUT in a single process), then rank 0 merges.
     held: list[str] = []  # the ids in this rank's shard, which rank 0 must find
     try:
@@ -425,7 +478,7 @@ def _agree_on_leftovers(out: Path, info: StoreInfo, overwrite: bool, dist: _Dist
 
 
 def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, device: torch.device, parts: Path,
-                  progress: bool) -> tuple[list[str], list[dict[str, str]], int, float]:
+                  progress: bool, lines: dict[str, str]) -> tuple[list[str], list[dict[str, str]], int, float]:
     """Build the model and run it over ``todo`` (:func:`_extract_share`); also returns the seconds it took."""
     if cfg.num_workers is None:
         cfg = dataclasses.replace(cfg, num_workers=default_num_workers(device))
@@ -440,7 +493,7 @@ def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, dev
         torch.set_num_threads(min(threads, max(1, num_cpus() - max(cfg.num_workers, 1))))
     start = time.perf_counter()
     try:
-        extracted, failures, clips = _extract_share(model, todo, cfg, parts, bar)
+        extracted, failures, clips = _extract_share(model, todo, cfg, parts, bar, lines)
     finally:
         bar.close()
         torch.set_num_threads(threads)

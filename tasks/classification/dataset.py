@@ -149,11 +149,14 @@ def _join(prefix: str | os.PathLike | None, name: str) -> str:
 
 
 def class_name_list(class_names: str | os.PathLike | Sequence[str] | None) -> list[str] | None:
-    """Class names from a file (:func:`read_class_names`) or a sequence; None stays None."""
+    """Class names from a shipped label set's name or a file (:func:`tasks.data.labels.class_names`) or a sequence;
+    None stays None."""
     if class_names is None:
         return None
     if isinstance(class_names, (str, os.PathLike)):
-        return read_class_names(class_names)
+        from tasks.data.labels import class_names as label_set
+
+        return label_set(class_names)
     return [str(n) for n in class_names]
 
 

@@ -22,6 +22,7 @@ from mmengine.logging import print_log
 from mmengine.registry import METRICS
 
 from tasks.data.files import atomic_path, write_json_atomic, write_text_atomic
+from tasks.data.labels import class_names as read_class_names
 from tasks.data.video.ids import video_id_of
 
 from .evaluation import confusion_matrix, mean_class_accuracy, topk_accuracy
@@ -138,6 +139,10 @@ class VideoClsMetric(BaseMetric):
         out_dir: folder for ``cls_scores.*``, ``cls_results.json`` and ``cls_confusion.png``; None writes nothing.
         score_format: ``'npz'`` (compact: Kinetics-400 val is 19,796 x 400 scores) or ``'jsonl'``.
         plot: write ``cls_confusion.png`` (needs matplotlib) when ``out_dir`` is set.
+        class_names: names for ``cls_results.json`` and the chart: a label set (``'k400'``, ``'k710'``, ``'ssv2'``;
+            :func:`tasks.data.labels.class_names`), a label file, or a list; None takes the dataset's
+            ``metainfo['classes']`` if it has one. Names whose count differs from the scores' K are left out, with a
+            warning.
         collect_device: ``'cpu'`` or ``'gpu'``, how results are gathered across ranks (mmengine).
         prefix: metric name prefix; default ``'acc'`` as mmaction2's ``AccMetric``.
     """
@@ -145,7 +150,8 @@ class VideoClsMetric(BaseMetric):
     default_prefix: str | None = 'acc'
 
     def __init__(self, topk: Sequence[int] = (1, 5), out_dir: str | os.PathLike | None = None,
-                 score_format: ScoreFormat = 'npz', plot: bool = True, collect_device: str = 'cpu',
+                 score_format: ScoreFormat = 'npz', plot: bool = True,
+                 class_names: str | os.PathLike | Sequence[str] | None = None, collect_device: str = 'cpu',
                  prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if isinstance(topk, int):
@@ -159,6 +165,9 @@ class VideoClsMetric(BaseMetric):
         self.out_dir = None if out_dir is None else str(out_dir)
         self.score_format = score_format
         self.plot = plot
+        # Read now, so a wrong label-set name stops the run before testing rather than after it.
+        self.class_names = (None if class_names is None else read_class_names(class_names)
+                            if isinstance(class_names, (str, os.PathLike)) else [str(c) for c in class_names])
 
     # -----------------------------------------------------------------------------------------------------------------
     def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
@@ -230,6 +239,12 @@ class VideoClsMetric(BaseMetric):
 
     # -----------------------------------------------------------------------------------------------------------------
     def _class_names(self, num_classes: int) -> list[str] | None:
+        if self.class_names is not None:
+            if len(self.class_names) == num_classes:
+                return self.class_names
+            print_log(f'VideoClsMetric: class_names has {len(self.class_names)} names for scores of {num_classes} '
+                      'classes; the outputs show class indices only', logger='current', level=logging.WARNING)
+            return None
         classes = (self.dataset_meta or {}).get('classes')
         if classes is not None and len(classes) == num_classes:
             return [str(c) for c in classes]

@@ -18,7 +18,10 @@ from backbone.checkpoint_layouts import LabelMap, Layout, convert_state_dict, is
 from tasks.data.annotations.safe_pickle import NDARRAY, NUMERIC_KINDS, UnsafePickleError, numpy_pickle_globals
 from tasks.data.files import atomic_path
 
-__all__ = ['convert_checkpoint_file', 'load_trusted_checkpoint', 'mmengine_checkpoint_globals', 'token_grid']
+__all__ = ['WEIGHT_SUFFIXES', 'convert_checkpoint_file', 'load_trusted_checkpoint', 'mmengine_checkpoint_globals',
+           'token_grid', 'write_hf_folder']
+
+WEIGHT_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors')
 
 _TRUE = ('1', 'y', 'yes', 'true')  # what torch reads as set in its TORCH_FORCE_* variables
 
@@ -184,3 +187,48 @@ def convert_checkpoint_file(src: str | os.PathLike, out: str | os.PathLike, to: 
     if grid:
         notes.append(f'pos_embed for grid {grid}')
     return f'wrote {out}: ' + ', '.join(notes)
+
+
+def write_hf_folder(src: str | os.PathLike, folder: str | os.PathLike, *, labels: str | None = None,
+                    label_map: LabelMap | None = None, img_size: int | None = None, num_frames: int | None = None,
+                    num_heads: int | None = None, decoder_num_heads: int | None = None,
+                    weights_only: bool = True) -> str:
+    """``folder/model.safetensors`` (:func:`convert_checkpoint_file` to ``hf``) and ``folder/config.json`` read from
+    its header, which transformers' ``from_pretrained(folder)`` loads as they are (docs/checkpoints.md
+    #exporting-to-transformers). A config that cannot be made removes the weights again, so the folder never holds
+    weights without a config.
+
+    Args:
+        src: a checkpoint file or a released name (its label set names the classes unless ``label_map`` slices it).
+        labels: class names for ``id2label``: a label-set name or file (:func:`tasks.data.labels.class_names`).
+        img_size, num_frames: the input the position table is for (224, 16).
+        num_heads, decoder_num_heads: where the width/depth is not one of the arch presets.
+
+    Returns:
+        The one-line summary.
+    """
+    from backbone import RELEASED, is_released_name
+    from backbone.hf_export import hf_config, safetensors_meta
+    from tasks.data.files import write_json_atomic
+    from tasks.data.labels import class_names
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f'{folder}: exists and is not a folder; --to hf writes a folder (or give OUT a '
+                         f'{"/".join(WEIGHT_SUFFIXES)} name for the bare weights)')
+    if labels is None and label_map is None and is_released_name(str(src)):
+        labels = RELEASED[str(src)].labels
+    names = class_names(labels) if labels else None
+    weights = folder / 'model.safetensors'
+    summary = convert_checkpoint_file(src, weights, 'hf', label_map=label_map, weights_only=weights_only)
+    try:
+        config = hf_config(safetensors_meta(weights), num_frames=num_frames or 16, img_size=img_size or 224,
+                           label_names=names, num_heads=num_heads, decoder_num_heads=decoder_num_heads,
+                           name=str(src))
+        write_json_atomic(folder / 'config.json', config)
+    except BaseException:
+        weights.unlink(missing_ok=True)
+        raise
+    return (f'{summary}; wrote {folder / "config.json"}: {config["architectures"][0]}, '
+            f'{config["num_attention_heads"]} heads, {config["num_frames"]} frames x {config["image_size"]} px'
+            + (f', {len(names)} label names ({labels})' if names else ''))

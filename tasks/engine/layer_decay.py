@@ -1,16 +1,21 @@
 """Layer-wise learning-rate decay for fine-tuning VideoMAE V2 ViTs, as the official recipe
 (docs/classification.md#fine-tuning-recipe): parameter groups with a per-layer lr scale and the official
-no-weight-decay rules, and the mmengine optimizer-wrapper constructor that builds them from a config.
+no-weight-decay rules, and the mmengine optimizer-wrapper constructor that builds them from a config. Both
+constructors here log one summary line of the parameter groups instead of mmengine's line per parameter setting.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 import torch.nn as nn
-from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.logging import MMLogger, print_log
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-__all__ = ['VideoMAEv2LayerDecayConstructor', 'get_layer_id', 'param_groups_layer_decay']
+__all__ = ['SummarizedOptimWrapperConstructor', 'VideoMAEv2LayerDecayConstructor', 'get_layer_id',
+           'param_group_summary', 'param_groups_layer_decay']
 
 # Parameters embedded before the first block (official ``get_num_layer_for_vit``: exact names, then a prefix).
 _EMBEDDING_NAMES = ('cls_token', 'mask_token', 'pos_embed')
@@ -98,8 +103,45 @@ def param_groups_layer_decay(model: nn.Module, base_lr: float, weight_decay: flo
     return list(groups.values())
 
 
+def param_group_summary(groups: Sequence[dict]) -> str:
+    """One line on an optimizer's parameter groups: tensors and values, weight decay per tensor count, lr range."""
+    tensors = sum(len(g['params']) for g in groups)
+    values = sum(p.numel() for g in groups for p in g['params'])
+    decay = Counter()
+    for g in groups:
+        decay[float(g.get('weight_decay', 0.0))] += len(g['params'])
+    lrs = [float(g['lr']) for g in groups if g['params']] or [0.0]
+    wd = ', '.join(f'{value:g} on {count}' for value, count in sorted(decay.items()))
+    lr = f'{min(lrs):g}' if min(lrs) == max(lrs) else f'{min(lrs):g} to {max(lrs):g}'
+    return f'{tensors} parameter tensors ({values:,} values) in {len(groups)} groups; weight_decay {wd}; lr {lr}'
+
+
+class _DropParamwiseLines(logging.Filter):
+    """Drops the ``paramwise_options -- <name>:<key>=<value>`` records mmengine's constructor logs per parameter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith('paramwise_options -- ')
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class VideoMAEv2LayerDecayConstructor(DefaultOptimWrapperConstructor):
+class SummarizedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's ``DefaultOptimWrapperConstructor`` (same groups, same ``paramwise_cfg``) logging one summary line
+    (:func:`param_group_summary`) instead of one INFO line per parameter and setting (hundreds for a small ViT)."""
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        logger = MMLogger.get_current_instance()
+        quiet = _DropParamwiseLines()
+        logger.addFilter(quiet)
+        try:
+            wrapper = super().__call__(model)
+        finally:
+            logger.removeFilter(quiet)
+        print_log(f'{type(self).__name__}: {param_group_summary(wrapper.optimizer.param_groups)}', logger='current')
+        return wrapper
+
+
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+class VideoMAEv2LayerDecayConstructor(SummarizedOptimWrapperConstructor):
     """mmengine optimizer-wrapper constructor applying :func:`param_groups_layer_decay`; registered in mmengine's root
     registry, which mmaction2's scoped one falls back to.
 

@@ -11,7 +11,7 @@ import argparse
 import inspect
 import os
 import os.path as osp
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -23,14 +23,17 @@ from mmengine.hooks import Hook
 
 from backbone import filter_checkpoint
 from backbone.precision import set_cuda_tf32
+from tasks.data.annotations import AnnotationError
 from tasks.data.files import write_json_atomic
 
 from .checkpoint import mmengine_checkpoint_globals
 from .report import text_table
 
-__all__ = ['StrictCheckpointHook', 'add_runner_options', 'apply_amp', 'apply_tf32', 'build_runner', 'cpu_backend',
-           'evaluate_checkpoint', 'fill_out_dirs', 'finish_distributed', 'load_for_test', 'metrics_table',
-           'resolve_work_dir', 'train_config']
+__all__ = ['DATA_ERRORS', 'PATH_KEYS', 'DataPathError', 'EmptyEpochError', 'StrictCheckpointHook',
+           'add_runner_options', 'apply_amp', 'apply_auto_scale_lr', 'apply_tf32', 'build_runner',
+           'build_training_runner', 'check_data_paths', 'check_train_batches', 'cpu_backend', 'data_error_message',
+           'evaluate_checkpoint', 'fill_out_dirs', 'finish_distributed', 'load_config', 'load_for_test',
+           'lr_batch_warning', 'metrics_table', 'repoint_paths', 'resolve_work_dir', 'train_config']
 
 
 # =====================================================================================================================
@@ -54,17 +57,167 @@ def resolve_work_dir(cfg: Config, work_dir: str | None, config_path: str) -> Non
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
-def _load_config(config: str, work_dir: str | None, cfg_options: Mapping | None, launcher: str,
-                 local_rank: int) -> Config:
-    """The config with the command line applied (launcher, ``--cfg-options``, work directory)."""
+def load_config(config: str, work_dir: str | None = None, cfg_options: Mapping | None = None,
+                launcher: str = 'none', local_rank: int = 0) -> Config:
+    """The config with the command line applied: launcher, ``--cfg-options`` (a changed :data:`PATH_KEYS` key
+    re-points the dataloaders' paths, :func:`repoint_paths`) and the work directory."""
     if launcher != 'none' and 'LOCAL_RANK' not in os.environ:
         # torch.distributed.launch (not torchrun) passes --local-rank; hand it on as the environment variable
         os.environ['LOCAL_RANK'] = str(local_rank)
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
+    before = {key: cfg.get(key) for key in PATH_KEYS}
+    leaves = {name: node[key] for section in _PATH_SECTIONS for name, node, key in _walk(cfg.get(section), section)}
     cfg.merge_from_dict(dict(cfg_options or {}))
+    repoint_paths(cfg, before, leaves)
     resolve_work_dir(cfg, work_dir, config)
     return cfg
+
+
+# =====================================================================================================================
+# Data paths
+# =====================================================================================================================
+# Top-level keys that name where the data is (configs/README.md#data). mmengine substitutes a config's variables when
+# it reads the file, so `--cfg-options data_root=DIR` alone would change only the variable; load_config re-points
+# every dataloader / evaluator path that begins with the old value.
+PATH_KEYS = ('data_root', 'ann_file', 'feature_store')
+_PATH_SECTIONS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator')
+# dataset arguments that are files / folders, checked before a run (check_data_paths)
+_FILE_ARGS = ('ann_file', 'feature_store', 'label_file', 'exclude_file', 'proposal_file')
+_DIR_ARGS = ('data_prefix',)
+
+
+class DataPathError(FileNotFoundError):
+    """A dataset path of the config that does not exist; the message names the config key, the path and the folder
+    a relative path was resolved against."""
+
+
+class EmptyEpochError(ValueError):
+    """A training set that gives no full batch per process (``drop_last=True``): an epoch of 0 iterations."""
+
+
+# Errors in the user's data or config that the Runner tools report in one line, without a traceback.
+DATA_ERRORS = (DataPathError, EmptyEpochError, AnnotationError)
+
+
+def _walk(node: Any, where: str):
+    """(dotted key, container, key) of every string under ``node`` (dicts and lists)."""
+    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        name = f'{where}.{key}'
+        if isinstance(value, str):
+            yield name, node, key
+        else:
+            yield from _walk(value, name)
+
+
+def repoint_paths(cfg: Config, before: Mapping[str, Any], leaves: Mapping[str, str] | None = None) -> list[str]:
+    """Re-point the dataloader / evaluator paths after ``--cfg-options`` changed a top-level :data:`PATH_KEYS` key.
+
+    Every string under them that equals the key's value as the file set it, or begins with it followed by ``/``,
+    gets the new value instead (the longest changed key wins: ``feature_store`` inside ``data_root``). A string the
+    command line set itself (``leaves`` holds the values before it) is left alone.
+
+    Args:
+        before: the :data:`PATH_KEYS` values of the file, before ``--cfg-options``.
+        leaves: (dotted key -> value) of the paths before ``--cfg-options``; None: every path may be re-pointed.
+
+    Returns:
+        The dotted keys re-pointed.
+
+    Raises:
+        ValueError: a key set on the command line that the config does not have, or whose value no path begins with.
+    """
+    changed = []
+    for key in PATH_KEYS:
+        old, new = before.get(key), cfg.get(key)
+        if new == old:
+            continue
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise ValueError(f'--cfg-options {key}={new!r}: this config has no top-level {key} path to re-point '
+                             f'(it has {old!r}); set the dataloader fields themselves, e.g. '
+                             f'train_dataloader.dataset.ann_file=...')
+        changed.append((key, old.rstrip('/'), new.rstrip('/') or '/'))
+    if not changed:
+        return []
+    changed.sort(key=lambda item: len(item[1]), reverse=True)
+    done, used = [], set()
+    for section in _PATH_SECTIONS:
+        for name, node, index in list(_walk(cfg.get(section), section)):
+            value = node[index]
+            if leaves is not None and leaves.get(name) != value:
+                continue  # set on the command line, or new
+            for key, old, new in changed:
+                if value == old or value.startswith(old + '/'):
+                    node[index] = new + value[len(old):]
+                    done.append(name)
+                    used.add(key)
+                    break
+    for key, old, new in changed:
+        if key not in used:
+            raise ValueError(f'--cfg-options {key}={new}: no dataloader path of this config begins with its value '
+                             f'in the file ({old!r}), so it would change nothing; set the dataloader fields '
+                             f'themselves')
+        for other in PATH_KEYS:  # e.g. feature_store under data_root: keep the top-level value in step
+            value = cfg.get(other)
+            if other != key and isinstance(value, str) and before.get(other) == value and value.startswith(old + '/'):
+                cfg[other] = new + value[len(old):]
+    return done
+
+
+def data_error_message(error: Exception) -> str:
+    """The one-line message the Runner tools exit with for one of :data:`DATA_ERRORS`; an annotation file given
+    by a relative path also names the folder it was looked for in."""
+    path = getattr(error, 'path', None)
+    if isinstance(error, AnnotationError) and path is not None and not path.is_absolute():
+        return f'{error} (relative to the current folder, {os.getcwd()})'
+    return str(error)
+
+
+def _datasets(node: Any, where: str):
+    """(dotted key, dataset dict) of a loader's dataset and of those a wrapper (``dataset=``/``datasets=``) holds."""
+    if not isinstance(node, Mapping):
+        return
+    yield where, node
+    if isinstance(node.get('dataset'), Mapping):
+        yield from _datasets(node['dataset'], f'{where}.dataset')
+    for i, inner in enumerate(node.get('datasets') or ()):
+        yield from _datasets(inner, f'{where}.datasets.{i}')
+
+
+def check_data_paths(cfg: Config, loaders: Sequence[str]) -> None:
+    """Check that the files and folders the datasets of ``loaders`` read exist, before anything is built.
+
+    Relative paths resolve against the current folder (as in mmengine and mmaction2; a dataset's own ``data_root``
+    is joined first, as mmengine's ``BaseDataset`` does).
+
+    Raises:
+        DataPathError: naming the config key, the path and the folder it was resolved against.
+    """
+    hint = ' (--cfg-options data_root=DIR)' if isinstance(cfg.get('data_root'), str) else ''
+    for loader in loaders:
+        if not isinstance(cfg.get(loader), Mapping):
+            continue
+        for where, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset'):
+            for arg in _FILE_ARGS + _DIR_ARGS:
+                value = dataset.get(arg)
+                if arg == 'feature_store' and dataset.get('online'):
+                    continue  # extracted into the store on the fly
+                paths = value.items() if isinstance(value, Mapping) else [(None, value)]
+                for sub, path in paths:
+                    if not isinstance(path, str) or not path:
+                        continue
+                    root = dataset.get('data_root')
+                    full = osp.join(root, path) if isinstance(root, str) and not osp.isabs(path) else path
+                    if (osp.isdir if arg in _DIR_ARGS else osp.isfile)(full):
+                        continue
+                    kind = 'folder' if arg in _DIR_ARGS else 'file'
+                    key = f'{where}.{arg}' + (f'.{sub}' if sub is not None else '')
+                    against = '' if osp.isabs(full) else (f' (relative paths resolve against the current folder, '
+                                                          f'{os.getcwd()})')
+                    raise DataPathError(f'{key}: {kind} {full} not found{against}; run from the folder the '
+                                        f'config\'s paths are relative to (the repository root for the synthetic '
+                                        f'benchmark), or point the config at the data{hint}')
 
 
 def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
@@ -190,25 +343,109 @@ def build_runner(cfg: Config):
 # =====================================================================================================================
 # Training
 # =====================================================================================================================
+def check_train_batches(runner: Any) -> None:
+    """Refuse a training set too small for one batch per process, naming the sizes.
+
+    mmengine would stop later with ``AssertionError: epoch_length must be a positive integer, but got 0`` (its
+    schedulers convert epochs to iterations with the loader's length).
+
+    Raises:
+        EmptyEpochError: the dataset size, the batch size, the number of processes and what to change.
+    """
+    loader = runner.train_loop.dataloader
+    if not hasattr(loader, '__len__') or len(loader) > 0:
+        return
+    dataset, size = loader.dataset, len(loader.dataset) if hasattr(loader.dataset, '__len__') else '?'
+    name = getattr(dataset, 'ann_file', None) or type(dataset).__name__
+    many = runner.world_size > 1 and hasattr(loader.sampler, '__len__')
+    share = f' ({len(loader.sampler)} per process)' if many else ''
+    raise EmptyEpochError(
+        f'train_dataloader: the training set ({name}) has {size} samples{share}, fewer than one batch of '
+        f'train_dataloader.batch_size={loader.batch_size} per process on {runner.world_size} process(es) with '
+        f'drop_last=True, so an epoch would have no iteration; use a smaller batch size, '
+        f'--cfg-options train_dataloader.drop_last=False, or more data')
+
+
+def apply_auto_scale_lr(cfg: Config, enable: bool) -> None:
+    """``tools/train.py --auto-scale-lr``: turn on mmengine's linear lr scaling, in place (mmaction2's switch).
+
+    With it the Runner multiplies the lr by (processes x ``train_dataloader.batch_size``) /
+    ``auto_scale_lr.base_batch_size``; without it the config's lr is used as written.
+
+    Raises:
+        ValueError: ``enable`` for a config without ``auto_scale_lr.base_batch_size``.
+    """
+    if not enable:
+        return
+    scale = cfg.get('auto_scale_lr')
+    if not isinstance(scale, Mapping) or 'base_batch_size' not in scale:
+        raise ValueError('--auto-scale-lr: the config has no auto_scale_lr.base_batch_size (the total batch its lr '
+                         'is set for); add auto_scale_lr = dict(enable=False, base_batch_size=N)')
+    scale['enable'] = True
+
+
+def lr_batch_warning(cfg: Config, world_size: int) -> str | None:
+    """One line when this run's total batch differs from the one the config's lr is set for and scaling is off.
+
+    Returns:
+        The warning, or None (scaling on, no ``auto_scale_lr``, or the documented total batch).
+    """
+    scale, loader = cfg.get('auto_scale_lr'), cfg.get('train_dataloader')
+    if not isinstance(scale, Mapping) or scale.get('enable') or 'base_batch_size' not in scale or not loader:
+        return None
+    base, total = scale['base_batch_size'], world_size * loader['batch_size']
+    if total == base:
+        return None
+    lr = (cfg.get('optim_wrapper') or {}).get('optimizer', {}).get('lr')
+    number = isinstance(lr, (int, float))
+    lr, scaled = (f'{lr:g}', f' = {lr * total / base:g}') if number else (str(lr), '')
+    return (f'lr {lr} is set for a total batch of {base} (auto_scale_lr.base_batch_size), this run has '
+            f'{world_size} process(es) x train_dataloader.batch_size={loader["batch_size"]} = {total}, and the lr is '
+            f'not scaled: add --auto-scale-lr for lr x {total}/{base}{scaled}')
+
+
+def build_training_runner(config: str, *, work_dir: str | None = None, resume: str | None = None,
+                          cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
+                          amp: AmpMode | None = None, auto_scale_lr: bool = False):
+    """The Runner of :func:`train_config`, checked and ready for ``runner.train()``: the data paths exist
+    (:func:`check_data_paths`), an epoch has at least one iteration (:func:`check_train_batches`), and a total batch
+    other than the lr's is reported (:func:`lr_batch_warning`)."""
+    cfg = load_config(config, work_dir, cfg_options, launcher, local_rank)
+    apply_amp(cfg, amp)
+    apply_auto_scale_lr(cfg, auto_scale_lr)
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
+    elif resume is not None:
+        cfg.resume, cfg.load_from = True, resume
+    check_data_paths(cfg, ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') else []))
+    if launcher != 'none':
+        cpu_backend(cfg, 'tools/train.py')
+    runner = build_runner(cfg)  # the config's own runner_type if it names one
+    check_train_batches(runner)
+    warning = lr_batch_warning(cfg, runner.world_size)
+    if warning:
+        runner.logger.warning(warning)
+    return runner
+
+
 def train_config(config: str, *, work_dir: str | None = None, resume: str | None = None,
                  cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
-                 amp: AmpMode | None = None) -> None:
+                 amp: AmpMode | None = None, auto_scale_lr: bool = False) -> None:
     """Train from a config with the Runner (``tools/train.py``).
 
     Args:
         resume: ``'auto'`` resumes from the newest checkpoint in the work directory, a path from that checkpoint,
             None starts afresh.
         amp: ``'bf16'`` or ``'fp16'`` mixed precision (:func:`apply_amp`), None as the config says.
+        auto_scale_lr: scale the lr by this run's total batch / ``auto_scale_lr.base_batch_size``
+            (:func:`apply_auto_scale_lr`); off: the config's lr as written.
+
+    Raises:
+        DataPathError: a dataset file or folder that does not exist.
+        EmptyEpochError: a training set smaller than one batch per process.
     """
-    cfg = _load_config(config, work_dir, cfg_options, launcher, local_rank)
-    apply_amp(cfg, amp)
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
-    elif resume is not None:
-        cfg.resume, cfg.load_from = True, resume
-    if launcher != 'none':
-        cpu_backend(cfg, 'tools/train.py')
-    runner = build_runner(cfg)  # the config's own runner_type if it names one
+    runner = build_training_runner(config, work_dir=work_dir, resume=resume, cfg_options=cfg_options,
+                                   launcher=launcher, local_rank=local_rank, amp=amp, auto_scale_lr=auto_scale_lr)
     # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
     # weights-only loading (torch >= 2.6 refuses them otherwise; docs/ecosystem.md).
     with mmengine_checkpoint_globals():
@@ -336,10 +573,11 @@ def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = 
     Returns:
         The metrics.
     """
-    cfg = _load_config(config, work_dir, cfg_options, launcher, local_rank)
+    cfg = load_config(config, work_dir, cfg_options, launcher, local_rank)
     cfg.work_dir = osp.abspath(cfg.work_dir)
     cfg.load_from, cfg.resume = None, False  # mmengine's load_from would load non-strictly
     fill_out_dirs(cfg, cfg.work_dir)
+    check_data_paths(cfg, ['test_dataloader'])
     if launcher != 'none':
         cpu_backend(cfg, 'tools/test.py')
     runner = build_runner(cfg)

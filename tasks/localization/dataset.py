@@ -8,6 +8,7 @@ bookkeeping that most often breaks THUMOS14 numbers (docs/thumos14.md#time-and-f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from feature_store.dataset import FeatureDataset
 
 from tasks.data.annotations import AnnFormat, class_names, detect_format, read_annotations, resolve_subset
 
-__all__ = ['TADFeatureDataset', 'tad_collate', 'truncate', 'online_extract_config']
+__all__ = ['FeatureWidthError', 'TADFeatureDataset', 'feature_width_message', 'online_extract_config', 'tad_collate',
+           'truncate']
 
 
 def online_extract_config(online: Mapping[str, Any]):
@@ -32,13 +34,20 @@ def online_extract_config(online: Mapping[str, Any]):
     ((h, w) or one side, default 224), ``short_side``, ``normalize`` (False: the official TAD features have no mean/std,
     docs/thumos14.md#official-feature-extractor), and any :class:`~feature_store.extract.ExtractConfig` field
     (``arch``, ``checkpoint``, ``seed``, ``img_size``, ``frames``, ``clip_len``, ``frame_interval``, ``stride``,
-    ``dtype``, ``batch_size``, ``num_workers``, ``device``, ``backend``).
+    ``dtype``, ``batch_size``, ``num_workers``, ``device``, ``backend``). Without ``checkpoint``, ``random_init=True``
+    must say that features of a randomly initialised backbone are meant (as ``tools/extract_features.py
+    --random-init``).
     """
     from feature_store.extract import ExtractConfig, Preprocess
 
     opts = dict(online)
     opts.pop('video_dir', None)
     opts.pop('video_ext', None)
+    random_init = bool(opts.pop('random_init', False))
+    if (opts.get('checkpoint') is None) != random_init:
+        raise ValueError('online extraction needs online["checkpoint"] (the backbone the features come from), or '
+                         'random_init=True without a checkpoint for a randomly initialised backbone'
+                         + (f'; got both ({opts["checkpoint"]})' if random_init else ''))
     size = opts.pop('size', 224)
     size = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
     pre = Preprocess(opts.pop('resize', 'squash'), size, opts.pop('short_side', None),
@@ -97,6 +106,31 @@ def truncate(num_rows: int, segments: np.ndarray, rng: np.random.Generator, max_
     return start, length, kept
 
 
+# The THUMOS14 feature configs, searched for those written for a given feature width.
+_FEATURE_CONFIGS = Path(__file__).resolve().parents[2] / 'configs' / 'localization' / 'thumos14'
+
+
+class FeatureWidthError(ValueError):
+    """Features whose width is not the model's ``in_dim`` (a store made by another backbone than the config's)."""
+
+
+def feature_width_message(width: int, in_dim: int, data_samples: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The error for ``width``-channel features fed to a model with ``in_dim``: the store (the samples'
+    ``feature_store``), both numbers, and the feature configs (``configs/localization/thumos14/``, by their last
+    ``in_dim=``) written for ``width``."""
+    store = next((s['feature_store'] for s in data_samples if s.get('feature_store')), None)
+    matching = []
+    for path in sorted(_FEATURE_CONFIGS.glob('*.py')):
+        dims = re.findall(r'\bin_dim=(\d+)', path.read_text())
+        if dims and int(dims[-1]) == width:
+            matching.append(path.name)
+    source = f'feature store {store}' if store else 'the input'
+    configs = (f'the feature configs for {width}-d features: {", ".join(matching)} (configs/localization/thumos14/)'
+               if matching else f'no config in configs/localization/thumos14/ is for {width}-d features')
+    return (f'{source} holds {width}-d features, but the config\'s model.in_dim={in_dim} (the features it was written '
+            f'for); {configs}; or set --cfg-options model.in_dim={width}')
+
+
 @DATASETS.register_module()
 class TADFeatureDataset(torch.utils.data.Dataset):
     """Videos of one THUMOS14-style subset with their clip features and instances.
@@ -105,8 +139,8 @@ class TADFeatureDataset(torch.utils.data.Dataset):
     {...}}`` with ``video_id``, ``segments`` (N, 2) float32 rows relative to the window, ``labels`` (N,) int64,
     ``meta`` (the video's :class:`~feature_store.VideoFeatureMeta`, which
     :meth:`~tasks.localization.model.ActionFormerTAD.postprocess` uses to map predicted rows back to seconds),
-    ``row_offset`` (first row of the window), ``duration`` (seconds, from the annotations) and ``num_rows`` (rows of
-    the whole video).
+    ``row_offset`` (first row of the window), ``duration`` (seconds, from the annotations), ``num_rows`` (rows of
+    the whole video) and ``feature_store`` (the store's path).
 
     Construction checks (errors name the video and both files) that every video is in the store or is extracted
     on-line (``online=``, :func:`feature_store.extract.extract_to_store`, which refuses a store made with other
@@ -235,9 +269,10 @@ class TADFeatureDataset(torch.utils.data.Dataset):
             rows = np.clip(rows[kept], start, start + length) - start
             labels = labels[kept]
             feats = feats[start:start + length]
+        # feature_store: named by the model's error for features of another width than its in_dim
         sample = dict(video_id=video.video_id, segments=torch.as_tensor(rows, dtype=torch.float32).reshape(-1, 2),
                       labels=torch.as_tensor(labels, dtype=torch.int64), meta=meta, row_offset=start,
-                      duration=float(video.duration), num_rows=meta.num_rows)
+                      duration=float(video.duration), num_rows=meta.num_rows, feature_store=self.store_path)
         return {'inputs': feats.T.contiguous(), 'data_samples': sample}
 
     def __repr__(self) -> str:

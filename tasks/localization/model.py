@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.registry import MODELS
 
+from .dataset import FeatureWidthError, feature_width_message
 from .nms import batched_soft_nms
 
 __all__ = [
@@ -402,7 +403,7 @@ class ActionFormerTAD(BaseModel):
         if data_preprocessor is None:
             data_preprocessor = dict(type='TADDataPreprocessor')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.num_classes = num_classes
+        self.in_dim, self.num_classes = in_dim, num_classes
         self.backbone = ConvTransformerBackbone(in_dim, embed_dim, arch, num_heads, window, mlp_ratio, drop_path,
                                                 proj_drop, input_drop)
         self.num_levels = self.backbone.num_levels
@@ -588,6 +589,8 @@ class ActionFormerTAD(BaseModel):
         """
         if data_samples is None:
             data_samples = [{'length': inputs.shape[-1]} for _ in range(inputs.shape[0])]
+        if inputs.shape[1] != self.in_dim:  # before the first convolution's shape error
+            raise FeatureWidthError(feature_width_message(int(inputs.shape[1]), self.in_dim, data_samples))
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':

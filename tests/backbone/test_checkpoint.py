@@ -672,6 +672,78 @@ def test_cli_hf_safetensors(tmp_path, source, hf, tool):
         assert (reference(pixel_values=hf_pixels(x)).logits - src(x)).abs().max() <= 1e-5
 
 
+def test_cli_hf_folder_loads_in_transformers_as_it_is(tmp_path, source, hf, tool):
+    """--to hf with a folder: config.json + model.safetensors that from_pretrained(folder) loads with no config of
+    ours (before, OUT was one bare file and transformers needed a hand-written config)."""
+    transformers, _ = hf
+    src, sd = source
+    torch.save({'module': sd}, tmp_path / 'ft.pth')
+    (tmp_path / 'names.txt').write_text('a\nb\nc\nd\ne\n')
+    out = tmp_path / 'hf_export'
+    assert tool.main([str(tmp_path / 'ft.pth'), str(out), '--to', 'hf', '--img-size', '32', '--num-frames', '4',
+                      '--labels', str(tmp_path / 'names.txt')]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'model.safetensors']
+    config = json.loads((out / 'config.json').read_text())
+    assert {k: config[k] for k in ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
+                                   'image_size', 'num_frames', 'tubelet_size', 'patch_size', 'qkv_bias',
+                                   'use_mean_pooling')} == {
+        'hidden_size': 64, 'num_hidden_layers': 2, 'num_attention_heads': 4, 'intermediate_size': 256,
+        'image_size': 32, 'num_frames': 4, 'tubelet_size': 2, 'patch_size': 16, 'qkv_bias': True,
+        'use_mean_pooling': True}
+    classifier, info = transformers.VideoMAEForVideoClassification.from_pretrained(out, output_loading_info=True)
+    assert not info['missing_keys'] and not info['unexpected_keys'] and not info['mismatched_keys']
+    assert classifier.config.num_attention_heads == 4 and classifier.config.layer_norm_eps == 1e-6
+    assert classifier.config.id2label == dict(enumerate('abcde'))
+    encoder = transformers.VideoMAEModel.from_pretrained(out).eval()
+    x = clip()
+    with torch.no_grad():
+        # HF's fc_norm keeps LayerNorm's default eps 1e-5 (the official 1e-6 cannot be set through the config): the
+        # logits differ by far less than the tolerance
+        assert (classifier.eval()(pixel_values=hf_pixels(x)).logits - src(x)).abs().max() <= 1e-5
+        assert (encoder(pixel_values=hf_pixels(x)).last_hidden_state - src.forward_tokens(x)).abs().max() <= 1e-5
+
+
+def test_cli_hf_folder_of_a_pretraining_checkpoint(tmp_path, tiny_vit, hf, tool, capsys):
+    transformers, _ = hf
+    state = pretrain_state(randomize_(tiny_vit(num_classes=0), seed=2))  # 1-block 32-d decoder: no preset has it
+    torch.save({'model': state}, tmp_path / 'pt.pth')
+    out = tmp_path / 'pt_hf'
+    argv = [str(tmp_path / 'pt.pth'), str(out), '--to', 'hf', '--img-size', '32', '--num-frames', '4']
+    assert tool.main(argv) == 2
+    assert 'no preset has a decoder of width 32 and depth 1' in capsys.readouterr().err
+    assert not (out / 'model.safetensors').exists()  # no weights left without their config
+    assert tool.main(argv + ['--decoder-num-heads', '2']) == 0
+    model, info = transformers.VideoMAEForPreTraining.from_pretrained(out, output_loading_info=True)
+    assert not info['missing_keys'] and not info['unexpected_keys']
+    assert model.config.use_mean_pooling is False and model.config.decoder_num_attention_heads == 2
+    ours = tiny_vit(num_classes=0)
+    load_checkpoint(ours, state)
+    x = clip()
+    with torch.no_grad():
+        expected = model.eval().videomae(pixel_values=hf_pixels(x)).last_hidden_state  # after videomae.layernorm
+        tokens = F.layer_norm(ours.forward_tokens(x), (64,), state['encoder.norm.weight'], state['encoder.norm.bias'],
+                              eps=1e-6)
+        assert (tokens - expected).abs().max() <= 1e-5
+    assert tool.main([str(tmp_path / 'pt.pth'), str(tmp_path / 'x'), '--to', 'hf', '--labels', 'k400',
+                      '--decoder-num-heads', '2']) == 0  # no head: the names have nothing to name
+
+
+def test_cli_hf_folder_errors(tmp_path, source, tool, capsys):
+    _, sd = source
+    torch.save({'module': sd}, tmp_path / 'ft.pth')
+    (tmp_path / 'file').write_text('')
+    cases = [(['--labels', 'k400'], '400 label names for a head of 5 classes'),
+             (['--labels', 'k600'], 'k600 class names are not shipped'),
+             (['--img-size', '40'], 'do not tile')]
+    for extra, message in cases:
+        assert tool.main([str(tmp_path / 'ft.pth'), str(tmp_path / 'out'), '--to', 'hf', *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith('convert_checkpoint: error: ') and message in err, (extra, err)
+    assert not (tmp_path / 'out' / 'model.safetensors').exists()
+    assert tool.main([str(tmp_path / 'ft.pth'), str(tmp_path / 'file'), '--to', 'hf']) == 2
+    assert 'exists and is not a folder' in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line(tmp_path, source, tool, capsys):
     _, sd = source
     torch.save({'module': sd}, tmp_path / 'ft.pth')

@@ -263,18 +263,18 @@ def test_stored_teacher_logits_are_averaged_and_mixed_like_the_clips(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 # configs against docs/classification.md#fine-tuning-recipe
 # --------------------------------------------------------------------------------------------------------------------
-# (size, dataset): (official --lr, layer decay, drop path, head dropout, wd, epochs, per-GPU batch),
+# (size, dataset): (official --lr, layer decay, drop path, head dropout, wd, epochs, per-GPU batch, GPUs),
 # docs/classification.md#fine-tuning-recipe.
 RECIPES = {
-    ('base', 'kinetics-400'): (7e-4, 0.75, 0.1, 0.0, 0.05, 90, 16),
-    ('large', 'kinetics-400'): (2e-3, 0.75, 0.2, 0.0, 0.05, 35, 6),
-    ('huge', 'kinetics-400'): (1e-3, 0.8, 0.2, 0.5, 0.05, 40, 4),
-    ('huge', 'kinetics-600'): (1e-3, 0.8, 0.2, 0.5, 0.05, 40, 4),
-    ('giant', 'kinetics-400'): (1e-3, 0.9, 0.2, 0.0, 0.1, 30, 3),
-    ('base', 'ssv2'): (2e-3, 0.65, 0.1, 0.0, 0.05, 25, 16),
-    ('large', 'ssv2'): (5e-4, 0.75, 0.2, 0.0, 0.05, 20, 6),
-    ('huge', 'ssv2'): (5e-4, 0.8, 0.2, 0.0, 0.05, 20, 4),
-    ('giant', 'ssv2'): (3e-4, 0.9, 0.25, 0.0, 0.05, 20, 3),
+    ('base', 'kinetics-400'): (7e-4, 0.75, 0.1, 0.0, 0.05, 90, 16, 32),
+    ('large', 'kinetics-400'): (2e-3, 0.75, 0.2, 0.0, 0.05, 35, 6, 32),
+    ('huge', 'kinetics-400'): (1e-3, 0.8, 0.2, 0.5, 0.05, 40, 4, 32),
+    ('huge', 'kinetics-600'): (1e-3, 0.8, 0.2, 0.5, 0.05, 40, 4, 32),
+    ('giant', 'kinetics-400'): (1e-3, 0.9, 0.2, 0.0, 0.1, 30, 3, 64),
+    ('base', 'ssv2'): (2e-3, 0.65, 0.1, 0.0, 0.05, 25, 16, 16),
+    ('large', 'ssv2'): (5e-4, 0.75, 0.2, 0.0, 0.05, 20, 6, 32),
+    ('huge', 'ssv2'): (5e-4, 0.8, 0.2, 0.0, 0.05, 20, 4, 32),
+    ('giant', 'ssv2'): (3e-4, 0.9, 0.25, 0.0, 0.05, 20, 3, 32),
 }
 
 
@@ -284,9 +284,12 @@ def _cfg(name: str):
     return Config.fromfile(str(CONFIGS / name))
 
 
-def _check_schedule(cfg, lr: float, epochs: int, warmup: int = 5):
+def _check_schedule(cfg, lr: float, epochs: int, total: int, warmup: int = 5):
+    """``lr``: the official --lr (per 256 videos); ``total``: the script's GPUs x batch."""
     warm, cosine = cfg.param_scheduler
-    assert cfg.train_cfg.max_epochs == epochs and cfg.optim_wrapper.optimizer.lr == lr
+    # the lr a user gets on the documented set-up: --lr x total / 256, the official rule, with scaling off
+    assert cfg.train_cfg.max_epochs == epochs and math.isclose(cfg.optim_wrapper.optimizer.lr, lr * total / 256)
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=total)
     assert warm.end == cosine.begin == warmup and cosine.end == epochs and cosine.T_max == epochs - warmup
     # warmup_lr 1e-8 and min_lr 1e-6 relative to lr (all three scale with the batch in the official code)
     assert math.isclose(warm.start_factor * lr, 1e-8) and math.isclose(cosine.eta_min_ratio * lr, 1e-6)
@@ -294,7 +297,7 @@ def _check_schedule(cfg, lr: float, epochs: int, warmup: int = 5):
 
 @pytest.mark.parametrize('size,dataset', sorted(RECIPES))
 def test_configs_follow_the_official_scripts(size, dataset):
-    lr, decay, drop_path, head_drop, wd, epochs, batch = RECIPES[size, dataset]
+    lr, decay, drop_path, head_drop, wd, epochs, batch, gpus = RECIPES[size, dataset]
     patch = 14 if size == 'giant' else 16
     kind = '16x4x1' if dataset.startswith('kinetics') else 'u16'
     cfg = _cfg(f'vit-{size}-p{patch}_videomaev2-hybrid-pt_{kind}_{dataset}.py')
@@ -302,9 +305,9 @@ def test_configs_follow_the_official_scripts(size, dataset):
     assert bb.arch == f'vit_{size}' and bb.drop_path_rate == drop_path and bb.head_drop_rate == head_drop
     assert bb.init_scale == 0.001 and bb.with_cp == (size in ('huge', 'giant'))
     assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == decay and cfg.optim_wrapper.optimizer.weight_decay == wd
-    assert cfg.optim_wrapper.optimizer.betas == (0.9, 0.999) and cfg.auto_scale_lr.base_batch_size == 256
+    assert cfg.optim_wrapper.optimizer.betas == (0.9, 0.999)
     assert cfg.train_dataloader.batch_size == batch
-    _check_schedule(cfg, lr, epochs)
+    _check_schedule(cfg, lr, epochs, gpus * batch)
     classes = {'kinetics-400': 400, 'kinetics-600': 600, 'ssv2': 174}[dataset]
     mix = cfg.model.data_preprocessor.mixup
     assert (mix.mixup_alpha, mix.cutmix_alpha, mix.switch_prob, mix.label_smoothing) == (0.8, 1.0, 0.5, 0.1)
@@ -329,7 +332,7 @@ def test_every_finetune_config_parses_and_chains_point_at_earlier_stages():
     stage3 = _cfg('vit-giant-p14_videomaev2-hybrid-pt-k710-ft_16x4x1_kinetics-400.py')
     assert stage3.load_from.startswith('work_dirs/vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710/')
     assert stage3.model.label_map.endswith('label_710to400.json') and stage3.model.pretrained is None
-    _check_schedule(stage3, 1e-5, 3, warmup=1)
+    _check_schedule(stage3, 1e-5, 3, 32 * 3, warmup=1)
     stage2 = _cfg('vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710.py')
     assert stage2.model.backbone.num_classes == 710 and stage2.optim_wrapper.clip_grad.max_norm == 5.0
     assert stage2.model.backbone.drop_path_rate == 0.3 and stage2.model.pretrained.startswith(

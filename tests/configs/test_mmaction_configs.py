@@ -103,7 +103,8 @@ def test_config_settings(arch):
     loader = cfg.test_dataloader
     assert loader.batch_size == 1 and loader.sampler == dict(type='DefaultSampler', shuffle=False)
     assert loader.dataset.type == 'VideoDataset' and loader.dataset.test_mode
-    assert loader.dataset.ann_file == cfg.ann_file_test and loader.dataset.data_prefix == dict(video=cfg.data_root)
+    assert loader.dataset.ann_file == cfg.ann_file_test and loader.dataset.data_prefix == dict(video='videos_val')
+    assert loader.dataset.data_root == cfg.data_root == 'data/kinetics400'  # one key re-points list and videos
     assert cfg.test_evaluator == dict(type='AccMetric') and cfg.test_cfg == dict(type='TestLoop')
 
     # The config builds the docs/backbone.md#sizes model through mmaction2's registry (meta device: no memory, no init

@@ -124,9 +124,9 @@ def test_distillation_fine_tune_two_processes_match_one_process(tmp_path):
     # No Mixup, erasing or drop path in the tiny config: nothing rank-seeded reaches the loss.
     assert cfg.model.data_preprocessor.mixup is None and cfg.train_dataloader.dataset.reprob == 0
     assert cfg.model.backbone.drop_path_rate == 0
-    # 10 videos: 2 x 5 per step against 1 x 10 (auto_scale_lr sees the same global batch)
+    # 10 videos: 2 x 5 per step against 1 x 10
     two, one, before = train_both(cfg, tmp_path, {'train_dataloader.batch_size': 5},
-                                  {'train_dataloader.batch_size': 10}, lr=5.0)  # x 10 / 256 (auto_scale_lr): 0.2
+                                  {'train_dataloader.batch_size': 10}, lr=0.2)
     assert not any(k.startswith('_teacher') for k in one)  # the teacher is no part of the student
     assert_same_weights(two, one, before)
 

@@ -20,8 +20,8 @@ FRAMES = {'vid_a': 40, 'vid_b': 52, 'vid_c': 60}
 # vit_test on 4-frame windows at 32x32, every 2 frames: 19 + 25 + 29 windows, a fraction of a second on a CPU. On the
 # CPU also where a GPU exists (the default is CUDA when available): the tests compare with CPU numbers at float32
 # tolerances, and a store refuses to mix devices.
-MODEL_ARGS = ['--arch', 'vit_test', '--resize', '32x32', '--clip-len', '4', '--stride', '2', '--batch-size', '4',
-              '--device', 'cpu']
+MODEL_ARGS = ['--arch', 'vit_test', '--random-init', '--resize', '32x32', '--clip-len', '4', '--stride', '2',
+              '--batch-size', '4', '--device', 'cpu']
 TINY = [*MODEL_ARGS, '--num-workers', '0', '--no-progress']  # later options win, e.g. TINY + ['--stride', '3']
 
 

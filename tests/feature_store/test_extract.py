@@ -54,7 +54,8 @@ def test_preprocess_matches_official_and_hand_computed_transforms():
     # normalisation: ImageNet mean/std of the 0-255 scale applied to x / 255
     mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1, 1) / 255
     std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1, 1) / 255
-    torch.testing.assert_close(Preprocess('squash', (32, 32))(frames), (official - mean) / std)
+    torch.testing.assert_close(Preprocess('squash', (32, 32), normalize=True)(frames), (official - mean) / std)
+    assert torch.equal(Preprocess('squash', (32, 32))(frames), official)  # the default: the official, no mean/std
     # short side 48 -> 32 makes 64 -> int(32 * 64 / 48) = 42 wide; the central 32 columns start at round(10 / 2) = 5
     small = F.interpolate(frames.permute(0, 3, 1, 2).float(), size=(32, 42), mode='bilinear', align_corners=False)
     expected = (small[..., 5:37] / 255).transpose(0, 1)
@@ -146,7 +147,7 @@ def test_parity_with_official_tad_extractor(videos, tmp_path):
 
 def test_online_features_equal_cached(videos, reference):
     model = build_model('vit_test', img_size=32, frames=4, seed=0)  # what the tool builds for TINY
-    pre = Preprocess('squash', (32, 32), normalize=True)
+    pre = Preprocess('squash', (32, 32), normalize=False)  # TINY: the default, no mean/std
     with FeatureStore.open(reference) as store:
         assert store.info.checkpoint_sha256 == 'random-init:0'
         for vid, n in FRAMES.items():
@@ -199,7 +200,7 @@ def test_config_file_gives_arch_size_and_checkpoint(videos, tmp_path, capsys):
     assert main([str(listing), '--out', str(tmp_path / 'x.h5'), '--config', str(repo_cfg), *args]) == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('extract_features: error: load_from of ')
-    assert 'checkpoints/vit-small-p16_videomaev2-vit-g-dist-k710-pre_k400.pth: no such file' in err
+    assert 'checkpoints/vit-small-p16_videomaev2-vit-g-dist-k710-pre_k400.pth: no such checkpoint file' in err
 
 
 def test_patch_size_from_the_option_or_the_config(videos, tmp_path, capsys):
@@ -236,7 +237,7 @@ def test_patch_size_from_the_option_or_the_config(videos, tmp_path, capsys):
     assert status != 0 and 'patch_embed' in capsys.readouterr().err
     # without an override the provenance has no patch_size key, as stores written before the option existed
     out = tmp_path / 'preset.h5'
-    assert main([str(listing), '--out', str(out), '--arch', 'vit_test', *args]) == 0
+    assert main([str(listing), '--out', str(out), '--arch', 'vit_test', '--random-init', *args]) == 0
     with FeatureStore.open(out) as store:
         assert 'patch_size' not in store.info.config['model']
 
@@ -298,7 +299,7 @@ def test_rerun_skips_complete_videos_and_refuses_other_settings(videos, referenc
     for extra, difference in [
             (['--seed', '1'], "checkpoint_sha256: 'random-init:0' (stored) vs 'random-init:1' (this run)"),
             (['--stride', '3'], 'config.sampling.stride: 2 (stored) vs 3 (this run)'),
-            (['--no-normalize'], "preprocessing: {'align_corners': False,"),
+            (['--normalize'], "preprocessing: {'align_corners': False,"),
             (['--img-size', '64'], 'config.model.img_size: [32, 32] (stored) vs [64, 64] (this run)'),
             (['--frames', '8'], 'config.model.frames: 4 (stored) vs 8 (this run)'),
             (['--patch-size', '8'], 'config.model.patch_size: <missing> (stored) vs 8 (this run)'),

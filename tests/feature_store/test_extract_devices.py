@@ -203,8 +203,9 @@ def test_features_stay_on_the_device_until_the_video_ends(videos, tmp_path, monk
 def test_decoding_workers_are_sized_to_the_machine_on_cuda(monkeypatch):
     import feature_store.extract.decode as decode
 
-    assert config_from_args(build_parser().parse_args(['v', '--out', 'o.h5'])).num_workers is None
-    assert config_from_args(build_parser().parse_args(['v', '--out', 'o.h5', '--num-workers', '3'])).num_workers == 3
+    assert config_from_args(build_parser().parse_args(['v', '--out', 'o.h5', '--random-init'])).num_workers is None
+    assert config_from_args(build_parser().parse_args(['v', '--out', 'o.h5', '--random-init', '--num-workers',
+                                                       '3'])).num_workers == 3
     monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
     for cores, ranks, cpu, cuda in [(2, None, 2, 1), (16, None, 2, 8), (6, None, 2, 5), (64, '8', 2, 7),
                                     (16, '8', 2, 1)]:

@@ -169,8 +169,8 @@ def tiny_thumos(tmp_path_factory):
 
 
 # on the CPU also where a GPU exists: compared below with features computed here on the CPU
-ONLINE = dict(arch='vit_test', size=32, clip_len=4, stride=4, batch_size=8, num_workers=0, backend='pyav', seed=1,
-              device='cpu')
+ONLINE = dict(arch='vit_test', random_init=True, size=32, clip_len=4, stride=4, batch_size=8, num_workers=0,
+              backend='pyav', seed=1, device='cpu')
 
 
 def test_online_extraction_caches_missing_videos(tiny_thumos, tmp_path, one_thread):
@@ -213,3 +213,15 @@ def test_online_extraction_caches_missing_videos(tiny_thumos, tmp_path, one_thre
     with pytest.raises(ExtractError, match='checkpoint_sha256'):
         TADFeatureDataset(str(tmp_path / 'ann2' / 'thumos14.json'), str(store), 'test', test_mode=True,
                           online=dict(online, seed=99, video_dir=str(videos.parent / 'extra')))
+
+
+def test_online_extraction_needs_weights_or_random_init():
+    """Without a checkpoint the features would silently come from a random backbone, as the extraction tool refuses."""
+    from tasks.localization.dataset import online_extract_config
+
+    settings = {k: v for k, v in ONLINE.items() if k != 'random_init'}
+    with pytest.raises(ValueError, match='random_init=True'):
+        online_extract_config(dict(settings, video_dir='videos'))
+    with pytest.raises(ValueError, match='got both'):
+        online_extract_config(dict(ONLINE, video_dir='videos', checkpoint='ckpt.pth'))
+    assert online_extract_config(dict(ONLINE, video_dir='videos')).checkpoint is None

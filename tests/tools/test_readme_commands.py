@@ -131,7 +131,9 @@ def test_the_readmes_have_commands():
     docs = {s.doc for s in SNIPPETS}
     assert {'README.md', 'configs/README.md', 'configs/pretrain/README.md', 'feature_store/README.md'} <= docs
     main = [s.text for s in SNIPPETS if s.doc == 'README.md']
-    assert main[:2] == ['make demo', 'make test']
+    assert main[0].startswith('python tools/infer.py ')  # the Quick start comes first
+    first = main.index('make demo')
+    assert main[first:first + 2] == ['make demo', 'make test']
     # a continuation line is joined and a trailing comment dropped
     assert ('python tools/linear_probe.py work_dirs/feats.h5 work_dirs/feats.h5 --labels '
             'data/synthetic/classification/train_list_videos.txt data/synthetic/classification/val_list_videos.txt'
@@ -192,6 +194,15 @@ COVERAGE: tuple[Coverage, ...] = (
     Coverage(r'torchrun --nproc_per_node 8 tools/extract_features\.py .*', (EXTRACT_DDP,)),
     Coverage(r'python tools/merge_features\.py OUT\.h5 shard0\.h5 shard1\.h5', (
         HERE, T + 'feature_store/test_store.py::test_merge_cli')),
+    Coverage(r'python tools/extract_features\.py my_clips/ --recursive --id-from relpath .*', (
+        T + 'feature_store/test_extract_frictions.py::test_recursive_folder_with_equal_names_and_relpath_ids',
+        T + 'feature_store/test_extract_frictions.py::test_fp16_storage_is_the_fp32_rows_rounded'),
+             why='your own videos and ViT-g weights'),
+    Coverage(r'python tools/export_features\.py .*', (
+        T + 'feature_store/test_npy_tools.py::test_export_then_import_from_the_command_line_gives_the_same_store',)),
+    Coverage(r'python tools/import_features\.py .*', (
+        T + 'feature_store/test_npy_tools.py::test_export_then_import_from_the_command_line_gives_the_same_store',
+        T + 'feature_store/test_npy_tools.py::test_plain_npy_folder_with_the_grid_on_the_command_line')),
     Coverage(r'python tools/linear_probe\.py .*', (HERE, T + 'classification/test_probe.py::test_cli_json_and_determinism')),
     # pre-training
     Coverage(r'python tools/train\.py configs/pretrain/videomaev2/vit-test-p16_\S+ --work-dir work_dirs/pt[-_]tiny', (
@@ -229,9 +240,25 @@ COVERAGE: tuple[Coverage, ...] = (
     # THUMOS14
     Coverage(r'python tools/(train|test)\.py configs/localization/thumos14/actionformer_vit-giant\S+( \S+)?',
              TAD_CONFIGS, why='ViT-g features of THUMOS14'),
-    Coverage(r'--cfg-options train_dataloader\.dataset\.feature_store=F\.h5 .*', TAD_CONFIGS,
-             why='an option fragment; its keys are checked against every THUMOS14 config'),
+    Coverage(r'python tools/train\.py configs/localization/thumos14/actionformer_vit-giant\S+ --cfg-options '
+             r'data_root=\S+ feature_store=\S+',
+             (T + 'engine/test_config_frictions.py::test_feature_store_and_ann_file_keys_repoint_both_thumos_loaders',)),
+    Coverage(r'python tools/train\.py configs/recognition/\S+ --cfg-options data_root=\S+',
+             (T + 'engine/test_config_frictions.py::test_data_root_repoints_every_loader',)),
+    Coverage(r'torchrun --nproc_per_node 8 tools/train\.py configs/recognition/\S+ --launcher pytorch --auto-scale-lr',
+             (T + 'engine/test_config_frictions.py::test_auto_scale_lr_flag_scales_the_lr', TRAIN_DDP)),
     Coverage(r'python tools/eval_tad\.py .*', (HERE, T + 'localization/test_evaluation.py::test_eval_tad_cli')),
+    # inference on one's own videos
+    Coverage(r'python tools/infer\.py \S+ --config configs/recognition/videomaev2/\S+ --checkpoint \S+( --long)?'
+             r'( --topk \d+)?( --out \S+)?', (
+                 T + 'tools/test_infer.py::test_classification_scores_are_those_of_the_test_protocol',
+                 T + 'tools/test_infer.py::test_long_windows_cover_the_video_and_match_the_model_by_hand',
+                 T + 'backbone/test_released.py::test_load_checkpoint_by_name'),
+             why='a fine-tuned checkpoint; the tests run the tool on the tiny benchmark with weights made there'),
+    Coverage(r'python tools/infer\.py \S+ --config configs/localization/thumos14/\S+ --checkpoint \S+ --features \S+'
+             r'( --out \S+)?', (
+                 T + 'tools/test_infer.py::test_localization_on_the_fly_gives_the_segments_of_the_store',),
+             why='a trained detector and its feature store; the test extracts a store and runs the tool on it'),
     # Python blocks
     Coverage(r"VideoMAEv2ViT\('vit_base', num_classes=400\)", (HERE, T + 'backbone/test_checkpoint.py::test_k710_head_slicing')),
     Coverage(r"h5py\.File\('th14_vit_g_16_4\.h5'", (HERE,)),
@@ -390,19 +417,6 @@ def test_the_checks_catch_a_renamed_option_and_a_misspelt_key():
         check_configs(snippet, [config], {'train_dataloader.dataset.feature_stor': 'F.h5'})
     with pytest.raises(AssertionError, match='does not exist'):
         check_configs(snippet, ['configs/no_such_config.py'])
-
-
-def test_cfg_options_fragment_keys_exist_in_every_thumos_config():
-    from mmengine.config import DictAction
-
-    fragments = [s for s in SNIPPETS if s.kind == 'shell' and s.text.startswith('--cfg-options')]
-    assert fragments
-    configs = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs/localization/thumos14').glob('*.py'))
-    for s in fragments:
-        parser = argparse.ArgumentParser()
-        parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-        options = parser.parse_args(s.text.split()).cfg_options
-        check_configs(s, configs, options)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

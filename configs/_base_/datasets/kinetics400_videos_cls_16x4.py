@@ -1,16 +1,13 @@
 # Kinetics-400 fine-tuning data with the official VideoMAE V2 protocol (OpenGVLab/VideoMAEv2: dataset/datasets.py
 # VideoClsDataset; docs/classification.md#data, docs/classification.md#test-protocols-and-metrics).
 #
-# Edit the paths below, or override the fields that use them (changing the variables in a child config or with
-# --cfg-options does not reach the dicts below, which mmengine has already filled in), e.g.
-#   --cfg-options train_dataloader.dataset.ann_file=LIST train_dataloader.dataset.data_prefix=DIR
+# One folder holds the lists and the videos: `data_root` below, or --cfg-options data_root=DIR with tools/train.py and
+# tools/test.py, which re-point every path of the three loaders that begins with it (configs/README.md#data). A child
+# config that sets another data_root restates the loaders' paths (mmengine fills them in when it reads this file).
 # Lists are mmaction2 video lists (`relative/path.mp4 label`, labels 0-399 in the order of label_map_k400.txt). The
 # official csv works too: ann_format='kinetics', class_names='label_map_k400.txt' (files named
 # <youtube_id>_<start:06d>_<end:06d>.mp4 under data_prefix).
-data_root = 'data/kinetics400/videos_train'
-data_root_val = 'data/kinetics400/videos_val'
-ann_file_train = 'data/kinetics400/kinetics400_train_list_videos.txt'
-ann_file_val = 'data/kinetics400/kinetics400_val_list_videos.txt'
+data_root = 'data/kinetics400'
 
 train_dataloader = dict(
     batch_size=16,  # per GPU, in videos (x 2 RA views = 32 clips per step); the ViT-B script's 16 on 32 GPUs
@@ -24,8 +21,8 @@ train_dataloader = dict(
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(
         type='VideoMAEv2ClsDataset',
-        ann_file=ann_file_train,
-        data_prefix=data_root,
+        ann_file=f'{data_root}/kinetics400_train_list_videos.txt',
+        data_prefix=f'{data_root}/videos_train',
         ann_format='video',
         num_classes=400,
         sampling='dense',
@@ -46,8 +43,8 @@ train_dataloader = dict(
 # The test-mode dataset shared by validation and test; they differ only in the views per video.
 _test_dataset = dict(
     type='VideoMAEv2ClsDataset',
-    ann_file=ann_file_val,
-    data_prefix=data_root_val,
+    ann_file=f'{data_root}/kinetics400_val_list_videos.txt',
+    data_prefix=f'{data_root}/videos_val',
     ann_format='video',
     num_classes=400,
     test_mode=True,
@@ -81,6 +78,7 @@ test_dataloader = dict(
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(_test_dataset, num_clips=5, num_crops=3))
 
-# top-1 / top-5 / mean class accuracy over videos (tasks.classification.metric)
-val_evaluator = dict(type='VideoClsMetric')
-test_evaluator = dict(type='VideoClsMetric')
+# top-1 / top-5 / mean class accuracy over videos (tasks.classification.metric), the classes named by the shipped
+# Kinetics-400 label set (docs/labels.md) in cls_results.json, the confusion chart and tools/infer.py
+val_evaluator = dict(type='VideoClsMetric', class_names='k400')
+test_evaluator = dict(type='VideoClsMetric', class_names='k400')

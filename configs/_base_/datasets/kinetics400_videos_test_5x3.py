@@ -1,13 +1,14 @@
 # Kinetics-400 validation videos, tested with the "16x4x1, 5 clips x 3 crops" protocol of VideoMAE V2 and mmaction2
 # (docs/classification.md#test-protocols-and-metrics).
 #
-# Edit these two paths, or override the fields that use them (changing the variables in a child config or with
-# --cfg-options does not reach the dicts below, which mmengine has already filled in):
-#   --cfg-options test_dataloader.dataset.data_prefix.video=DIR test_dataloader.dataset.ann_file=LIST
-# LIST is mmaction2's video list: one `relative/path.mp4 label` line per video, labels 0-399 in the order of
+# One folder, `data_root`, holds the list and the videos; the dataset joins its relative ann_file and data_prefix to it
+# (mmengine's BaseDataset data_root). Point it elsewhere with one key:
+#   --cfg-options data_root=DIR                            (tools/test.py, configs/README.md#data)
+#   --cfg-options test_dataloader.dataset.data_root=DIR    (mmaction2's stock tools/test.py)
+# The list is mmaction2's video list: one `relative/path.mp4 label` line per video, labels 0-399 in the order of
 # mmaction2's label_map_k400.txt (the official misc/label_map_k400.txt).
-data_root = 'data/kinetics400/videos_val'
-ann_file_test = 'data/kinetics400/kinetics400_val_list_videos.txt'
+data_root = 'data/kinetics400'
+ann_file_test = 'kinetics400_val_list_videos.txt'  # relative to data_root
 
 dataset_type = 'VideoDataset'
 
@@ -39,8 +40,9 @@ test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,
+        data_root=data_root,
         ann_file=ann_file_test,
-        data_prefix=dict(video=data_root),
+        data_prefix=dict(video='videos_val'),
         pipeline=test_pipeline,
         test_mode=True))
 

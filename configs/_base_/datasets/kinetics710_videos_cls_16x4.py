@@ -4,10 +4,16 @@
 # moved into K710 labels with tasks.classification.remap_labels and label_map_between(k710_names, k400_names).
 _base_ = ['kinetics400_videos_cls_16x4.py']
 
-data_root = 'data/kinetics710/videos'
-ann_file_train = 'data/kinetics710/k710_train_list_videos.txt'
-ann_file_val = 'data/kinetics710/k710_val_list_videos.txt'
+# Lists and videos under one folder: --cfg-options data_root=DIR re-points all three loaders (configs/README.md#data).
+data_root = 'data/kinetics710'
 
-train_dataloader = dict(dataset=dict(ann_file=ann_file_train, data_prefix=data_root, num_classes=710))
-val_dataloader = dict(dataset=dict(ann_file=ann_file_val, data_prefix=data_root, num_classes=710))
-test_dataloader = dict(dataset=dict(ann_file=ann_file_val, data_prefix=data_root, num_classes=710))
+train_dataloader = dict(dataset=dict(
+    ann_file=f'{data_root}/k710_train_list_videos.txt', data_prefix=f'{data_root}/videos', num_classes=710))
+val_dataloader = dict(dataset=dict(
+    ann_file=f'{data_root}/k710_val_list_videos.txt', data_prefix=f'{data_root}/videos', num_classes=710))
+test_dataloader = dict(dataset=dict(
+    ann_file=f'{data_root}/k710_val_list_videos.txt', data_prefix=f'{data_root}/videos', num_classes=710))
+
+# the shipped Kinetics-710 names (docs/labels.md)
+val_evaluator = dict(class_names='k710')
+test_evaluator = dict(class_names='k710')

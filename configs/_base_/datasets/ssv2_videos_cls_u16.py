@@ -4,12 +4,11 @@
 # name directions: "from left to right"), 2 x 3 test views.
 #
 # The official release: 220,847 webm videos named <id>.webm and the json annotations (labels.json, train.json,
-# validation.json; 174 classes). Edit the paths below or override the fields that use them. Raw-frame lists
+# validation.json; 174 classes) under one folder, `data_root` (--cfg-options data_root=DIR re-points the three loaders,
+# configs/README.md#data). Raw-frame lists
 # (`frame_dir total_frames label`, frames img_00001.jpg ...) work with ann_format='rawframes'.
-data_root = 'data/sthv2/videos'
-ann_file_train = 'data/sthv2/annotations/train.json'
-ann_file_val = 'data/sthv2/annotations/validation.json'
-label_file = 'data/sthv2/annotations/labels.json'
+data_root = 'data/sthv2'
+label_file = f'{data_root}/annotations/labels.json'
 
 train_dataloader = dict(
     batch_size=16,  # per GPU, in videos (x 2 RA views); the ViT-B SSv2 script's 16 on 16 GPUs
@@ -21,8 +20,8 @@ train_dataloader = dict(
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(
         type='VideoMAEv2ClsDataset',
-        ann_file=ann_file_train,
-        data_prefix=data_root,
+        ann_file=f'{data_root}/annotations/train.json',
+        data_prefix=f'{data_root}/videos',
         ann_format='ssv2',
         label_file=label_file,
         video_ext='.webm',
@@ -43,8 +42,8 @@ train_dataloader = dict(
 # The test-mode dataset shared by validation and test; they differ only in the views per video.
 _test_dataset = dict(
     type='VideoMAEv2ClsDataset',
-    ann_file=ann_file_val,
-    data_prefix=data_root,
+    ann_file=f'{data_root}/annotations/validation.json',
+    data_prefix=f'{data_root}/videos',
     ann_format='ssv2',
     label_file=label_file,
     video_ext='.webm',
@@ -77,5 +76,5 @@ test_dataloader = dict(
     collate_fn=dict(type='videomaev2_cls_collate'),
     dataset=dict(_test_dataset, num_clips=2, num_crops=3))
 
-val_evaluator = dict(type='VideoClsMetric')
-test_evaluator = dict(type='VideoClsMetric')
+val_evaluator = dict(type='VideoClsMetric', class_names='ssv2')  # shipped names, docs/labels.md
+test_evaluator = dict(type='VideoClsMetric', class_names='ssv2')

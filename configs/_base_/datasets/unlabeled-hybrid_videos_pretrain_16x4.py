@@ -3,19 +3,18 @@
 # 4 views per decoded video (repeated augmentation), each with its own tube mask (0.9) and running-cell decoder mask
 # (0.5).
 #
-# UnlabeledHybrid (1.35M clips: K710, SSv2, AVA, WebVid2M, Instagram) is not distributed; any video list works. Edit the
-# two paths below, or override the fields that use them (changing the variables in a child or with --cfg-options does
-# not reach the dicts below, which mmengine has already filled in):
+# UnlabeledHybrid (1.35M clips: K710, SSv2, AVA, WebVid2M, Instagram) is not distributed; any video list works: put it
+# and the videos under `data_root` (--cfg-options data_root=DIR re-points both, configs/README.md#data), or override
+# the fields themselves:
 #   --cfg-options train_dataloader.dataset.ann_file=LIST train_dataloader.dataset.data_prefix=DIR
 # LIST is an mmaction2 video list (`relative/path.mp4 label`, labels ignored). Raw-frame lists, SSv2 json splits and
 # Kinetics csv files work too (`ann_format='rawframes'|'ssv2'|'kinetics'`; see tasks/pretrain/dataset.py).
-data_root = 'data/unlabeled_hybrid/videos'
-ann_file_train = 'data/unlabeled_hybrid/train_list_videos.txt'
+data_root = 'data/unlabeled_hybrid'
 
 train_dataloader = dict(
     # Per GPU, in videos; each video gives num_sample = 4 clips, so the model sees 128 clips per GPU and step. The
-    # official scripts use 32 per GPU; auto_scale_lr (schedules) scales the lr by world_size x 32 / 256, which, as in
-    # the official code, does not count the repeated-augmentation views.
+    # official scripts use 32 per GPU; the schedules' lr is the official one for the scripts' GPU count (as in the
+    # official code, the total batch that scales it does not count the repeated-augmentation views).
     batch_size=32,
     num_workers=10,  # official --num_workers 10
     persistent_workers=True,
@@ -28,8 +27,8 @@ train_dataloader = dict(
     collate_fn=dict(type='videomaev2_pretrain_collate'),
     dataset=dict(
         type='VideoMAEv2PretrainDataset',
-        ann_file=ann_file_train,
-        data_prefix=data_root,
+        ann_file=f'{data_root}/train_list_videos.txt',
+        data_prefix=f'{data_root}/videos',
         ann_format='video',
         clip_len=16,
         # SSv2 frames decoded at 12 fps use 2 (the paper's tau = 2); Kinetics-style 30 fps video uses 4.

@@ -8,11 +8,13 @@ optim_wrapper = dict(
     # 'BF16AutocastOptimWrapper' (tasks.engine) runs the forward pass in bfloat16 on CPU or GPU; mmengine's
     # AmpOptimWrapper (float16 + loss scaler, the official NativeScaler set-up) needs a GPU.
     type='OptimWrapper',
-    # lr is the official --lr, per 256 videos; auto_scale_lr below multiplies it by world_size x batch_size / 256
-    # (32 GPUs x 32 = 1024 -> 4e-3), exactly as run_mae_pretraining.py does.
-    optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05, eps=1e-8),
+    # lr of the script's total batch: run_mae_pretraining.py multiplies the official --lr 1e-3 (per 256 videos) by
+    # GPUs x batch / 256 = 32 x 32 / 256: 4e-3 (auto_scale_lr below).
+    optimizer=dict(type='AdamW', lr=4e-3, betas=(0.9, 0.95), weight_decay=0.05, eps=1e-8),
     # The official optimiser factory exempts from weight decay every 1-D parameter (norms, biases, q_bias, v_bias)
     # and the names in no_weight_decay() (mask_token; pos_embed, which is a fixed buffer here, not a parameter).
+    # mmengine's default constructor, logging one summary line instead of a line per parameter (tasks.engine)
+    constructor='SummarizedOptimWrapperConstructor',
     paramwise_cfg=dict(
         norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
         custom_keys={'mask_token': dict(decay_mult=0.0), 'pos_embed': dict(decay_mult=0.0)}),
@@ -20,7 +22,7 @@ optim_wrapper = dict(
 
 # lr per iteration (convert_to_iter_based): linear warmup from warmup_lr, then cosine to min_lr over the remaining
 # iterations, like the official utils.cosine_scheduler. The official code scales --lr (1e-3), --warmup_lr (default
-# 1e-6) and --min_lr (default 1e-5) by the same batch / 256 factor, so the ratios below hold after auto_scale_lr:
+# 1e-6) and --min_lr (default 1e-5) by the same batch / 256 factor, so the ratios below hold at any batch:
 #   start_factor = 1e-6 / 1e-3, eta_min_ratio = 1e-5 / 1e-3.
 # (mmengine's warmup reaches the peak one iteration later than np.linspace does: a difference of at most
 # lr / warmup_iters during warmup only.)
@@ -31,5 +33,7 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 
-# lr = optimizer.lr x world_size x train_dataloader.batch_size / 256 (videos, not counting the 4 views).
-auto_scale_lr = dict(enable=True, base_batch_size=256)
+# The total batch (GPUs x train_dataloader.batch_size, in videos, not counting the 4 views) the lr above is set for.
+# Off, as in mmaction2: another total batch keeps the lr (tools/train.py warns); tools/train.py --auto-scale-lr
+# multiplies it by GPUs x batch_size / base_batch_size, the official rule.
+auto_scale_lr = dict(enable=False, base_batch_size=1024)

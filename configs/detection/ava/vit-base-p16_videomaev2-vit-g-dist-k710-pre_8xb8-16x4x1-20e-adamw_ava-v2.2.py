@@ -41,9 +41,10 @@ model = dict(
 
 # --- data -------------------------------------------------------------------------------------------------------------
 # mmaction2's layout: videos cut to [900 s, 1801 s) in videos_15min/<video_id>.mp4 (tools/data/ava), annotations
-# from research.google.com/ava, proposals from mmaction2 (ava_dense_proposals_*.FAIR.recall_93.9.pkl).
-data_root = 'data/ava/videos_15min'
-anno_root = 'data/ava/annotations'
+# from research.google.com/ava, proposals from mmaction2 (ava_dense_proposals_*.FAIR.recall_93.9.pkl), all under
+# data_root: --cfg-options data_root=DIR re-points the loaders and the evaluators (configs/README.md#data).
+data_root = 'data/ava'
+anno_root = f'{data_root}/annotations'
 ann_file_train = f'{anno_root}/ava_train_v2.2.csv'
 ann_file_val = f'{anno_root}/ava_val_v2.2.csv'
 exclude_file_train = f'{anno_root}/ava_train_excluded_timestamps_v2.2.csv'
@@ -69,7 +70,7 @@ train_dataloader = dict(
     dataset=dict(
         type='VideoMAEv2AVADataset',
         ann_file=ann_file_train,
-        data_prefix=data_root,
+        data_prefix=f'{data_root}/videos_15min',
         exclude_file=exclude_file_train,
         label_file=label_file,
         proposal_file=proposal_file_train,
@@ -92,7 +93,7 @@ val_dataloader = dict(
     dataset=dict(
         type='VideoMAEv2AVADataset',
         ann_file=ann_file_val,
-        data_prefix=data_root,
+        data_prefix=f'{data_root}/videos_15min',
         exclude_file=exclude_file_val,
         label_file=label_file,
         proposal_file=proposal_file_val,

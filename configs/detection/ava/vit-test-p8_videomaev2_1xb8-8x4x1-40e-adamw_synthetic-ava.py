@@ -87,6 +87,7 @@ train_cfg = dict(max_epochs=40, val_begin=1, val_interval=1000)
 # 3e-3 for 8 keyframes per step: a 64-d model trained from scratch in a minute needs a far larger step than the
 # fine-tuning recipe's 1.25e-4 per 64 (1e-3 trained too slowly, 1e-2 was no better); layer decay 0.75 over 2 blocks.
 optim_wrapper = dict(optimizer=dict(lr=3e-3))
+auto_scale_lr = dict(enable=False, base_batch_size=8)  # one process x 8 keyframes
 # The recipe's shape: warmup from 0.1 x lr for a quarter of the run (10 of 40 epochs), then cosine to 0.
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=10, convert_to_iter_based=True),

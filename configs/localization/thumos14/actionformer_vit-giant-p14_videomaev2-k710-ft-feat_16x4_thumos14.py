@@ -15,11 +15,12 @@ _base_ = ['../../_base_/default_runtime.py']
 
 custom_imports = dict(imports=['tasks.localization'], allow_failed_imports=False)
 
-# Paths. mmengine copies these into the dataloaders when the file is read, so overriding them later means the
-# fields: --cfg-options train_dataloader.dataset.feature_store=... test_dataloader.dataset.feature_store=...
-# (and .ann_file); the metric takes the ground truth from the test dataset.
-ann_file = 'data/thumos/annotations/thumos14.json'  # ActionFormer json (an OpenTAD json works too)
-feature_store = 'data/thumos/features/th14_vit-g_16x4.h5'
+# Paths. tools/train.py and tools/test.py re-point both loaders with one key (configs/README.md#data):
+# --cfg-options data_root=DIR (annotations and features under it), ann_file=A.json, feature_store=F.h5. The metric
+# takes the ground truth from the test dataset.
+data_root = 'data/thumos'
+ann_file = f'{data_root}/annotations/thumos14.json'  # ActionFormer json (an OpenTAD json works too)
+feature_store = f'{data_root}/features/th14_vit-g_16x4.h5'  # 1408-d: model.in_dim below
 
 max_seq_len = 2304  # training window in feature rows; 2304 = 72 x 32 (divisible by the coarsest stride)
 
@@ -78,10 +79,16 @@ val_cfg = None
 # AdamW 1e-4, weight decay 0.05 on conv/linear weights only (not on biases, LayerNorms, per-level and layer
 # scales, whose parameter names contain 'norm' / 'scale'), gradient clipping at L2 norm 1.0.
 optim_wrapper = dict(
+    # mmengine's default constructor, logging one summary line instead of a line per parameter (tasks.engine)
+    constructor='SummarizedOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=1.0, norm_type=2),
     paramwise_cfg=dict(bias_decay_mult=0.0, custom_keys={'norm': dict(decay_mult=0.0),
                                                          'scale': dict(decay_mult=0.0)}))
+
+# ActionFormer's lr is for its batch of 2 on one GPU: another total batch keeps it unless
+# tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=2)
 
 warmup_epochs, cosine_epochs = 5, 30
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=warmup_epochs + cosine_epochs)

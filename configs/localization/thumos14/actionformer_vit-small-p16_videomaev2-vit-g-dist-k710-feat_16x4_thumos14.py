@@ -6,7 +6,8 @@
 #       --arch vit_small --checkpoint vit_s_k710_dl_from_giant.pth --no-normalize
 _base_ = ['./actionformer_vit-giant-p14_videomaev2-k710-ft-feat_16x4_thumos14.py']
 
-feature_store = 'data/thumos/features/th14_vit-s_16x4.h5'
+data_root = 'data/thumos'  # as in the base (a child cannot use the base's variables)
+feature_store = f'{data_root}/features/th14_vit-s_16x4.h5'  # 384-d: model.in_dim below
 
 model = dict(in_dim=384)
 train_dataloader = dict(dataset=dict(feature_store=feature_store))

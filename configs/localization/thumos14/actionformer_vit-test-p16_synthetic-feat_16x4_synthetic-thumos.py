@@ -11,8 +11,9 @@
 #   python tools/test.py configs/localization/thumos14/<this file> work_dirs/tad_synthetic/epoch_60.pth  # EMA weights
 _base_ = ['./actionformer_vit-giant-p14_videomaev2-k710-ft-feat_16x4_thumos14.py']
 
-ann_file = 'data/synthetic/thumos/annotations/thumos14.json'
-feature_store = 'work_dirs/demo/thumos_vit-test_16x4.h5'
+data_root = 'data/synthetic/thumos'
+ann_file = f'{data_root}/annotations/thumos14.json'
+feature_store = 'work_dirs/demo/thumos_vit-test_16x4.h5'  # 64-d (vit_test): model.in_dim below
 # 60-s videos at 30 fps give (1800 - 16) / 4 + 1 = 447 rows; 448 = 14 x 32 holds a whole video, so training crops
 # come only from crop_ratio (0.9-1.0), as for most THUMOS14 videos under 2304 rows.
 max_seq_len = 448
@@ -29,6 +30,9 @@ train_dataloader = dict(
     num_workers=0,  # 4 videos of 447 x 64 floats: reading them is cheaper than starting workers
     persistent_workers=False,
     pin_memory=False,  # CPU runs: nothing to copy to
+    # The default preset's 4 training videos make 2 whole batches; the tiny preset's 1 makes one (the recipe drops a
+    # last partial batch, which would leave it none).
+    drop_last=False,
     dataset=dict(ann_file=ann_file, feature_store=feature_store, max_seq_len=max_seq_len))
 test_dataloader = dict(
     num_workers=0,

@@ -4,3 +4,8 @@
 _base_ = ['vit-large-p16_videomaev2-pt-300e_16x4x1_unlabeled-hybrid.py']
 
 model = dict(arch='vit_huge', with_cp=True)
+
+# lr = the official --lr 1e-3 (per 256 videos) x 2048 / 256, for the script's 64 GPUs x 32 videos (base_batch_size).
+# Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=2048)
+optim_wrapper = dict(optimizer=dict(lr=8e-3))

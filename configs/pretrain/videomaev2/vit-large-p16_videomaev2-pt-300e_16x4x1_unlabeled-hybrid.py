@@ -11,3 +11,8 @@ _base_ = [
 # ~52 GiB per GPU in fp32 without checkpointing (README.md#gpu-memory-per-recipe): fits an 80 GB card; on a 40 GB
 # card set with_cp=True here (~14 GiB) or train in bf16.
 model = dict(arch='vit_large')
+
+# lr = the official --lr 1e-3 (per 256 videos) x 1536 / 256, for the script's 48 GPUs x 32 videos (base_batch_size).
+# Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=1536)
+optim_wrapper = dict(optimizer=dict(lr=6e-3))

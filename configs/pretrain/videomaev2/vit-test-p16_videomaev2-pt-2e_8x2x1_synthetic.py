@@ -46,8 +46,9 @@ train_dataloader = dict(
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=2)
 
-# 1e-3 at 4 videos per step, i.e. 6.4e-2 per 256 videos before auto_scale_lr.
-optim_wrapper = dict(optimizer=dict(lr=6.4e-2))
+# 1e-3 at 4 videos per step (6.4e-2 per 256 videos), the one process x 4 videos base_batch_size names.
+auto_scale_lr = dict(enable=False, base_batch_size=4)
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 # warmup_lr / lr and min_lr / lr as in the recipe; per iteration, 40 warmup iterations of 240 (the recipe: 20 warmup
 # epochs of 200).
 param_scheduler = [

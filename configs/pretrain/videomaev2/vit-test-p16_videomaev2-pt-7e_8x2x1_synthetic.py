@@ -12,8 +12,8 @@ _base_ = ['./vit-test-p16_videomaev2-pt-2e_8x2x1_synthetic.py']
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=7)
 
-# 5e-3 at 4 videos per step (auto_scale_lr: 0.32 x 4 / 256).
-optim_wrapper = dict(optimizer=dict(lr=0.32))
+# 5e-3 at 4 videos per step (0.32 per 256 videos; base_batch_size 4).
+optim_wrapper = dict(optimizer=dict(lr=5e-3))
 # warmup_lr / lr and min_lr / lr as in the recipe; 40 warmup iterations of 840.
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=False, begin=0, end=40),

@@ -18,8 +18,8 @@ train_dataloader = dict(dataset=dict(patch_size=8))  # the masks' token grid
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=80)  # 80 x 120 = 9600 iterations
 
-# 5e-3 at 4 videos per step (auto_scale_lr: 0.32 x 4 / 256), as the 7-epoch config.
-optim_wrapper = dict(optimizer=dict(lr=0.32))
+# 5e-3 at 4 videos per step (0.32 per 256 videos; base_batch_size 4), as the 7-epoch config.
+optim_wrapper = dict(optimizer=dict(lr=5e-3))
 # warmup_lr / lr and min_lr / lr as in the recipe; 40 warmup iterations of 9600.
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, end_factor=1.0, by_epoch=False, begin=0, end=40),

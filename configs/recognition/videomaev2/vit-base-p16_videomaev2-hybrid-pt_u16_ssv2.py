@@ -14,6 +14,9 @@ model = dict(
     data_preprocessor=dict(num_classes=174),
     pretrained='checkpoints/videomaev2/mae-b/vit_b_hybrid_pt_800e.pth')
 train_cfg = dict(max_epochs=25)
+# lr = the official --lr 2e-3 (per 256 videos) x 256 / 256, for the script's 16 GPUs x 16 videos
+# (base_batch_size). Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=256)
 optim_wrapper = dict(optimizer=dict(lr=2e-3), paramwise_cfg=dict(layer_decay_rate=0.65))
 # warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
 # (docs/classification.md#fine-tuning-recipe).

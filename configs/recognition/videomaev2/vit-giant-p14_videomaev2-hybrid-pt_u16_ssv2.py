@@ -8,7 +8,10 @@ model = dict(
     pretrained='checkpoints/videomaev2/mae-g/vit_g_hybrid_pt_1200e.pth')
 train_dataloader = dict(batch_size=3)
 train_cfg = dict(max_epochs=20)
-optim_wrapper = dict(optimizer=dict(lr=3e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))
+# lr = the official --lr 3e-4 (per 256 videos) x 96 / 256, for the script's 32 GPUs x 3 videos
+# (base_batch_size). Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=96)
+optim_wrapper = dict(optimizer=dict(lr=1.125e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))
 # warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
 # (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [

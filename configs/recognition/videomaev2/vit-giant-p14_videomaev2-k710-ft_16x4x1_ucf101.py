@@ -16,7 +16,10 @@ model = dict(
     pretrained='work_dirs/vit-giant-p14_videomaev2-hybrid-pt_16x4x1_kinetics-710/epoch_35.pth',
     reset_head=True)  # Kinetics classes do not map onto UCF101: a fresh head, fc_norm and the blocks from the file
 train_cfg = dict(max_epochs=50)
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))
+# lr = the official --lr 1e-3 (per 256 videos) x 96 / 256, for 32 GPUs x 3 videos (assumed: the ViT-g K710 script's)
+# (base_batch_size). Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=96)
+optim_wrapper = dict(optimizer=dict(lr=3.75e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.9))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-8 / 1e-3, end_factor=1.0, by_epoch=True, begin=0, end=5,
          convert_to_iter_based=True),

@@ -8,7 +8,10 @@ model = dict(
     pretrained='checkpoints/videomaev2/mae-h/pytorch_model.bin')
 train_dataloader = dict(batch_size=4)
 train_cfg = dict(max_epochs=40)
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.8))
+# lr = the official --lr 1e-3 (per 256 videos) x 128 / 256, for the script's 32 GPUs x 4 videos
+# (base_batch_size). Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=128)
+optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.8))
 # warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
 # (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [

@@ -8,7 +8,10 @@ model = dict(
     pretrained='checkpoints/videomaev2/mae-l/pytorch_model.bin')
 train_dataloader = dict(batch_size=6)
 train_cfg = dict(max_epochs=35)
-optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.75))
+# lr = the official --lr 2e-3 (per 256 videos) x 192 / 256, for the script's 32 GPUs x 6 videos
+# (base_batch_size). Another total batch keeps it unless tools/train.py --auto-scale-lr.
+auto_scale_lr = dict(enable=False, base_batch_size=192)
+optim_wrapper = dict(optimizer=dict(lr=1.5e-3, weight_decay=0.05), paramwise_cfg=dict(layer_decay_rate=0.75))
 # warmup_lr / lr and min_lr / lr with the official defaults 1e-8 and 1e-6; 5 warmup epochs
 # (docs/classification.md#fine-tuning-recipe).
 param_scheduler = [

@@ -72,14 +72,22 @@ def text_lines(path: PathLike) -> Iterator[tuple[int, str]]:
 
 def read_class_names(path: PathLike) -> list[str]:
     """Class names, one a line, blank lines skipped; line order = class index (Kinetics ``label_map_k400.txt``,
-    OpenTAD ``category_idx.txt``).
+    OpenTAD ``category_idx.txt``). mmaction2's ``name<TAB>index`` lines (``label_map_k710.txt``) give the name, the
+    index checked to be the line's class index.
 
     Raises:
-        AnnotationError: a missing or unreadable file, no names, or a name listed twice (naming both lines).
+        AnnotationError: a missing or unreadable file, no names, a name listed twice (naming both lines), or an index
+            after a tab that is not the class index.
     """
     names: list[str] = []
     seen: dict[str, int] = {}
-    for n, name in text_lines(path):
+    for n, line in text_lines(path):
+        name, tab, index = line.partition('\t')
+        name = name.strip()
+        if tab and index.strip() != str(len(names)):
+            raise AnnotationError(path, f'index {index.strip()!r} after the tab, expected {len(names)}', line=n)
+        if not name:
+            raise AnnotationError(path, 'a line without a class name', line=n)
         if name in seen:
             raise AnnotationError(path, f'class {name!r} is listed twice (first on line {seen[name]})', line=n)
         seen[name] = n
