@@ -37,12 +37,7 @@ def per_class_bars(path: str | os.PathLike, names: Sequence[str], values: Sequen
         ax.axvline(x, color=colour, linestyle=style, label=label)
     if lines:
         ax.legend(loc='lower right', fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, title, path)
 
 
 def _pyplot():
@@ -50,6 +45,16 @@ def _pyplot():
     matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
     return plt
+
+
+def _save(fig, ax, title: str, path: str | os.PathLike) -> Path:
+    """Title, tight layout, an atomic PNG write at 100 dpi, and the figure closed."""
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    _pyplot().close(fig)
+    return Path(path)
 
 
 def score_timeline(path: str | os.PathLike, times: Sequence[float], scores: Sequence[Sequence[float]],
@@ -85,12 +90,7 @@ def score_timeline(path: str | os.PathLike, times: Sequence[float], scores: Sequ
     ax.set_ylabel('score')
     ax.grid(alpha=0.3)
     ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, title, path)
 
 
 def segment_timeline(path: str | os.PathLike, segments: Sequence[tuple[float, float, str, float]], *,
@@ -122,9 +122,4 @@ def segment_timeline(path: str | os.PathLike, segments: Sequence[tuple[float, fl
     ax.set_xlim(0, max(duration, 1e-3))
     ax.set_xlabel('time (s)')
     ax.grid(axis='x', alpha=0.3)
-    ax.set_title(title if rows else f'{title} (no segments)', fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, title if rows else f'{title} (no segments)', path)
