@@ -38,6 +38,7 @@ class FeatureDataset(Dataset):
     def __init__(self, path: str | os.PathLike, ids: Sequence[str] | None = None) -> None:
         self.path = Path(path)
         with FeatureStore.open(self.path) as store:
+            store.require_kind('pooled', 'FeatureDataset')  # a featmap store: its own dataset (tasks.detection)
             all_ids = store.ids()
             self.info = store.info
         if ids is None:

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import FeatureStoreError
 
 __all__ = [
-    'SCHEMA_VERSION', 'PROVENANCE_FIELDS', 'PROVENANCE_CONFIG_KEYS', 'PROVENANCE_CONFIG_DEFAULTS', 'MISSING',
+    'SCHEMA_VERSION', 'FEATURE_KINDS', 'PROVENANCE_FIELDS', 'PROVENANCE_CONFIG_KEYS', 'PROVENANCE_CONFIG_DEFAULTS', 'MISSING',
     'StoreInfo', 'ProvenanceDifference', 'describe_differences', 'checkpoint_id',
 ]
 
@@ -26,14 +26,20 @@ SCHEMA_VERSION = 1
 
 StoreDType = Literal['float32', 'float16']
 
+FEATURE_KINDS = {'pooled': '(num_clips, C) rows: forward_features, fc_norm(mean of tokens), one per window',
+                 'featmap': '(num_keyframes, C, H\', W\') maps: norm(tokens) of the keyframe-centred clip, mean over T\''}
+"""What a store's rows are (``StoreInfo.feature_kind``); a reader of one kind refuses the other
+(:meth:`FeatureStore.require_kind`)."""
+
 PROVENANCE_FIELDS = ('arch', 'checkpoint_sha256', 'feature_kind', 'preprocessing', 'dtype')
 """File attributes that must be equal for two stores' features to be interchangeable."""
 
 PROVENANCE_CONFIG_KEYS = ('clip_len', 'frame_interval', 'stride', 'sampler', 'sample_fps', 'img_size', 'frames',
-                          'patch_size', 'compute_dtype', 'device_type', 'tf32_matmul', 'tf32_conv')
+                          'patch_size', 'compute_dtype', 'device_type', 'tf32_matmul', 'tf32_conv',
+                          'timestamp_start', 'keyframe_fps', 'featmap_norm', 'temporal_pool')
 """Entries of ``config`` that change the features, matched by their last key at any depth. An entry absent from
 both stores is equal, so keys written only when set (``model.patch_size``, only when it overrides the preset's)
-keep older stores appendable. The device type and TF32 are in it because CUDA kernels (TF32 ones above all: a 10-bit
+keep older stores appendable (the last four are written by ``featmap`` stores only). The device type and TF32 are in it because CUDA kernels (TF32 ones above all: a 10-bit
 mantissa) give other last digits than the CPU, and one store must not mix them."""
 
 PROVENANCE_CONFIG_DEFAULTS = {'tf32_matmul': None, 'tf32_conv': None}
@@ -123,7 +129,8 @@ class StoreInfo:
     Attributes:
         arch: backbone preset, e.g. ``'vit_giant_patch14_224'``.
         checkpoint_sha256: hex SHA-256 of the checkpoint file the features came from (:func:`checkpoint_id`).
-        feature_kind: what a row is, e.g. ``'pooled'`` (``forward_features``, mean-pooled tokens).
+        feature_kind: what a row is (:data:`FEATURE_KINDS`): ``'pooled'`` (``forward_features``, mean-pooled
+            tokens) or ``'featmap'`` (a keyframe's spatial map, docs/feature_caching.md#feature-maps-for-ava).
         preprocessing: resize mode and size, normalisation (or ``None``), frame dtype, ... (JSON-serialisable).
         dtype: storage dtype, ``'float32'`` or ``'float16'`` (docs/video_decoding.md: float16 halves the size).
         config: the full extraction config (JSON-serialisable).

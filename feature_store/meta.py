@@ -24,8 +24,9 @@ __all__ = ['META_ATTRS', 'OPTIONAL_META_ATTRS', 'VideoFeatureMeta']
 META_ATTRS = ('fps', 'num_frames', 'duration', 'clip_len', 'frame_interval', 'stride', 'centre_frames')
 """The per-video dataset attributes a reader needs (``offset_frames`` is written too, derived)."""
 
-OPTIONAL_META_ATTRS = ('centre_times', 'variable_frame_rate', 'decoder')
-"""Per-video attributes of stores written since container timestamps were recorded; older stores lack them."""
+OPTIONAL_META_ATTRS = ('centre_times', 'variable_frame_rate', 'decoder', 'timestamps', 'input_size')
+"""Per-video attributes of stores written since container timestamps were recorded; older stores lack them.
+``timestamps`` and ``input_size`` belong to ``featmap`` stores (AVA keyframes) only."""
 
 
 @dataclass(eq=False)
@@ -47,6 +48,10 @@ class VideoFeatureMeta:
             period (then ``centre_frames / fps`` would be wrong, and ``centre_times`` is what places the rows).
         decoder: the decoder that read the video (``'decord'`` or ``'pyav'``; with ``backend='auto'`` it varies
             by file); None where not recorded.
+        timestamps: ``featmap`` stores: (num_rows,) int64 keyframe time of every row in the annotation's clock
+            (AVA's integer seconds, e.g. 902), increasing; the key a detection dataset looks a keyframe up by.
+        input_size: ``featmap`` stores: (h, w) of the resized clip before padding to whole patches; the person
+            boxes are scaled to it (the map has ``ceil(h / p) x ceil(w / p)`` cells).
     """
 
     video_id: str
@@ -60,6 +65,8 @@ class VideoFeatureMeta:
     centre_times: np.ndarray | None = None
     variable_frame_rate: bool = False
     decoder: str | None = None
+    timestamps: np.ndarray | None = None
+    input_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.video_id = str(self.video_id)
@@ -86,6 +93,18 @@ class VideoFeatureMeta:
             elif not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
                 problems.append('centre_times must be finite and strictly increasing')
             self.centre_times = times
+        if self.timestamps is not None:
+            stamps = np.asarray(self.timestamps)
+            if stamps.shape != self.centre_frames.shape:
+                problems.append(f'timestamps has shape {stamps.shape}, expected one per row {centres.shape}')
+            elif np.any(np.diff(stamps) <= 0) or not np.all(stamps == np.round(stamps)):
+                problems.append('timestamps must be strictly increasing integers (keyframe seconds)')
+            self.timestamps = stamps.astype(np.int64)
+        if self.input_size is not None:
+            size = tuple(int(v) for v in np.asarray(self.input_size).reshape(-1))
+            if len(size) != 2 or min(size) < 1:
+                problems.append(f'input_size must be (h, w) > 0, got {self.input_size}')
+            self.input_size = size
         if not (math.isfinite(self.fps) and self.fps > 0):
             problems.append(f'fps must be positive, got {self.fps}')
         if self.num_frames < 1:
@@ -217,6 +236,10 @@ class VideoFeatureMeta:
             attrs['variable_frame_rate'] = np.int64(self.variable_frame_rate)
         if self.decoder is not None:
             attrs['decoder'] = self.decoder
+        if self.timestamps is not None:
+            attrs['timestamps'] = self.timestamps
+        if self.input_size is not None:
+            attrs['input_size'] = np.asarray(self.input_size, dtype=np.int64)
         return attrs
 
     @classmethod
@@ -238,6 +261,13 @@ class VideoFeatureMeta:
             d['centre_times'] = self.centre_times.tolist()
         if self.decoder is None:
             del d['decoder']
+        for name in ('timestamps', 'input_size'):  # absent, not null, outside featmap stores
+            if d[name] is None:
+                del d[name]
+        if self.timestamps is not None:
+            d['timestamps'] = self.timestamps.tolist()
+        if self.input_size is not None:
+            d['input_size'] = list(self.input_size)
         return d
 
     @classmethod

@@ -40,6 +40,7 @@ def export_npy(store_path: str | os.PathLike, folder: str | os.PathLike) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     videos: dict[str, Any] = {}
     with FeatureStore.open(store_path) as store:
+        store.require_kind('pooled', 'export_npy (the one-.npy-per-video layout of ActionFormer and OpenTAD)')
         info = store.info
         for video_id in store.ids():
             features, meta = store.read(video_id, dtype=np.float32)

@@ -40,7 +40,7 @@ def write_part(folder: str | os.PathLike, video_id: str, features: np.ndarray, m
     if meta.video_id != video_id:
         raise ValueError(f'write_part({video_id!r}): meta is for video {meta.video_id!r}')
     a = np.asarray(features)
-    if a.ndim != 2 or a.shape[0] != meta.num_rows:
+    if a.ndim not in (2, 4) or a.shape[0] != meta.num_rows:  # (T, C) pooled rows or (K, C, H', W') featmaps
         raise ValueError(f'{video_id}: features shape {a.shape} does not match {meta.num_rows} centre_frames')
     path = part_path(folder, video_id)
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:

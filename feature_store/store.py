@@ -22,7 +22,7 @@ import numpy as np
 from tasks.data.files import atomic_path, check_free_space, leftover_temporaries
 
 from .errors import FeatureStoreError, UnknownVideoError
-from .info import SCHEMA_VERSION, StoreInfo, describe_differences
+from .info import FEATURE_KINDS, SCHEMA_VERSION, StoreInfo, describe_differences
 from .lock import store_lock
 from .meta import META_ATTRS, OPTIONAL_META_ATTRS, VideoFeatureMeta
 
@@ -52,8 +52,10 @@ def _read_meta_attrs(ds: h5py.Dataset) -> dict[str, Any]:
             attr = h5py.h5a.open(ds.id, name.encode())
         except KeyError:
             continue
-        if name in ('centre_frames', 'centre_times'):
+        if name in ('centre_frames', 'centre_times', 'timestamps'):
             value = np.empty(ds.shape[:1], np.float64 if name == 'centre_times' else np.int64)
+        elif name == 'input_size':
+            value = np.empty(2, np.int64)
         else:
             value = np.empty((), np.float64 if name in ('fps', 'duration') else np.int64)
         # the low-level read does not check the buffer size: check the element count first
@@ -182,6 +184,19 @@ class FeatureStore:
             if stack is not None:
                 stack.close()
             raise
+
+    def require_kind(self, kind: str, reader: str) -> FeatureStore:
+        """Refuse a store whose rows are not ``kind`` (:data:`~feature_store.info.FEATURE_KINDS`): a ``featmap``
+        store read as ``pooled`` rows (or the reverse) would fail later with a shape error, or not at all.
+        ``reader`` names who reads it, for the message. Returns the store."""
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f'unknown feature kind {kind!r}; one of {sorted(FEATURE_KINDS)}')
+        if self.info.feature_kind != kind:
+            raise FeatureStoreError(
+                f'{self.path} holds {self.info.feature_kind!r} features '
+                f'({FEATURE_KINDS.get(self.info.feature_kind, "unknown kind")}), but {reader} reads {kind!r} '
+                f'features ({FEATURE_KINDS[kind]}); extract a store with --kind {kind}')
+        return self
 
     def __enter__(self) -> FeatureStore:
         return self
@@ -348,7 +363,9 @@ class FeatureStore:
         kwargs: dict[str, Any] = {}
         if self.compression:
             kwargs = {'compression': self.compression, 'compression_opts': self.compression_opts,
-                      'chunks': (min(len(data), 256), data.shape[1])}
+                      'chunks': (min(len(data), 256), *data.shape[1:])}
+        if data.ndim == 4:  # a featmap: one keyframe per chunk, so that a dataset reads one keyframe alone
+            kwargs['chunks'] = (1, *data.shape[1:])
         ds = self._file.create_dataset(tmp, data=data, **kwargs)
         ds.attrs.update(meta.to_attrs())
         try:
@@ -364,8 +381,11 @@ class FeatureStore:
 
     def _check_features(self, video_id: str, features: np.ndarray, meta: VideoFeatureMeta) -> np.ndarray:
         a = np.asarray(features)
-        if a.ndim != 2:
-            raise ValueError(f'{video_id}: features must be (num_clips, C), got shape {a.shape}')
+        featmap = self.info.feature_kind == 'featmap'
+        if a.ndim != (4 if featmap else 2):
+            want = '(num_keyframes, C, H\', W\')' if featmap else '(num_clips, C)'
+            raise ValueError(f'{video_id}: a {self.info.feature_kind!r} store takes features {want}, got shape '
+                             f'{a.shape}')
         if not np.issubdtype(a.dtype, np.floating):
             raise ValueError(f'{video_id}: features must be floating point, got {a.dtype}')
         if a.shape[0] != meta.num_rows:

@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help='video ids: stem, the file name up to the first "." (the official extractor\'s names), '
                              'or relpath, the path relative to the folder (or the list\'s folder) without the '
                              'suffix, e.g. a/x.mp4 -> a/x, for equal names in different folders (default stem)')
+    kind = parser.add_argument_group('feature kind (docs/feature_caching.md#feature-maps-for-ava)')
+    kind.add_argument('--kind', choices=('pooled', 'featmap'), default='pooled',
+                      help="pooled: one C-vector per window (default); featmap: per AVA keyframe the detector "
+                           "backbone's C x H' x W' map of the keyframe-centred clip, mean over time, for the RoI "
+                           'head; needs --keyframes and --config (the detection config: its test clips, model and '
+                           'weights); the window and preprocessing options below do not apply')
+    kind.add_argument('--keyframes', action='append', metavar='FILE',
+                      help='--kind featmap: an AVA csv, or lines "video_id,timestamp"; repeat for several files '
+                           '(e.g. the train and val csv); INPUT is the folder of the videos')
     model = parser.add_argument_group('model')
     model.add_argument('--arch', help='backbone preset: vit_small, vit_base, vit_large, vit_huge, vit_giant, vit_test '
                                       '(default vit_giant, or the config\'s)')
@@ -124,9 +133,9 @@ def _add_execution_args(parser: argparse.ArgumentParser, positive: Callable[[str
     """The options that decide how a run goes (and the storage dtype), not what the model computes."""
     run = parser.add_argument_group('execution')
     run.add_argument('--dtype', choices=('fp32', 'bf16'), default='fp32', help='compute dtype (default fp32)')
-    run.add_argument('--store-dtype', choices=('fp32', 'fp16'), default='fp32',
+    run.add_argument('--store-dtype', choices=('fp32', 'fp16'),
                      help='dtype of the stored rows: fp16 halves the file and rounds every value to 11 significant '
-                          'bits (a store holds one dtype; default fp32)')
+                          'bits (a store holds one dtype; default fp32, fp16 for --kind featmap)')
     run.add_argument('--batch-size', type=positive, default=16, help='windows per forward (16)')
     run.add_argument('--num-workers', type=int, help='decoding processes; 0: a background thread (default: 2 on the '
                                                      'CPU; on CUDA the cores per GPU on this machine less one, at '
@@ -193,8 +202,51 @@ def _check_config_model(path: str, from_cfg: dict[str, Any], args: argparse.Name
                          f'{fix} (or --img-size {ih}x{iw} to build the model for {ih}x{iw} frames instead)')
 
 
+def _featmap_config(args: argparse.Namespace) -> ExtractConfig:
+    """``--kind featmap``: the clips, model and weights of the detection config's test set
+    (``test_dataloader.dataset``, ``model.backbone``, ``model.data_preprocessor``); explicit --arch, --checkpoint,
+    --random-init, --patch-size, --img-size and --frames win."""
+    from mmengine.config import Config
+
+    from .featmaps import KeyframeClips, read_keyframes
+
+    if not args.keyframes or not args.config:
+        raise ValueError('--kind featmap needs --keyframes FILE (an AVA csv or "video_id,timestamp" lines) and '
+                         '--config (the detection config whose test clips and backbone the maps are made with)')
+    given = [o for o, v in (('--resize', args.resize), ('--short-side', args.short_side), ('--fps', args.fps),
+                            ('--normalize', args.normalize)) if v]
+    if given:
+        raise ValueError(f'--kind featmap takes its clips from --config {args.config}; drop {", ".join(given)}')
+    cfg = Config.fromfile(args.config)
+    data = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    pre = cfg.get('model', {}).get('data_preprocessor') or {}
+    from_cfg = _config_model(args.config)
+    clips = KeyframeClips(read_keyframes(args.keyframes), short_side=data.get('test_short_side', 256),
+                          timestamp_start=float(data.get('timestamp_start', 900)), fps=data.get('fps'),
+                          **{k: tuple(pre[k]) for k in ('mean', 'std') if k in pre},
+                          sources=tuple(str(p) for p in args.keyframes))
+    checkpoint = args.checkpoint or (None if args.random_init else from_cfg.get('checkpoint'))
+    if checkpoint is None and not args.random_init:
+        raise ValueError(f'no weights given: pass --checkpoint CKPT (a trained detector or a backbone; --config '
+                         f'{args.config} names none), or --random-init')
+    if checkpoint is not None and args.random_init:
+        raise ValueError('--random-init and --checkpoint exclude each other: drop one')
+    return ExtractConfig(
+        arch=args.arch or from_cfg.get('arch', 'vit_giant'), checkpoint=checkpoint, seed=args.seed,
+        img_size=args.img_size or from_cfg.get('img_size'),
+        frames=args.frames or from_cfg.get('frames'), clip_len=int(data.get('clip_len', 16)),
+        frame_interval=int(data.get('frame_interval', 4)), keyframe_clips=clips, dtype=args.dtype,
+        store_dtype={'fp32': 'float32', 'fp16': 'float16'}[args.store_dtype or 'fp16'], batch_size=args.batch_size,
+        num_workers=args.num_workers, device=args.device, backend=args.backend, fused_attn=not args.explicit_attn,
+        patch_size=args.patch_size or from_cfg.get('patch_size'))
+
+
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
     """:class:`ExtractConfig` from parsed command-line arguments (``ValueError`` names the bad option)."""
+    if args.kind == 'featmap':
+        return _featmap_config(args)
+    if args.keyframes:
+        raise ValueError('--keyframes belongs to --kind featmap')
     from_cfg = _config_model(args.config) if args.config else {}
     if args.resize is not None and args.short_side is not None:
         raise ValueError('--resize (squash) and --short-side (resize + crop) exclude each other')
@@ -224,7 +276,7 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         img_size=args.img_size or from_cfg.get('img_size'), frames=args.frames or from_cfg.get('frames'),
         clip_len=args.clip_len, frame_interval=args.frame_interval, stride=args.stride, sample_fps=args.fps,
         preprocess=pre,
-        dtype=args.dtype, store_dtype={'fp32': 'float32', 'fp16': 'float16'}[args.store_dtype],
+        dtype=args.dtype, store_dtype={'fp32': 'float32', 'fp16': 'float16'}[args.store_dtype or 'fp32'],
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
         backend=args.backend, fused_attn=not args.explicit_attn,
         patch_size=args.patch_size or from_cfg.get('patch_size'))

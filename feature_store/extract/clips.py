@@ -64,14 +64,18 @@ def windows_meta(video_id: str, reader: VideoReader, sample: ClipSample, stride:
 
 
 def build_model(arch: str, *, checkpoint: str | os.PathLike | None = None, img_size: int | tuple[int, int] = 224,
-                frames: int = 16, seed: int = 0, fused_attn: bool = True, patch_size: int | None = None) -> nn.Module:
+                frames: int = 16, seed: int = 0, fused_attn: bool = True, patch_size: int | None = None,
+                featmap: bool = False) -> nn.Module:
     """A :class:`backbone.VideoMAEv2ViT` without head in eval mode, loaded from ``checkpoint`` (any layout
     :func:`backbone.load_checkpoint` reads; a classification head is dropped), or randomly initialised from ``seed``
     (deterministic, so that resumed and distributed runs agree without a checkpoint). The global RNG is untouched.
-    ``patch_size`` overrides the preset's (e.g. the 8-px tiny configs); None keeps it."""
+    ``patch_size`` overrides the preset's (e.g. the 8-px tiny configs); None keeps it. ``featmap``: the AVA
+    detector's backbone instead (``featmap_norm=True``, no ``fc_norm``), for ``forward_featmap``."""
     from backbone import VideoMAEv2ViT, load_checkpoint
 
     extra = {} if patch_size is None else {'patch_size': patch_size}
+    if featmap:
+        extra.update(featmap_norm=True, fc_norm=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = VideoMAEv2ViT(arch, img_size=img_size, all_frames=frames, num_classes=0, fused_attn=fused_attn,

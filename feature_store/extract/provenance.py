@@ -13,6 +13,7 @@ from tasks.data.video.reader import Backend
 
 from ..info import StoreDType, StoreInfo
 from .clips import ComputeDType, build_model
+from .featmaps import KeyframeClips
 from .preprocess import Preprocess
 
 __all__ = ['ExtractConfig', 'make_store_info']
@@ -47,6 +48,9 @@ class ExtractConfig:
         fused_attn: ``scaled_dot_product_attention`` (True) or the official explicit softmax.
         chunk_size: frames per decoder call.
         patch_size: spatial patch size when it differs from the preset's (None: the preset's).
+        keyframe_clips: ``feature_kind='featmap'``: the AVA keyframes and their clips
+            (:class:`~feature_store.extract.featmaps.KeyframeClips`; ``clip_len`` and ``frame_interval`` above, while
+            ``stride``, ``sample_fps`` and ``preprocess`` do not apply); None: pooled windows.
     """
 
     arch: str = 'vit_giant'
@@ -68,6 +72,7 @@ class ExtractConfig:
     fused_attn: bool = True
     chunk_size: int = 16
     patch_size: int | None = None
+    keyframe_clips: KeyframeClips | None = None
 
     def __post_init__(self) -> None:
         for name in ('clip_len', 'frame_interval', 'stride', 'batch_size', 'chunk_size'):
@@ -81,6 +86,17 @@ class ExtractConfig:
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.store_dtype not in ('float32', 'float16'):
             raise ValueError(f"store_dtype must be 'float32' or 'float16', got {self.store_dtype!r}")
+
+    @property
+    def kind(self) -> str:
+        """The store's ``feature_kind``: ``'featmap'`` with keyframes, else ``'pooled'``."""
+        return 'pooled' if self.keyframe_clips is None else 'featmap'
+
+    @property
+    def resolved_patch_size(self) -> int:
+        from backbone.videomaev2 import ARCH_PRESETS
+
+        return self.patch_size if self.patch_size is not None else int(ARCH_PRESETS[self.arch]['patch_size'])
 
     @property
     def model_img_size(self) -> tuple[int, int]:
@@ -97,6 +113,19 @@ class ExtractConfig:
         patch = f', patch {self.patch_size}' if self.patch_size is not None else ''
         weights = (str(self.checkpoint) if self.checkpoint is not None
                    else f'none: random init (seed {self.seed}), the features of an untrained model')
+        if self.keyframe_clips is not None:
+            kc = self.keyframe_clips
+            clock = 'container timestamps' if kc.fps is None else f'{kc.fps:g} fps'
+            return [
+                f'model       {self.arch}, built for {self.model_frames} frames x {h}x{w}{patch}, featmap_norm',
+                f'checkpoint  {weights}',
+                f'keyframes   {sum(map(len, kc.keyframes.values()))} in {len(kc.keyframes)} videos, clips of '
+                f'{self.clip_len} frames every {self.frame_interval} centred on each (t0 {kc.timestamp_start:g} s, '
+                f'{clock})',
+                f'preprocess  short side {kc.short_side or "as decoded"}, mean/std {kc.mean}/{kc.std}, padded to '
+                f'whole patches',
+                f'compute     {self.dtype}, stored as {self.store_dtype} (C x H\' x W\' maps, mean over T\')',
+            ]
         official = (self.clip_len, self.frame_interval, self.stride, self.sample_fps) == (16, 1, 4, None)
         rate = 'native frames' if self.sample_fps is None else f'resampled to {self.sample_fps:g} fps'
         return [
@@ -111,7 +140,7 @@ class ExtractConfig:
     def build_model(self) -> nn.Module:
         return build_model(self.arch, checkpoint=self.checkpoint, img_size=self.model_img_size,
                            frames=self.model_frames, seed=self.seed, fused_attn=self.fused_attn,
-                           patch_size=self.patch_size)
+                           patch_size=self.patch_size, featmap=self.keyframe_clips is not None)
 
 
 def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.device | str = 'cpu') -> StoreInfo:
@@ -148,6 +177,16 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
         'decoder': {'backend': cfg.backend, 'versions': decoder_versions},
         'torch_version': torch.__version__,
     }
+    if cfg.keyframe_clips is not None:
+        kc = cfg.keyframe_clips
+        config['model'].update(output="forward_featmap: norm(tokens), mean over T'", featmap_norm=True,
+                               temporal_pool='avg', patch_size=cfg.resolved_patch_size)
+        config['sampling'] = {'sampler': 'keyframe/test', 'clip_len': cfg.clip_len,
+                              'frame_interval': cfg.frame_interval, 'timestamp_start': kc.timestamp_start,
+                              'keyframe_fps': kc.fps}
+        config['keyframe_files'] = list(kc.sources)  # not provenance: a rerun may add keyframes
+        return StoreInfo(arch=cfg.arch, checkpoint_sha256=checkpoint_sha, feature_kind='featmap',
+                         preprocessing=kc.describe(), dtype=cfg.store_dtype, config=config)
     return StoreInfo(arch=cfg.arch, checkpoint_sha256=checkpoint_sha, feature_kind='pooled',
                      preprocessing=cfg.preprocess.describe(), dtype=cfg.store_dtype, config=config)
 

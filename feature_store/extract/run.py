@@ -40,6 +40,7 @@ from ..parts import part_ids, read_parts, write_part
 from ..store import FeatureStore, build_store, merge_stores
 from .clips import forward_clips
 from .decode import clip_batches, default_num_workers, num_cpus
+from .featmaps import extract_featmap_share
 from .inputs import ExtractError, IdFrom, find_videos
 from .provenance import ExtractConfig, make_store_info
 
@@ -393,6 +394,13 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
         lines = {v.video_id: v.line for v in found if v.line is not None}
     else:
         videos, lines = sorted((str(v), Path(p)) for v, p in source), {}
+    if cfg.keyframe_clips is not None:  # featmaps: the videos that have keyframes, and every one of them
+        wanted = cfg.keyframe_clips.keyframes
+        missing = sorted(set(wanted) - {vid for vid, _ in videos})
+        if missing:
+            raise ExtractError(f'{len(missing)} videos of --keyframes are not in {source}: '
+                               f'{", ".join(missing[:5])}{", ..." if len(missing) > 5 else ""}')
+        videos = [(vid, path) for vid, path in videos if vid in wanted]
     info = make_store_info(cfg, checkpoint_id(cfg.checkpoint, cfg.seed), device)
     out.parent.mkdir(parents=True, exist_ok=True)
     # 1. rank 0 takes the store's lock (held until the end of the run), checks the leftovers of earlier runs and
@@ -493,7 +501,8 @@ def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, dev
         torch.set_num_threads(min(threads, max(1, num_cpus() - max(cfg.num_workers, 1))))
     start = time.perf_counter()
     try:
-        extracted, failures, clips = _extract_share(model, todo, cfg, parts, bar, lines)
+        share = _extract_share if cfg.keyframe_clips is None else extract_featmap_share
+        extracted, failures, clips = share(model, todo, cfg, parts, bar, lines)
     finally:
         bar.close()
         torch.set_num_threads(threads)

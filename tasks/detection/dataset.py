@@ -26,7 +26,8 @@ from tasks.data.video.reader import Backend
 from tasks.data.video.retry import load_with_replacements
 from tasks.data.video.transforms import short_side_resize, to_tchw
 
-__all__ = ['AVAKeyframe', 'VideoMAEv2AVADataset', 'videomaev2_ava_collate', 'select_proposals']
+__all__ = ['AVAKeyframe', 'VideoMAEv2AVADataset', 'VideoMAEv2AVAFeatmapDataset', 'videomaev2_ava_collate',
+           'select_proposals']
 
 KeyframeMode = Literal['all', 'annotated']
 
@@ -347,6 +348,79 @@ class VideoMAEv2AVADataset(torch.utils.data.Dataset):
         mode = 'test' if self.test_mode else 'train'
         return (f'{type(self).__name__}({self.ann_file!r}, {mode}: {len(self)} keyframes, '
                 f'{self.clip_len}x{self.frame_interval} clips)')
+
+
+@DATASETS.register_module()
+class VideoMAEv2AVAFeatmapDataset(VideoMAEv2AVADataset):
+    """:class:`VideoMAEv2AVADataset` served from a ``featmap`` store: each sample's input is the stored map
+    (C, H', W') of its keyframe instead of a decoded clip, with the same keyframes, boxes, labels and scores
+    (docs/ava.md#from-cached-feature-maps).
+
+    The store holds the test clip of every keyframe (no jitter, short side ``test_short_side``), so training from it
+    has no augmentation: no random rescale, crop, flip or frame jitter; it is meant for a frozen backbone.
+
+    Args:
+        featmap_store: the store (``tools/extract_features.py --kind featmap``). Its provenance must match this
+            dataset's clips (``clip_len``, ``frame_interval``, ``timestamp_start``, ``fps``, ``test_short_side``) and
+            it must hold every keyframe of the dataset; both are checked here, with errors naming what differs or
+            what is missing.
+        **kwargs: those of :class:`VideoMAEv2AVADataset` (``data_prefix`` and the video options are unused).
+    """
+
+    def __init__(self, *args: Any, featmap_store: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        from feature_store import FeatureStore
+
+        self.featmap_store = str(featmap_store)
+        with FeatureStore.open(self.featmap_store) as store:
+            store.require_kind('featmap', type(self).__name__)
+            self._check_provenance(store.info)
+            rows = {(vid, int(t)): (vid, i) for vid in store.ids()
+                    for i, t in enumerate(store.meta(vid).timestamps)}
+        missing = [(s.video_id, s.timestamp) for s in self.samples if (s.video_id, s.timestamp) not in rows]
+        if missing:
+            raise KeyError(f'{len(missing)} keyframes of {self.ann_file} are not in {self.featmap_store}: '
+                           f'{", ".join(f"{v},{t}" for v, t in missing[:5])}{", ..." if len(missing) > 5 else ""}; '
+                           'extract them with --keyframes (test keyframes that only the proposals have too)')
+        self._rows = [rows[(s.video_id, s.timestamp)] for s in self.samples]
+        self._store = None
+        self._pid: int | None = None
+
+    def _check_provenance(self, info: Any) -> None:
+        sampling = info.config.get('sampling', {})
+        expected = {'clip_len': self.clip_len, 'frame_interval': self.frame_interval,
+                    'timestamp_start': self.timestamp_start, 'keyframe_fps': self.fps,
+                    'short_side': self.test_short_side}
+        stored = {**{k: sampling.get(k) for k in expected if k != 'short_side'},
+                  'short_side': info.preprocessing.get('short_side')}
+        differ = [f'{k}: {stored[k]!r} in the store vs {expected[k]!r} here' for k in expected
+                  if stored[k] != expected[k] and not (stored[k] is not None and expected[k] is not None
+                                                       and float(stored[k]) == float(expected[k]))]
+        if differ:
+            raise ValueError(f'{self.featmap_store} holds maps of other clips than {self.ann_file} asks for '
+                             f'({"; ".join(differ)}); extract the store with this dataset\'s config')
+
+    def _open(self):
+        from feature_store import FeatureStore
+
+        if self._store is None or self._pid != os.getpid():  # a handle per (forked) worker
+            self._store = FeatureStore.open(self.featmap_store)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index = int(key[1] if isinstance(key, tuple) else key)
+        if not 0 <= index < len(self.samples):
+            raise IndexError(f'index {index} out of range for {len(self.samples)} keyframes')
+        sample, (vid, row) = self.samples[index], self._rows[index]
+        store = self._open()
+        featmap = torch.from_numpy(store.read_window(vid, row, row + 1)[0])  # (C, H', W'), one chunk
+        h, w = store.meta(vid).input_size
+        boxes = sample.boxes * np.array([w, h, w, h], dtype=np.float32)
+        return dict(inputs=featmap, data_samples=dict(
+            video_id=sample.video_id, timestamp=sample.timestamp, boxes=torch.from_numpy(boxes),
+            norm_boxes=torch.from_numpy(sample.boxes), labels=torch.from_numpy(np.ascontiguousarray(sample.labels)),
+            scores=torch.from_numpy(sample.scores), img_shape=(h, w), failed=None, skipped=()))
 
 
 @FUNCTIONS.register_module()

@@ -19,7 +19,8 @@ from torchvision.ops import roi_align
 from backbone import VideoMAEv2ViT
 from tasks.data.video.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ['VideoMAEv2AVAPreprocessor', 'VideoMAEv2RoIHead', 'VideoMAEv2AVADetector', 'boxes_to_rois']
+__all__ = ['VideoMAEv2AVAPreprocessor', 'VideoMAEv2RoIHead', 'VideoMAEv2AVADetector', 'VideoMAEv2AVACachedDetector',
+           'boxes_to_rois', 'build_roi_head']
 
 
 def boxes_to_rois(boxes: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -123,13 +124,20 @@ class VideoMAEv2RoIHead(nn.Module):
         if featmap.ndim != 5:
             raise ValueError(f'expected a feature map (B, C, T, H, W), got {tuple(featmap.shape)}')
         pooled = featmap.mean(dim=2) if self.temporal_pool == 'avg' else featmap.amax(dim=2)
+        return self.align(pooled, rois).to(pooled.dtype)
+
+    def align(self, pooled: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """(B, C, H', W') time-pooled map (a stored ``featmap``) and (K, 5) pixel rois -> (K, C, S, S) float32."""
         # float32 boxes and map: in bf16 a box edge near x = 341 px would round by up to 1 px (1/16 of a patch)
         return roi_align(pooled.float(), rois.float(), output_size=self.output_size, spatial_scale=self.spatial_scale,
-                         sampling_ratio=self.sampling_ratio, aligned=True).to(pooled.dtype)
+                         sampling_ratio=self.sampling_ratio, aligned=True)
 
     def forward(self, featmap: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """(B, C, T', H', W'), (K, 5) -> logits (K, num_classes)."""
-        x = self.roi_features(featmap, rois)
+        return self.classify(self.roi_features(featmap, rois))
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, C, S, S) RoI features -> logits (K, num_classes)."""
         if self.dropout_before_pool:
             x = self.dropout(x)
         x = x.amax(dim=(2, 3))
@@ -142,6 +150,18 @@ class VideoMAEv2RoIHead(nn.Module):
                 f', output_size={self.output_size}, temporal_pool={self.temporal_pool!r}')
 
 
+def build_roi_head(roi_head: dict, in_channels: int, patch_size: int, origin: str) -> VideoMAEv2RoIHead:
+    """The RoI head of a config's ``roi_head`` dict, its width and spatial scale taken from ``origin``: the RoI boxes
+    are in input pixels and the feature map has one cell per patch, whatever the patch size."""
+    roi_head = dict(roi_head)
+    if roi_head.pop('type', 'VideoMAEv2RoIHead') != 'VideoMAEv2RoIHead':
+        raise ValueError('roi_head must be a VideoMAEv2RoIHead')
+    for key in ('in_channels', 'spatial_scale'):
+        if key in roi_head:
+            raise ValueError(f'roi_head.{key} is taken from {origin}; do not set it')
+    return VideoMAEv2RoIHead(in_channels=in_channels, spatial_scale=1.0 / patch_size, **roi_head)
+
+
 @MODELS.register_module()
 class VideoMAEv2AVADetector(BaseModel):
     """mmengine model: VideoMAE V2 ViT feature map + :class:`VideoMAEv2RoIHead`, classifying given person boxes.
@@ -150,8 +170,8 @@ class VideoMAEv2AVADetector(BaseModel):
 
     Data flow (ViT-B, one 16 x 256 x 341 test clip with N person boxes)::
 
-        clip (B, 3, 16, H, W), boxes in input pixels
-          -> VideoMAEv2ViT.forward_featmap          (B, C, T', H/p, W/p)     = (1, 768, 8, 16, 21)
+        clip (B, 3, 16, H, W), boxes in input pixels, padded to whole patches: 256 x 352
+          -> VideoMAEv2ViT.forward_featmap          (B, C, T', H/p, W/p)     = (1, 768, 8, 16, 22)
           -> mean over T'                           (B, C, H/p, W/p)
           -> roi_align 8x8, aligned, 1 / p          (K, C, 8, 8)             K = boxes of the whole batch
           -> max over the 8x8 cells                 (K, C)
@@ -192,15 +212,7 @@ class VideoMAEv2AVADetector(BaseModel):
             raise ValueError(f'backbone: fc_norm={backbone["fc_norm"]!r}, num_classes={backbone["num_classes"]!r}: the '
                              'detector uses only forward_featmap, so a pooling norm or a head would get no gradient')
         self.backbone = VideoMAEv2ViT(**backbone)
-        roi_head = dict(roi_head)
-        if roi_head.pop('type', 'VideoMAEv2RoIHead') != 'VideoMAEv2RoIHead':
-            raise ValueError('roi_head must be a VideoMAEv2RoIHead')
-        for key in ('in_channels', 'spatial_scale'):
-            if key in roi_head:
-                raise ValueError(f'roi_head.{key} is taken from the backbone; do not set it')
-        # The RoI boxes are in input pixels and the feature map has one cell per patch, whatever the patch size.
-        self.roi_head = VideoMAEv2RoIHead(in_channels=self.backbone.embed_dim,
-                                          spatial_scale=1.0 / self.backbone.patch_size, **roi_head)
+        self.roi_head = build_roi_head(roi_head, self.backbone.embed_dim, self.backbone.patch_size, 'the backbone')
         pre = self.data_preprocessor
         if getattr(pre, 'pad_size_divisor', 0) is None:
             pre.pad_size_divisor = self.backbone.patch_size
@@ -258,3 +270,45 @@ class VideoMAEv2AVADetector(BaseModel):
         if mode == 'tensor':
             return self.logits(inputs, data_samples)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+
+@MODELS.register_module()
+class VideoMAEv2AVACachedDetector(VideoMAEv2AVADetector):
+    """The RoI head of :class:`VideoMAEv2AVADetector` on stored feature maps, without a backbone (a frozen backbone
+    evaluated from a ``featmap`` store, docs/ava.md#from-cached-feature-maps).
+
+    Inputs are per-keyframe maps (C, H'_i, W'_i), the detector's ``forward_featmap`` after the mean over T'
+    (:class:`~tasks.detection.dataset.VideoMAEv2AVAFeatmapDataset`), in any stored dtype. RoIAlign runs on each map
+    alone, so maps of different sizes need no padding and every keyframe gets the numbers of a batch of one clip on
+    line. ``loss`` / ``predict`` and the checkpoint names (``roi_head.*``) are the detector's, so a trained detector's
+    checkpoint loads here (its ``backbone.*`` is then unused) and this model's outputs go to the same metric.
+
+    Args:
+        in_channels: C of the stored maps (the backbone's width).
+        patch_size: the backbone's patch size, the input pixels per map cell (RoIAlign's spatial scale 1 / p).
+        roi_head: keyword arguments of :class:`VideoMAEv2RoIHead` except ``in_channels`` and ``spatial_scale``.
+        data_preprocessor: mmengine's plain one by default (moves the maps to the device).
+        init_cfg: unused.
+    """
+
+    def __init__(self, in_channels: int, patch_size: int, roi_head: dict,
+                 data_preprocessor: dict | nn.Module | None = None, init_cfg: dict | None = None):
+        # BaseModel's constructor, not the detector's: there is no backbone to build
+        BaseModel.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if dict(roi_head).get('temporal_pool', 'avg') != 'avg':
+            raise ValueError("stored maps are averaged over T'; roi_head.temporal_pool must be 'avg'")
+        self.patch_size = int(patch_size)
+        self.roi_head = build_roi_head(roi_head, in_channels, self.patch_size, 'in_channels / patch_size')
+
+    def logits(self, inputs: Sequence[torch.Tensor], data_samples: Sequence[dict]) -> torch.Tensor:
+        """Per-keyframe maps (C, H', W') and their samples' ``boxes`` (pixels) -> (K, num_classes) float32 logits."""
+        if len(inputs) != len(data_samples):
+            raise ValueError(f'{len(inputs)} maps for {len(data_samples)} samples')
+        feats = []
+        for featmap, sample in zip(inputs, data_samples):
+            if featmap.ndim != 3 or featmap.shape[0] != self.roi_head.in_channels:
+                raise ValueError(f'{sample.get("video_id")} @ {sample.get("timestamp")}: expected a stored map '
+                                 f'({self.roi_head.in_channels}, H\', W\'), got {tuple(featmap.shape)}')
+            boxes = sample['boxes'].to(device=featmap.device, dtype=torch.float32)
+            feats.append(self.roi_head.align(featmap[None], boxes_to_rois([boxes])))
+        return self.roi_head.classify(torch.cat(feats)).float()

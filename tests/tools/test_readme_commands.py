@@ -236,6 +236,11 @@ COVERAGE: tuple[Coverage, ...] = (
     Coverage(r'python tools/(train|test)\.py configs/detection/ava/vit-test-p8\S+( work_dirs/ava_tiny/epoch_40\.pth)? '
              r'--work-dir work_dirs/ava_tiny', (T + 'detection/test_end_to_end.py::test_config_overfits_training_keyframes',
                                                 DEMO)),
+    Coverage(r'python tools/extract_features\.py data/synthetic/ava/videos --kind featmap .*', (
+        T + 'detection/test_cached_featmaps.py::test_cached_config_trains_and_tests_end_to_end',
+        T + 'detection/test_cached_featmaps.py::test_stored_maps_and_logits_equal_online')),
+    Coverage(r'python tools/train\.py configs/detection/ava/vit-test-p8_videomaev2-frozen-featmaps\S+ --work-dir \S+', (
+        T + 'detection/test_cached_featmaps.py::test_cached_config_trains_and_tests_end_to_end',)),
     Coverage(r'python tools/eval_ava\.py .*', (HERE, T + 'detection/test_evaluation.py::test_cli_prints_writes_json_and_png')),
     # THUMOS14
     Coverage(r'python tools/(train|test)\.py configs/localization/thumos14/actionformer_vit-giant\S+( \S+)?',
