@@ -3,7 +3,7 @@
 
 Usage::
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.json] [--cfg-options KEY=VALUE ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.json] [--amp] [--cfg-options KEY=VALUE ...]
     torchrun --nproc_per_node 8 tools/test.py CONFIG CHECKPOINT --launcher pytorch
 
 Works for every task whose config has a test loop (classification, AVA, THUMOS14). CHECKPOINT is loaded strictly:
@@ -38,6 +38,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--work-dir', help='folder for logs, metric outputs and results.json (default: the config\'s '
                                            'work_dir, else ./work_dirs/<config name>)')
     parser.add_argument('--out', help='write the metrics json here instead of <work_dir>/results.json')
+    parser.add_argument('--amp', action='store_true',
+                        help='test under bfloat16 autocast on the model\'s device (CPU or CUDA); scores and decoding '
+                             'stay float32')
     add_runner_options(parser, 'data_root=DIR test_dataloader.batch_size=1')
     return parser
 
@@ -51,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                          f'checkpoint name ({", ".join(RELEASED)})')
     try:
         return evaluate_checkpoint(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
-                                   cfg_options=args.cfg_options, launcher=args.launcher, local_rank=args.local_rank)
+                                   cfg_options=args.cfg_options, launcher=args.launcher, local_rank=args.local_rank,
+                                   amp=args.amp)
     except NoDecodedVideoError as e:  # the user's data, not a bug: the message without the traceback
         raise SystemExit(f'tools/test.py: {e}') from None
     except DATA_ERRORS as e:  # a missing or malformed data file: likewise

@@ -28,6 +28,7 @@ from tasks.data.files import write_json_atomic
 
 from .checkpoint import mmengine_checkpoint_globals
 from .report import text_table
+from .wrappers import use_bf16_test_loop
 
 __all__ = ['DATA_ERRORS', 'PATH_KEYS', 'DataPathError', 'EmptyEpochError', 'StrictCheckpointHook',
            'add_runner_options', 'apply_amp', 'apply_auto_scale_lr', 'apply_tf32', 'build_runner',
@@ -562,10 +563,11 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
 
 
 def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = None, out: str | None = None,
-                        cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0
-                        ) -> dict[str, Any]:
+                        cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
+                        amp: bool = False) -> dict[str, Any]:
     """Test ``checkpoint``, loaded strictly (:class:`StrictCheckpointHook`; the config's ``load_from`` is ignored),
-    with the config's test loop (``tools/test.py``).
+    with the config's test loop (``tools/test.py``); ``amp``: under bfloat16 autocast
+    (:class:`~tasks.engine.wrappers.BF16TestLoop`).
 
     Metrics that take an ``out_dir`` and leave it unset write their files into the work directory; the metrics go to
     ``out`` (default ``<work_dir>/results.json``) and are printed as a table, by rank 0 only.
@@ -577,6 +579,8 @@ def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = 
     cfg.work_dir = osp.abspath(cfg.work_dir)
     cfg.load_from, cfg.resume = None, False  # mmengine's load_from would load non-strictly
     fill_out_dirs(cfg, cfg.work_dir)
+    if amp:
+        use_bf16_test_loop(cfg)
     check_data_paths(cfg, ['test_dataloader'])
     if launcher != 'none':
         cpu_backend(cfg, 'tools/test.py')

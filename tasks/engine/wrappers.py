@@ -1,7 +1,8 @@
-"""mmengine wrappers every task's training uses: bfloat16 autocast on CPU or CUDA, and DDP for CPU modules (gloo).
+"""mmengine wrappers every task uses: bfloat16 autocast on CPU or CUDA for training and testing, and DDP for CPU
+modules (gloo).
 
-Importing this module registers ``BF16AutocastOptimWrapper`` (OPTIM_WRAPPERS) and ``DeviceAgnosticDDP``
-(MODEL_WRAPPERS) in mmengine's root registries.
+Importing this module registers ``BF16AutocastOptimWrapper`` (OPTIM_WRAPPERS), ``BF16TestLoop`` (LOOPS) and
+``DeviceAgnosticDDP`` (MODEL_WRAPPERS) in mmengine's root registries.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import torch
 import torch.nn as nn
 from mmengine.model import MMDistributedDataParallel
 from mmengine.optim import OptimWrapper
-from mmengine.registry import MODEL_WRAPPERS, OPTIM_WRAPPERS
+from mmengine.registry import LOOPS, MODEL_WRAPPERS, OPTIM_WRAPPERS
+from mmengine.runner import TestLoop
 
-__all__ = ['BF16AutocastOptimWrapper', 'DeviceAgnosticDDP']
+__all__ = ['BF16AutocastOptimWrapper', 'BF16TestLoop', 'DeviceAgnosticDDP', 'use_bf16_test_loop']
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -55,6 +57,61 @@ def _device_type(model: nn.Module) -> str | None:
     """The device type of the model's first parameter (or buffer); None, mmengine's choice, when it has neither."""
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     return None if first is None else first.device.type
+
+
+@LOOPS.register_module()
+class BF16TestLoop(TestLoop):
+    """mmengine's ``TestLoop`` with every test step under bfloat16 autocast on the model's device
+    (``tools/test.py --amp``).
+
+    ``TestLoop(fp16=True)`` only gives float16, and its ``autocast(enabled=fp16)`` around each step would switch an
+    outer bfloat16 autocast off; so the step is run here. The task models keep scores, losses and decoding in float32
+    under autocast (tests/engine/test_autocast.py); half-precision tensors other models return (mmaction2's heads
+    average their scores in bfloat16) become float32 before the metrics, which may hand them to numpy.
+    """
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: Any) -> None:
+        from mmengine.runner.loops import _update_losses
+
+        self.runner.call_hook('before_test_iter', batch_idx=idx, data_batch=data_batch)
+        with torch.autocast(_device_type(self.runner.model) or 'cpu', dtype=torch.bfloat16):
+            outputs = _as_float32(self.runner.model.test_step(data_batch))
+        outputs, self.test_loss = _update_losses(outputs, self.test_loss)
+        self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+        self.runner.call_hook('after_test_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+
+
+def _as_float32(value: Any) -> Any:
+    """``value`` with every bfloat16/float16 tensor in it as float32 (dicts, lists, tuples, mmengine data elements)."""
+    from mmengine.structures import BaseDataElement
+
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in (torch.bfloat16, torch.float16) else value
+    if isinstance(value, BaseDataElement):
+        for key in value.keys():
+            setattr(value, key, _as_float32(getattr(value, key)))
+        return value
+    if isinstance(value, dict):
+        return {k: _as_float32(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_float32(v) for v in value)
+    return value
+
+
+def use_bf16_test_loop(cfg: Any) -> None:
+    """Test under bfloat16 autocast: the config's ``test_cfg`` becomes a :class:`BF16TestLoop`, in place.
+
+    Raises:
+        ValueError: a config without a test loop, or whose loop is another custom type or asks for float16.
+    """
+    loop = cfg.get('test_cfg')
+    if not isinstance(loop, dict) or loop.get('type', 'TestLoop') not in ('TestLoop', 'BF16TestLoop'):
+        raise ValueError(f'--amp: the config\'s test_cfg {loop!r} is not mmengine\'s TestLoop, so it cannot be run '
+                         'under bfloat16 autocast')
+    if loop.get('fp16'):
+        raise ValueError('--amp (bfloat16) and test_cfg.fp16=True (float16) exclude each other: drop one')
+    cfg.test_cfg = dict(loop, type='BF16TestLoop')
 
 
 @MODEL_WRAPPERS.register_module()

@@ -429,3 +429,32 @@ def test_a_list_with_no_decodable_video_names_it(synthetic_run, tmp_path):
                           '--cfg-options', f'test_dataloader.dataset.ann_file={tmp_path / "only_missing.txt"}',
                           'experiment_name=test_tool_synthetic_none'])
     assert not (tmp_path / 'results.json').exists()
+
+
+def test_amp_tests_under_bf16_autocast(stock_run, tmp_path):
+    """``--amp``: the same stock run under bfloat16 autocast. bf16 keeps 8 significant bits, so the softmax scores
+    move by about 2^-8 of the logits' scale; they must differ from the fp32 ones (autocast was on) yet stay within
+    2e-2 of the hand-computed scores, and the ranking of this set (its top-1/top-5) must not change."""
+    run = stock_run
+    work = tmp_path / 'work'
+    metrics = load_tool().main([str(run['root'] / 'config.py'), str(run['root'] / 'mmaction2.pth'), '--amp',
+                                '--work-dir', str(work), '--cfg-options', 'experiment_name=test_tool_amp'])
+    with np.load(work / 'cls_scores.npz') as npz:
+        scores = npz['scores']
+    assert not np.array_equal(scores, run['hand'].astype(scores.dtype))
+    np.testing.assert_allclose(scores, run['hand'], atol=2e-2)
+    assert {k: metrics[f'acc/{k}'] for k in run['expected']} == pytest.approx(run['expected'])
+
+
+def test_amp_refuses_a_float16_test_loop():
+    from mmengine.config import Config
+
+    from tasks.engine.wrappers import use_bf16_test_loop
+
+    cfg = Config(dict(test_cfg=dict(type='TestLoop')))
+    use_bf16_test_loop(cfg)
+    assert cfg.test_cfg == dict(type='BF16TestLoop')
+    with pytest.raises(ValueError, match='exclude each other'):
+        use_bf16_test_loop(Config(dict(test_cfg=dict(type='TestLoop', fp16=True))))
+    with pytest.raises(ValueError, match='not mmengine'):
+        use_bf16_test_loop(Config(dict(test_cfg=dict(type='MyLoop'))))
