@@ -8,6 +8,7 @@ random weights; :func:`load_for_test` instead requires every model weight from t
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import os
 import os.path as osp
@@ -28,7 +29,7 @@ from tasks.data.files import write_json_atomic
 
 from .checkpoint import mmengine_checkpoint_globals
 from .report import text_table
-from .wrappers import use_bf16_test_loop
+from .wrappers import use_bf16_test_loop  # also registers the wrappers and loops the configs name
 
 __all__ = ['DATA_ERRORS', 'PATH_KEYS', 'DataPathError', 'EmptyEpochError', 'StrictCheckpointHook',
            'add_runner_options', 'apply_amp', 'apply_auto_scale_lr', 'apply_tf32', 'build_runner',
@@ -235,7 +236,6 @@ def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')  # env:// rendezvous from torchrun's variables
     if cfg.get('model_wrapper_cfg') is None:
-        import tasks.engine.wrappers  # noqa: F401  (registers DeviceAgnosticDDP for configs that do not import it)
         cfg.model_wrapper_cfg = dict(type='DeviceAgnosticDDP', broadcast_buffers=False)
 
 
@@ -304,7 +304,6 @@ def apply_amp(cfg: Config, mode: AmpMode | None) -> None:
         return  # already what was asked
     if mode == 'bf16':
         wrapper['type'] = 'BF16AutocastOptimWrapper'
-        import tasks.engine.wrappers  # noqa: F401  (registers it for configs that do not import tasks.engine)
     else:
         wrapper.update(type='AmpOptimWrapper', dtype='float16')
         wrapper.setdefault('loss_scale', 'dynamic')
@@ -451,6 +450,9 @@ def train_config(config: str, *, work_dir: str | None = None, resume: str | None
     # weights-only loading (torch >= 2.6 refuses them otherwise; docs/ecosystem.md).
     with mmengine_checkpoint_globals():
         runner.train()
+    # Free the DDP model (its reducer holds gloo work) while the group exists; freed at exit it can SIGABRT the process
+    del runner
+    gc.collect()
     finish_distributed()
 
 
