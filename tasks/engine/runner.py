@@ -12,7 +12,7 @@ import gc
 import inspect
 import os
 import os.path as osp
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -28,6 +28,7 @@ from tasks.data.annotations import AnnotationError
 from tasks.data.files import write_json_atomic
 
 from .checkpoint import mmengine_checkpoint_globals
+from .data_paths import PATH_KEYS, DataPathError, check_data_paths, data_error_message, path_leaves, repoint_paths
 from .report import text_table
 from .wrappers import use_bf16_test_loop  # also registers the wrappers and loops the configs name
 
@@ -69,29 +70,11 @@ def load_config(config: str, work_dir: str | None = None, cfg_options: Mapping |
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     before = {key: cfg.get(key) for key in PATH_KEYS}
-    leaves = {name: node[key] for section in _PATH_SECTIONS for name, node, key in _walk(cfg.get(section), section)}
+    leaves = path_leaves(cfg)
     cfg.merge_from_dict(dict(cfg_options or {}))
     repoint_paths(cfg, before, leaves)
     resolve_work_dir(cfg, work_dir, config)
     return cfg
-
-
-# =====================================================================================================================
-# Data paths
-# =====================================================================================================================
-# Top-level keys that name where the data is (configs/README.md#data). mmengine substitutes a config's variables when
-# it reads the file, so `--cfg-options data_root=DIR` alone would change only the variable; load_config re-points
-# every dataloader / evaluator path that begins with the old value.
-PATH_KEYS = ('data_root', 'ann_file', 'feature_store')
-_PATH_SECTIONS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator')
-# dataset arguments that are files / folders, checked before a run (check_data_paths)
-_FILE_ARGS = ('ann_file', 'feature_store', 'label_file', 'exclude_file', 'proposal_file')
-_DIR_ARGS = ('data_prefix',)
-
-
-class DataPathError(FileNotFoundError):
-    """A dataset path of the config that does not exist; the message names the config key, the path and the folder
-    a relative path was resolved against."""
 
 
 class EmptyEpochError(ValueError):
@@ -100,126 +83,6 @@ class EmptyEpochError(ValueError):
 
 # Errors in the user's data or config that the Runner tools report in one line, without a traceback.
 DATA_ERRORS = (DataPathError, EmptyEpochError, AnnotationError)
-
-
-def _walk(node: Any, where: str):
-    """(dotted key, container, key) of every string under ``node`` (dicts and lists)."""
-    items = node.items() if isinstance(node, Mapping) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        name = f'{where}.{key}'
-        if isinstance(value, str):
-            yield name, node, key
-        else:
-            yield from _walk(value, name)
-
-
-def repoint_paths(cfg: Config, before: Mapping[str, Any], leaves: Mapping[str, str] | None = None) -> list[str]:
-    """Re-point the dataloader / evaluator paths after ``--cfg-options`` changed a top-level :data:`PATH_KEYS` key.
-
-    Every string under them that equals the key's value as the file set it, or begins with it followed by ``/``,
-    gets the new value instead (the longest changed key wins: ``feature_store`` inside ``data_root``). A string the
-    command line set itself (``leaves`` holds the values before it) is left alone.
-
-    Args:
-        before: the :data:`PATH_KEYS` values of the file, before ``--cfg-options``.
-        leaves: (dotted key -> value) of the paths before ``--cfg-options``; None: every path may be re-pointed.
-
-    Returns:
-        The dotted keys re-pointed.
-
-    Raises:
-        ValueError: a key set on the command line that the config does not have, or whose value no path begins with.
-    """
-    changed = []
-    for key in PATH_KEYS:
-        old, new = before.get(key), cfg.get(key)
-        if new == old:
-            continue
-        if not isinstance(old, str) or not isinstance(new, str):
-            raise ValueError(f'--cfg-options {key}={new!r}: this config has no top-level {key} path to re-point '
-                             f'(it has {old!r}); set the dataloader fields themselves, e.g. '
-                             f'train_dataloader.dataset.ann_file=...')
-        changed.append((key, old.rstrip('/'), new.rstrip('/') or '/'))
-    if not changed:
-        return []
-    changed.sort(key=lambda item: len(item[1]), reverse=True)
-    done, used = [], set()
-    for section in _PATH_SECTIONS:
-        for name, node, index in list(_walk(cfg.get(section), section)):
-            value = node[index]
-            if leaves is not None and leaves.get(name) != value:
-                continue  # set on the command line, or new
-            for key, old, new in changed:
-                if value == old or value.startswith(old + '/'):
-                    node[index] = new + value[len(old):]
-                    done.append(name)
-                    used.add(key)
-                    break
-    for key, old, new in changed:
-        if key not in used:
-            raise ValueError(f'--cfg-options {key}={new}: no dataloader path of this config begins with its value '
-                             f'in the file ({old!r}), so it would change nothing; set the dataloader fields '
-                             f'themselves')
-        for other in PATH_KEYS:  # e.g. feature_store under data_root: keep the top-level value in step
-            value = cfg.get(other)
-            if other != key and isinstance(value, str) and before.get(other) == value and value.startswith(old + '/'):
-                cfg[other] = new + value[len(old):]
-    return done
-
-
-def data_error_message(error: Exception) -> str:
-    """The one-line message the Runner tools exit with for one of :data:`DATA_ERRORS`; an annotation file given
-    by a relative path also names the folder it was looked for in."""
-    path = getattr(error, 'path', None)
-    if isinstance(error, AnnotationError) and path is not None and not path.is_absolute():
-        return f'{error} (relative to the current folder, {os.getcwd()})'
-    return str(error)
-
-
-def _datasets(node: Any, where: str):
-    """(dotted key, dataset dict) of a loader's dataset and of those a wrapper (``dataset=``/``datasets=``) holds."""
-    if not isinstance(node, Mapping):
-        return
-    yield where, node
-    if isinstance(node.get('dataset'), Mapping):
-        yield from _datasets(node['dataset'], f'{where}.dataset')
-    for i, inner in enumerate(node.get('datasets') or ()):
-        yield from _datasets(inner, f'{where}.datasets.{i}')
-
-
-def check_data_paths(cfg: Config, loaders: Sequence[str]) -> None:
-    """Check that the files and folders the datasets of ``loaders`` read exist, before anything is built.
-
-    Relative paths resolve against the current folder (as in mmengine and mmaction2; a dataset's own ``data_root``
-    is joined first, as mmengine's ``BaseDataset`` does).
-
-    Raises:
-        DataPathError: naming the config key, the path and the folder it was resolved against.
-    """
-    hint = ' (--cfg-options data_root=DIR)' if isinstance(cfg.get('data_root'), str) else ''
-    for loader in loaders:
-        if not isinstance(cfg.get(loader), Mapping):
-            continue
-        for where, dataset in _datasets(cfg[loader].get('dataset'), f'{loader}.dataset'):
-            for arg in _FILE_ARGS + _DIR_ARGS:
-                value = dataset.get(arg)
-                if arg == 'feature_store' and dataset.get('online'):
-                    continue  # extracted into the store on the fly
-                paths = value.items() if isinstance(value, Mapping) else [(None, value)]
-                for sub, path in paths:
-                    if not isinstance(path, str) or not path:
-                        continue
-                    root = dataset.get('data_root')
-                    full = osp.join(root, path) if isinstance(root, str) and not osp.isabs(path) else path
-                    if (osp.isdir if arg in _DIR_ARGS else osp.isfile)(full):
-                        continue
-                    kind = 'folder' if arg in _DIR_ARGS else 'file'
-                    key = f'{where}.{arg}' + (f'.{sub}' if sub is not None else '')
-                    against = '' if osp.isabs(full) else (f' (relative paths resolve against the current folder, '
-                                                          f'{os.getcwd()})')
-                    raise DataPathError(f'{key}: {kind} {full} not found{against}; run from the folder the '
-                                        f'config\'s paths are relative to (the repository root for the synthetic '
-                                        f'benchmark), or point the config at the data{hint}')
 
 
 def cpu_backend(cfg: Config, tool: str = 'tools/train.py') -> None:
@@ -592,6 +455,8 @@ def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = 
         metrics = dict(runner.test())
     # Asked while the process group exists: once it is destroyed every rank reads as rank 0.
     main_process = is_main_process()
+    del runner  # the DDP model freed while the group exists (train_config)
+    gc.collect()
     finish_distributed()
     if main_process:
         out = out or osp.join(cfg.work_dir, 'results.json')
