@@ -152,6 +152,7 @@ def load_classifier(config: str | os.PathLike, checkpoint: str | os.PathLike, *,
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
+    from backbone import resolve_checkpoint
     from tasks.engine.runner import apply_tf32, load_for_test
 
     cfg = Config.fromfile(str(config))
@@ -159,8 +160,7 @@ def load_classifier(config: str | os.PathLike, checkpoint: str | os.PathLike, *,
     if not is_classification_config(cfg):
         raise InferError(f'{config}: model.type {(cfg.get("model") or {}).get("type")!r} is not a classifier '
                          f'({", ".join(CLASSIFIER_TYPES)})')
-    if not Path(checkpoint).is_file():
-        raise InferError(f'checkpoint {checkpoint}: no such file')
+    checkpoint = resolve_checkpoint(checkpoint)  # a path, or a released name (docs/checkpoints.md)
     apply_tf32(cfg)
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)

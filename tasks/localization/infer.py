@@ -226,6 +226,7 @@ def load_localizer(config: str | os.PathLike, checkpoint: str | os.PathLike, *, 
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
 
+    from backbone import resolve_checkpoint
     from tasks.engine.runner import apply_tf32, load_for_test
 
     cfg = Config.fromfile(str(config))
@@ -233,8 +234,7 @@ def load_localizer(config: str | os.PathLike, checkpoint: str | os.PathLike, *, 
     if not is_localization_config(cfg):
         raise LocalizeError(f'{config}: model.type {(cfg.get("model") or {}).get("type")!r} is not a detector '
                             f'({", ".join(LOCALIZER_TYPES)})')
-    if not Path(checkpoint).is_file():
-        raise LocalizeError(f'checkpoint {checkpoint}: no such file')
+    checkpoint = resolve_checkpoint(checkpoint)  # before extracting: a path, or a released name (docs/checkpoints.md)
     xcfg, source = _extraction(cfg, str(config), features, extract, backbone_checkpoint)
     dev = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     xcfg = replace(xcfg, device=str(dev))

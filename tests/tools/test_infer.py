@@ -290,6 +290,10 @@ def test_clear_errors(bench, tmp_path):
                                          r'VideoMAEv2Classifier.*shape of backbone\.head\.weight: '
                                          r'checkpoint \(7, 64\) vs model \(10, 64\)'):
         tool.main([video, '--config', str(bench['config']), '--checkpoint', str(bench['root'] / 'cls7.pth')])
+    # --checkpoint goes through the one loader's resolver: a path or a released name (the README's Quick start)
+    with pytest.raises(SystemExit, match=r'vit_b_k710_distil: no such checkpoint file, and not a released '
+                                         r'checkpoint name \(known names: .*vit_b_k710_distill'):
+        tool.main([video, '--config', str(bench['config']), '--checkpoint', 'vit_b_k710_distil'])
     (tmp_path / 'three.txt').write_text('a\nb\nc\n')
     with pytest.raises(SystemExit, match=r'--labels .*three\.txt: 3 names for a head of 10 classes'):
         tool.main([video, *args_for(bench, '--labels', tmp_path / 'three.txt')])
