@@ -113,3 +113,26 @@ def start_stopped(tmp_path: Path, point: str, args: list[str]) -> subprocess.Pop
         proc.wait()
         proc.stderr.close()
         raise
+
+
+def official_tad_rows(video: Path, ckpt: Path, size: int) -> np.ndarray:
+    """The official TAD extractor, literally: strict load, eval, fp32, batch 1, one decord get_batch per 16-frame
+    window every 4 frames, squashed to ``size`` x ``size`` and /255. Returns (windows, C) features."""
+    import decord
+    import torch
+    import torch.nn.functional as F
+
+    from backbone import VideoMAEv2ViT
+
+    official = VideoMAEv2ViT('vit_test', img_size=size, all_frames=16, num_classes=0, fused_attn=False)
+    official.load_state_dict(torch.load(ckpt, map_location='cpu')['module'], strict=True)
+    official.eval()
+    vr = decord.VideoReader(str(video), num_threads=1, ctx=decord.cpu(0))
+    rows = []
+    for start_idx in range(0, len(vr) - 15, 4):
+        frame = torch.from_numpy(vr.get_batch(np.arange(start_idx, start_idx + 16)).asnumpy())  # (16, H, W, 3)
+        frame_q = F.interpolate(frame.permute(3, 0, 1, 2).to(torch.float32) / 255, size=(size, size),
+                                mode='bilinear', align_corners=False)  # (3, 16, s, s): 3 as batch, T as channels
+        with torch.no_grad():
+            rows.append(official.forward_features(frame_q.unsqueeze(0)).numpy())
+    return np.vstack(rows)

@@ -35,7 +35,7 @@ from feature_store.extract import (
 )
 from tasks.data.video import VideoReader
 from tests.feature_store.extract_kit import (
-    FRAMES, MODEL_ARGS, REPO, TINY, TOOL, leftovers, num_windows, start_stopped, stores_equal,
+    FRAMES, MODEL_ARGS, REPO, TINY, TOOL, leftovers, num_windows, official_tad_rows, start_stopped, stores_equal,
 )
 from tests.torchrun_kit import run_torchrun
 
@@ -99,8 +99,6 @@ def test_parity_with_official_tad_extractor(videos, tmp_path):
     table are built for the input size, as the official model is built for 224. So a tiny model at 32 px checks the
     same computation at a cost a CPU test can afford.
     """
-    import decord
-
     torch.manual_seed(1)
     source = build_model('vit_test', img_size=32, frames=16)
     with torch.no_grad():  # every weight random (the fresh init has zero biases and unit norms)
@@ -118,20 +116,7 @@ def test_parity_with_official_tad_extractor(videos, tmp_path):
                  '--num-workers', '0', '--no-progress', '--device', 'cpu']) == 0
 
     # The official extractor, literally: strict load, eval, fp32, batch 1, one get_batch per window.
-    from backbone import VideoMAEv2ViT
-    official = VideoMAEv2ViT('vit_test', img_size=32, all_frames=16, num_classes=0, fused_attn=False)
-    official.load_state_dict(torch.load(ckpt, map_location='cpu')['module'], strict=True)
-    official.eval()
-    vr = decord.VideoReader(str(video), num_threads=1, ctx=decord.cpu(0))
-    rows = []
-    for start_idx in range(0, len(vr) - 15, 4):
-        data = vr.get_batch(np.arange(start_idx, start_idx + 16)).asnumpy()
-        frame = torch.from_numpy(data)  # (16, H, W, 3)
-        frame_q = F.interpolate(frame.permute(3, 0, 1, 2).to(torch.float32) / 255, size=(32, 32),
-                                mode='bilinear', align_corners=False)  # (3, 16, 32, 32): 3 as batch, T as channels
-        with torch.no_grad():
-            rows.append(official.forward_features(frame_q.unsqueeze(0)).numpy())
-    expected = np.vstack(rows)
+    expected = official_tad_rows(video, ckpt, 32)
     assert expected.shape == (num_windows(52, 16, 4), 64) == (10, 64)
 
     with FeatureStore.open(out) as store:

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from feature_store import FeatureStore
 from feature_store.extract import build_model, find_videos, main
-from tests.feature_store.extract_kit import FRAMES, TINY
+from tests.feature_store.extract_kit import FRAMES, TINY, official_tad_rows
 
 pytestmark = pytest.mark.usefixtures('one_thread')  # tiny tensors: one intra-op thread (tests/conftest.py)
 
@@ -177,10 +176,6 @@ def test_defaults_are_the_official_tad_extractor_and_are_printed(videos, tmp_pat
     """Only the model and its weights are named: windows, resize and normalisation are the defaults, and must be the
     official extractor's (16 frames every 4, squash to 224x224, /255, no mean/std), computed here as its loop does
     (as test_extract.py::test_parity_with_official_tad_extractor, there with every option given)."""
-    import decord
-
-    from backbone import VideoMAEv2ViT
-
     ckpt = _weights(tmp_path, 16, 224)
     video = videos / 'vid_b.mp4'
     listing = tmp_path / 'one.txt'
@@ -191,18 +186,7 @@ def test_defaults_are_the_official_tad_extractor_and_are_printed(videos, tmp_pat
                  '4', '--num-workers', '0', '--no-progress', '--device', 'cpu']) == 0
     err = capsys.readouterr().err
 
-    official = VideoMAEv2ViT('vit_test', img_size=224, all_frames=16, num_classes=0, fused_attn=False)
-    official.load_state_dict(torch.load(ckpt, map_location='cpu')['module'], strict=True)
-    official.eval()
-    vr = decord.VideoReader(str(video), num_threads=1, ctx=decord.cpu(0))
-    rows = []
-    for start_idx in range(0, len(vr) - 15, 4):
-        frame = torch.from_numpy(vr.get_batch(np.arange(start_idx, start_idx + 16)).asnumpy())  # (16, H, W, 3)
-        frame_q = F.interpolate(frame.permute(3, 0, 1, 2).to(torch.float32) / 255, size=(224, 224),
-                                mode='bilinear', align_corners=False)
-        with torch.no_grad():
-            rows.append(official.forward_features(frame_q.unsqueeze(0)).numpy())
-    expected = np.vstack(rows)
+    expected = official_tad_rows(video, ckpt, 224)
     with FeatureStore.open(out) as store:
         feats, meta = store.read('vid_b')
         info = store.info
