@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .attention import attention
 from .checkpoint import filter_checkpoint, load_checkpoint
 from .checkpoint_io import CheckpointError
 from .pos_embed import PosEmbedPolicy, adapt_pos_embed, resize_pos_embed, sinusoid_table
@@ -95,7 +96,8 @@ class Attention(nn.Module):
 
     ``qkv`` has no bias; ``q_bias`` and ``v_bias`` are parameters and the k bias is a fixed zero, kept as a
     non-persistent buffer (as timm's beit.py) so the state dict matches the official one. ``fused_attn`` selects
-    ``scaled_dot_product_attention``; the explicit softmax path is the official one and is kept for testing.
+    the fastest kernel for the input (:func:`backbone.attention.attention`: ``scaled_dot_product_attention``, or
+    blocked bf16 GEMMs on a CPU); the explicit softmax path is the official one and is kept for testing.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, qk_scale: float | None = None,
@@ -137,13 +139,11 @@ class Attention(nn.Module):
         qkv = F.linear(x, self.qkv.weight, bias)
         q, k, v = qkv.reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if self.fused_attn:
-            x = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0, scale=self.scale)
+            x = attention(q, k, v, self.scale, dropout_p=self.attn_drop.p if self.training else 0.0)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn = self.attn_drop(attn.softmax(dim=-1))
-            x = attn @ v
-        x = x.transpose(1, 2).reshape(batch, tokens, dim)
+            x = (attn @ v).transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(x))
 
 
