@@ -1,4 +1,5 @@
-"""``torch.compile`` for the backbone: one switch that every tool and config uses (``--compile``, ``compile=True``).
+"""``torch.compile`` for the backbone: one switch that every tool and config uses (``--compile``; in a Runner config
+``compile_backbone = True``, since mmengine's own ``compile`` key compiles the whole ``train_step``).
 
 Each transformer :class:`~backbone.Block` in a module (the ViT's, and the pre-training decoder's) is compiled in place
 (``nn.Module.compile``), not the model as a whole:

@@ -13,11 +13,14 @@ from typing import Any
 import h5py
 import numpy as np
 
+from backbone.bench import machine_line
+from backbone.tables import records_table
+
 from .info import StoreInfo
 from .meta import VideoFeatureMeta
 from .store import FeatureStore, build_store
 
-__all__ = ['STORE_TARGETS', 'bench_store', 'store_summary']
+__all__ = ['STORE_TARGETS', 'bench_store', 'format_store_report', 'store_summary']
 
 LAYOUTS = ('h5_fp32', 'h5_fp16', 'npy_fp32', 'npy_fp16')
 
@@ -206,3 +209,46 @@ def store_summary(results: dict[str, dict[str, float]]) -> dict[str, Any]:
         'targets': STORE_TARGETS,
         'meets': meets,
     }
+
+
+STORE_COLUMNS = [
+    ('layout', 'layout', 's'), ('dtype', 'dtype', 's'), ('size MB', 'size_mb', '.1f'),
+    ('sequential s', 'read_sequential_s', '.3f'), ('random s', 'read_random_s', '.3f'),
+    ('window ms', 'window_ms', '.3f'), ('write s', 'write_s', '.3f'), ('seq x', 'speedup_sequential', '.2f'),
+    ('random x', 'speedup_random', '.2f'), ('window x', 'speedup_window', '.2f'),
+]
+
+
+def format_store_report(payload: dict[str, Any]) -> str:
+    """The text report of ``tools/benchmark.py store``: one row per layout and dtype, then the targets."""
+    cfg, results, speedup, meets = payload['config'], payload['results'], payload['speedup'], payload['meets']
+    rows = []
+    for dt in ('fp32', 'fp16'):
+        for kind, name in (('h5', 'HDF5 store'), ('npy', 'npy per video')):
+            r = results[f'{kind}_{dt}']
+            row = {'layout': name, 'dtype': dt, 'size_mb': r['bytes'] / 1e6, **r}
+            if kind == 'h5':
+                row |= {'speedup_sequential': speedup[dt]['read_sequential'],
+                        'speedup_random': speedup[dt]['read_random'], 'speedup_window': speedup[dt]['window']}
+            rows.append(row)
+
+    def per_dtype(key: str, spec: str, unit: str) -> str:
+        return ', '.join(f"{dt} {results[f'h5_{dt}'][key]:{spec}} {unit}" for dt in ('fp32', 'fp16'))
+
+    reads = ', '.join(f"{what} {dt} {speedup[dt][what]:.2f}x ({'ok' if meets[f'{what}_{dt}'] else 'BELOW target'})"
+                      for dt in ('fp32', 'fp16') for what in ('read_sequential', 'read_random'))
+    return '\n'.join([
+        f"store benchmark: {cfg['num_videos']} videos x {cfg['rows']} rows x {cfg['dim']} dims, windows of "
+        f"{cfg['window']} rows x {cfg['num_windows']}, median of {cfg['repeats']} interleaved rounds, warm page "
+        f"cache, under {cfg['tmpdir']}",
+        machine_line(payload['machine']),
+        records_table(rows, STORE_COLUMNS),
+        'times: medians; sequential/random: every video read whole, in id / shuffled order (features only, as '
+        'np.load); window: one random window; x: npy time / store time, above 1 = the store is faster',
+        f"store reads in id order with each video's metadata (FeatureStore.read): "
+        f"{per_dtype('read_with_meta_s', '.3f', 's')}; with plain h5py h5[id][()]: "
+        f"{per_dtype('read_plain_h5py_s', '.3f', 's')}; metadata alone: {per_dtype('meta_ms', '.3f', 'ms/video')}",
+        f'store vs npy reads (target >= 1.0x): {reads}',
+        f"float16 store / float32 npy on disk: {payload['size_ratio_fp16']:.3f} "
+        f"({'ok' if meets['size_fp16'] else 'NOT smaller'})",
+    ])

@@ -21,10 +21,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ['MEMORY_TARGETS', 'bench_memory', 'measure_extraction', 'measure_peak', 'memory_summary']
+from backbone.bench import machine_line
+from backbone.tables import records_table
+
+__all__ = ['MEMORY_TARGETS', 'MEMORY_VIDEO', 'bench_memory', 'format_memory_report', 'measure_extraction',
+           'measure_peak', 'memory_summary']
 
 #: The long video's peak may be at most this many times the short one's (a 10-min video against a 1-min one).
 MEMORY_TARGETS = {'ratio_max': 1.5}
+#: The generated videos (:func:`feature_store.bench_extract.bench_video_path`): 360p, 30 fps, 8-px blocks moving 2 px
+#: a frame (about 1 Mbit/s), encoded fast: ultrafast, all cores.
+MEMORY_VIDEO = dict(fps=30.0, height=360, width=640, gop=250, block=8, shift=2, preset='ultrafast', threads=0)
 
 # The child: TARGET(argv) ('package.module:function' or 'file.py:function'), then its own high-water mark.
 _CHILD = '''
@@ -177,3 +184,28 @@ def memory_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The largest long/short ratio over the rows and whether it meets :data:`MEMORY_TARGETS`."""
     worst = max(r['ratio'] for r in rows)
     return {'worst_ratio': worst, 'targets': MEMORY_TARGETS, 'meets': {'ratio': worst <= MEMORY_TARGETS['ratio_max']}}
+
+
+MEMORY_COLUMNS = [('backend', 'backend', 's'), ('workers', 'num_workers', 'd'), ('short MiB', 'short_mb', '.0f'),
+                  ('long MiB', 'long_mb', '.0f'), ('long/short', 'ratio', '.2f'), ('short s', 'short_s', '.1f'),
+                  ('long s', 'long_s', '.1f'), ('', 'verdict', 's')]
+
+
+def format_memory_report(payload: dict[str, Any]) -> str:
+    """The text report of ``tools/benchmark.py memory``: one row per (backend, workers) and the largest ratio."""
+    cfg, limit = payload['config'], payload['targets']['ratio_max']
+    rows = [{'backend': r['backend'], 'num_workers': r['num_workers'], 'short_mb': r['short']['peak_mb'],
+             'long_mb': r['long']['peak_mb'], 'ratio': r['ratio'], 'short_s': r['short']['seconds'],
+             'long_s': r['long']['seconds'], 'verdict': 'ok' if r['ratio'] <= limit else 'ABOVE target'}
+            for r in payload['rows']]
+    return '\n'.join([
+        f"memory benchmark: tools/extract_features.py {' '.join(cfg['extract_args'])}, stride 4, on "
+        f"{cfg['videos'][0]} (short) and {cfg['videos'][1]} (long)",
+        machine_line(payload['machine']),
+        records_table(rows, MEMORY_COLUMNS),
+        'MiB: peak resident memory of the process tree, VmHWM of the extraction process plus that of each decoding '
+        'worker (an upper bound: pages shared after the fork count in each); workers: --num-workers, of which one '
+        'video uses one',
+        f"largest long/short ratio (target <= {limit:g}): {payload['worst_ratio']:.2f} "
+        f"({'ok' if payload['meets']['ratio'] else 'ABOVE target'})",
+    ])

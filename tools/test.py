@@ -3,7 +3,8 @@
 
 Usage::
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.json] [--amp] [--cfg-options KEY=VALUE ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out RESULTS.json] [--amp] [--compile]
+                         [--cfg-options KEY=VALUE ...]
     torchrun --nproc_per_node 8 tools/test.py CONFIG CHECKPOINT --launcher pytorch
 
 Works for every task whose config has a test loop (classification, AVA, THUMOS14). CHECKPOINT is loaded strictly:
@@ -14,7 +15,8 @@ in the work directory; the metrics go to ``<work_dir>/results.json`` (or ``--out
 rank 0 under a launcher. ``--cfg-options data_root=DIR`` re-points the test data (configs/README.md#data); a missing
 or malformed data file stops with a one-line message. Videos that fail to decode are counted and left out
 (docs/classification.md#test-protocols-and-metrics); a classification test set in which none decodes stops with a
-message naming them.
+message naming them. ``--compile`` (or ``compile_backbone = True`` in the config) compiles the model's transformer
+blocks with torch.compile (same scores; docs/inference.md#compiling-the-backbone).
 The library behind it is :func:`tasks.engine.runner.evaluate_checkpoint`.
 
 The repository must be importable (``pip install -e .`` or ``PYTHONPATH=<repo root>``).
@@ -41,6 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument('--amp', action='store_true',
                         help='test under bfloat16 autocast on the model\'s device (CPU or CUDA); scores and decoding '
                              'stay float32')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model\'s transformer blocks (the config key compile_backbone=True); '
+                             'eager, with one line saying why, where compilation is unavailable')
     add_runner_options(parser, 'data_root=DIR test_dataloader.batch_size=1')
     return parser
 
@@ -55,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     try:
         return evaluate_checkpoint(args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
                                    cfg_options=args.cfg_options, launcher=args.launcher, local_rank=args.local_rank,
-                                   amp=args.amp)
+                                   amp=args.amp, compile=args.compile)
     except NoDecodedVideoError as e:  # the user's data, not a bug: the message without the traceback
         raise SystemExit(f'tools/test.py: {e}') from None
     except DATA_ERRORS as e:  # a missing or malformed data file: likewise

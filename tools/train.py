@@ -5,14 +5,16 @@
 Usage::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CHECKPOINT]] [--amp [{bf16,fp16}]] [--auto-scale-lr]
-                          [--cfg-options KEY=VALUE ...]
+                          [--compile] [--cfg-options KEY=VALUE ...]
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
 The config's lr is used as written: each recipe states the lr of its documented total batch (GPUs x per-GPU batch,
 ``auto_scale_lr.base_batch_size``). ``--auto-scale-lr`` scales it by this run's total batch / that one (mmaction2's
 switch); without it a run with another total batch gets a one-line warning. ``--cfg-options data_root=DIR`` re-points
 every dataloader (configs/README.md#data). Missing data files, and a training set smaller than one batch per process,
-stop with a one-line message.
+stop with a one-line message. ``--compile`` (or ``compile_backbone = True`` in the config) compiles the model's
+transformer blocks with torch.compile in place: same results, same checkpoint keys
+(docs/inference.md#compiling-the-backbone).
 
 The library behind it is :func:`tasks.engine.runner.train_config`. The repository must be importable
 (``pip install -e .`` or ``PYTHONPATH=<repo root>``): configs load our code with ``custom_imports``.
@@ -41,6 +43,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help='scale the config\'s lr by this run\'s total batch (processes x '
                              'train_dataloader.batch_size) / auto_scale_lr.base_batch_size, the total batch the lr is '
                              'set for. Default: the lr as written (a warning when the total batch differs)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the model\'s transformer blocks in place (the config key '
+                             'compile_backbone=True); checkpoints keep their keys; eager, with one line saying why, '
+                             'where compilation is unavailable')
     add_runner_options(parser, 'data_root=DIR train_dataloader.batch_size=8 train_cfg.max_epochs=10')
     return parser
 
@@ -49,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     try:
         train_config(args.config, work_dir=args.work_dir, resume=args.resume, cfg_options=args.cfg_options,
-                     launcher=args.launcher, local_rank=args.local_rank, amp=args.amp, auto_scale_lr=args.auto_scale_lr)
+                     launcher=args.launcher, local_rank=args.local_rank, amp=args.amp, auto_scale_lr=args.auto_scale_lr,
+                     compile=args.compile)
     except DATA_ERRORS as e:  # the user's data, not a bug: the message without the traceback
         raise SystemExit(f'tools/train.py: {data_error_message(e)}') from None
 

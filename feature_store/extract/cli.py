@@ -17,7 +17,8 @@ from ..errors import FeatureStoreError
 from .inputs import ExtractError
 from .preprocess import Preprocess
 from .provenance import ExtractConfig
-from .run import extract_to_store
+from .run import ExtractResult, extract_to_store
+from .threads import DECODE_STALL, decode_share_max
 
 __all__ = ['PROG', 'build_parser', 'config_from_args', 'main']
 
@@ -136,11 +137,23 @@ def _add_execution_args(parser: argparse.ArgumentParser, positive: Callable[[str
     run.add_argument('--store-dtype', choices=('fp32', 'fp16'),
                      help='dtype of the stored rows: fp16 halves the file and rounds every value to 11 significant '
                           'bits (a store holds one dtype; default fp32, fp16 for --kind featmap)')
-    run.add_argument('--batch-size', type=positive, default=16, help='windows per forward (16)')
+    run.add_argument('--batch-size', type=positive, default=None,
+                     help='windows per forward (default: 16 on CUDA, 4 on the CPU, where larger batches outgrow the '
+                          'caches)')
     run.add_argument('--num-workers', type=int, help='decoding processes; 0: a background thread (default: 2 on the '
                                                      'CPU; on CUDA the cores per GPU on this machine less one, at '
                                                      'most 8)')
     run.add_argument('--device', help='cpu, cuda, cuda:N (default: cuda if available; one GPU per torchrun rank)')
+    run.add_argument('--compile', action='store_true',
+                     help="torch.compile the backbone's blocks: the same features to 1e-5, so a store made without "
+                          'it is appended to; compiles at the first batches (on the CPU once the model threads are '
+                          'decided), whose time is reported apart from the clips/s. Where torch.compile cannot run, '
+                          'says why and runs eager')
+    run.add_argument('--model-threads', type=positive, metavar='N',
+                     help="the model's intra-op threads on the CPU (default: every core when decoding is cheap "
+                          "next to the model, measured over the first batches: at most 1/(%g x cores) of the model's "
+                          'time per decoder, %.1f%%%% on 2 cores; else the cores the decoders leave; never more than '
+                          'the threads torch has at the start)' % (DECODE_STALL, 100 * decode_share_max(2, 0)))
     run.add_argument('--backend', choices=BACKENDS, default='auto',
                      help='video decoder: auto (decord, or PyAV for files decord cannot read, such as AV1; the '
                           'store records which read each video), decord or pyav (default auto)')
@@ -238,7 +251,8 @@ def _featmap_config(args: argparse.Namespace) -> ExtractConfig:
         frame_interval=int(data.get('frame_interval', 4)), keyframe_clips=clips, dtype=args.dtype,
         store_dtype={'fp32': 'float32', 'fp16': 'float16'}[args.store_dtype or 'fp16'], batch_size=args.batch_size,
         num_workers=args.num_workers, device=args.device, backend=args.backend, fused_attn=not args.explicit_attn,
-        patch_size=args.patch_size or from_cfg.get('patch_size'))
+        patch_size=args.patch_size or from_cfg.get('patch_size'), compile=args.compile,
+        model_threads=args.model_threads)
 
 
 def config_from_args(args: argparse.Namespace) -> ExtractConfig:
@@ -279,11 +293,26 @@ def config_from_args(args: argparse.Namespace) -> ExtractConfig:
         dtype=args.dtype, store_dtype={'fp32': 'float32', 'fp16': 'float16'}[args.store_dtype or 'fp32'],
         batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
         backend=args.backend, fused_attn=not args.explicit_attn,
-        patch_size=args.patch_size or from_cfg.get('patch_size'))
+        patch_size=args.patch_size or from_cfg.get('patch_size'), compile=args.compile,
+        model_threads=args.model_threads)
 
 
 def _announce(block: str) -> None:
     print(block, file=sys.stderr, flush=True)
+
+
+def _speed(result: ExtractResult) -> str:
+    """'N clips, R clips/s' of the steady state, with the warm-up (first batches, compilation) apart."""
+    if not result.warmup_clips or not result.clips_per_s:
+        rate = result.num_clips / result.seconds if result.seconds > 0 else 0.0
+        return f'{result.num_clips} clips, {rate:.1f} clips/s'
+    n, share = result.model_threads, result.decode_share
+    threads = f'; {n} model thread{"s" if n > 1 else ""}' if n else ''
+    if n and share is not None:
+        threads += f' (decoding {100 * share:.1f} % of the model\'s time)'
+    return (f'{result.num_clips} clips, {result.clips_per_s:.1f} clips/s after a warm-up of '
+            f'{result.warmup_seconds:.1f} s for the first {result.warmup_clips} clips'
+            + (' (compilation included)' if result.compiled else '') + threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,8 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'{PROG}: error: {message}', file=sys.stderr)
         return 2
     if int(os.environ.get('RANK', '0')) == 0:
-        rate = result.num_clips / result.seconds if result.seconds > 0 else 0.0
-        print(f'{result.out}: {len(result.extracted)} videos extracted ({result.num_clips} clips, {rate:.1f} clips/s), '
+        print(f'{result.out}: {len(result.extracted)} videos extracted ({_speed(result)}), '
               f'{len(result.skipped)} already complete, {len(result.failed)} failed', file=sys.stderr)
         if result.variable_frame_rate:
             print(f'{PROG}: {len(result.variable_frame_rate)} of the extracted videos have a variable frame rate '

@@ -39,7 +39,8 @@ class ExtractConfig:
         dtype: compute dtype (``'fp32'`` or ``'bf16'`` autocast).
         store_dtype: dtype of the stored rows, ``'float32'`` or ``'float16'`` (half the size, rows rounded to 11
             significant bits); a provenance field, since it changes what is read back.
-        batch_size: windows per forward.
+        batch_size: windows per forward; None: 16 on CUDA, 4 on the CPU
+            (:func:`~feature_store.extract.decode.default_batch_size`).
         num_workers: decoding processes (0: one background thread); None: 2 on the CPU, sized to the machine on
             CUDA (:func:`~feature_store.extract.decode.default_num_workers`).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...; default: CUDA when available (one GPU per rank).
@@ -51,6 +52,10 @@ class ExtractConfig:
         keyframe_clips: ``feature_kind='featmap'``: the AVA keyframes and their clips
             (:class:`~feature_store.extract.featmaps.KeyframeClips`; ``clip_len`` and ``frame_interval`` above, while
             ``stride``, ``sample_fps`` and ``preprocess`` do not apply); None: pooled windows.
+        compile: ``torch.compile`` the backbone's blocks (:func:`backbone.compile.compile_backbone`); the features
+            equal eager ones to 1e-5, so it is recorded in the store's config but is not provenance.
+        model_threads: the model's intra-op threads on the CPU; None: decided from what decoding costs over the first
+            batches (:class:`~feature_store.extract.threads.ThreadPlan`).
     """
 
     arch: str = 'vit_giant'
@@ -65,7 +70,7 @@ class ExtractConfig:
     preprocess: Preprocess = field(default_factory=Preprocess)
     dtype: ComputeDType = 'fp32'
     store_dtype: StoreDType = 'float32'
-    batch_size: int = 16
+    batch_size: int | None = None
     num_workers: int | None = None
     device: str | None = None
     backend: Backend = 'auto'
@@ -73,15 +78,19 @@ class ExtractConfig:
     chunk_size: int = 16
     patch_size: int | None = None
     keyframe_clips: KeyframeClips | None = None
+    compile: bool = False
+    model_threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ('clip_len', 'frame_interval', 'stride', 'batch_size', 'chunk_size'):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
         if self.sample_fps is not None and not self.sample_fps > 0:
             raise ValueError(f'sample_fps must be positive, got {self.sample_fps}')
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f'num_workers must be >= 0, got {self.num_workers}')
+        if self.model_threads is not None and self.model_threads < 1:
+            raise ValueError(f'model_threads must be >= 1, got {self.model_threads}')
         if self.dtype not in ('fp32', 'bf16'):
             raise ValueError(f"dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.store_dtype not in ('float32', 'float16'):
@@ -110,6 +119,7 @@ class ExtractConfig:
         """What decides the features, one line per topic, for the start of a run (``tools/extract_features.py``
         prints it, so that a wrong default shows before hours of extraction)."""
         h, w = self.model_img_size
+        compiled = ', torch.compile' if self.compile else ''
         patch = f', patch {self.patch_size}' if self.patch_size is not None else ''
         weights = (str(self.checkpoint) if self.checkpoint is not None
                    else f'none: random init (seed {self.seed}), the features of an untrained model')
@@ -124,7 +134,8 @@ class ExtractConfig:
                 f'{clock})',
                 f'preprocess  short side {kc.short_side or "as decoded"}, mean/std {kc.mean}/{kc.std}, padded to '
                 f'whole patches',
-                f'compute     {self.dtype}, stored as {self.store_dtype} (C x H\' x W\' maps, mean over T\')',
+                f'compute     {self.dtype}{compiled}, stored as {self.store_dtype} (C x H\' x W\' maps, mean over '
+                "T')",
             ]
         official = (self.clip_len, self.frame_interval, self.stride, self.sample_fps) == (16, 1, 4, None)
         rate = 'native frames' if self.sample_fps is None else f'resampled to {self.sample_fps:g} fps'
@@ -134,7 +145,7 @@ class ExtractConfig:
             f'windows     {self.clip_len} frames, every {self.frame_interval} frame(s), a window every {self.stride} '
             f'frames, {rate}' + (' (the official THUMOS14 windows)' if official else ''),
             f'preprocess  {self.preprocess.summary()}',
-            f'compute     {self.dtype}, stored as {self.store_dtype}',
+            f'compute     {self.dtype}{compiled}, stored as {self.store_dtype}',
         ]
 
     def build_model(self) -> nn.Module:
@@ -170,6 +181,8 @@ def make_store_info(cfg: ExtractConfig, checkpoint_sha: str, device: torch.devic
                      **({'sample_fps': cfg.sample_fps} if cfg.sample_fps is not None else {})},
         'compute_dtype': cfg.dtype,
         'batch_size': cfg.batch_size,
+        # information, not provenance (like the batch size): compiled blocks give the eager features to 1e-5
+        'compile': cfg.compile,
         'device_type': device_type,
         # the provenance rule compares both: TF32 changes the features' last digits (a 10-bit mantissa)
         'tf32_matmul': tf32[0],

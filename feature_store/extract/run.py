@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,10 +38,12 @@ from ..lock import store_lock
 from ..parts import part_ids, read_parts, write_part
 from ..store import FeatureStore, build_store, merge_stores
 from .clips import forward_clips
-from .decode import clip_batches, default_num_workers, num_cpus
+from .decode import clip_batches, default_batch_size, default_num_workers
 from .featmaps import extract_featmap_share
 from .inputs import ExtractError, IdFrom, find_videos
+from .progress import Progress
 from .provenance import ExtractConfig, make_store_info
+from .threads import ModelSetup
 
 __all__ = ['ExtractResult', 'extract_to_store', 'check_merged_ids']
 
@@ -68,6 +69,14 @@ class ExtractResult:
             are placed by ``centre_times``, docs/feature_caching.md#time-from-the-container).
         num_clips: windows run through the model.
         seconds: wall time of the extraction loop.
+        warmup_seconds: of ``seconds`` (this process's), the first batch of each size, and with ``--compile`` the
+            compilation (:class:`~.progress.Progress`).
+        warmup_clips: the clips of those batches.
+        clips_per_s: this process's clips per second after the warm-up (0: no batch after it).
+        model_threads: this process's intra-op threads of a CPU model once decided (None: on a GPU).
+        decode_share: decoding / model seconds per clip over the first batches, which decided ``model_threads``
+            (:class:`~.threads.ThreadPlan`; None: not measured).
+        compiled: ``--compile`` compiled the model's blocks (False where torch.compile is not available).
     """
 
     out: Path
@@ -77,6 +86,12 @@ class ExtractResult:
     variable_frame_rate: list[str] = field(default_factory=list)
     num_clips: int = 0
     seconds: float = 0.0
+    warmup_seconds: float = 0.0
+    warmup_clips: int = 0
+    clips_per_s: float = 0.0
+    model_threads: int | None = None
+    decode_share: float | None = None
+    compiled: bool = False
 
 
 class _Dist:
@@ -260,36 +275,12 @@ def _fold_parts(folder: Path, target: Path, info: StoreInfo, base: Path | None) 
         folder.rmdir()
 
 
-class _Progress:
-    """Videos done, clips/s and ETA on stderr (tqdm), on rank 0 only."""
-
-    def __init__(self, total: int, enabled: bool):
-        from tasks.data.progress import progress_bar
-
-        self.bar = progress_bar(total, 'video', 'extract', enabled)
-        self.clips = 0
-        self.start = time.perf_counter()
-
-    def add_clips(self, n: int) -> None:
-        self.clips += n
-        rate = self.clips / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix_str(f'{rate:.1f} clips/s', refresh=False)
-
-    def video_done(self) -> None:
-        self.bar.update(1)
-
-    def write(self, message: str) -> None:
-        self.bar.write(message, file=sys.stderr)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, parts: Path,
-                   progress: _Progress, lines: dict[str, str] | None = None
+                   progress: Progress, lines: dict[str, str] | None = None, setup: ModelSetup | None = None
                    ) -> tuple[list[str], list[dict[str, str]], int]:
     """Run the model over ``todo``, writing one part file per finished video. Returns (done ids, failures, clips).
-    ``lines``: the list-file line (``'list.txt:LINE'``) of each id a list named, for the failure reports."""
+    ``lines``: the list-file line (``'list.txt:LINE'``) of each id a list named, for the failure reports; ``setup``
+    is told each batch's decoding and model seconds (the CPU threads' decision)."""
     lines = lines or {}
     device = next(model.parameters()).device
     pending: dict[int, list[torch.Tensor]] = {}
@@ -319,10 +310,14 @@ def _extract_share(model: nn.Module, todo: Sequence[tuple[int, str, Path]], cfg:
             continue
         # The features stay on the model's device until the video ends: a copy to the host per batch would make
         # the host wait for every forward, so that it could not queue the next batch meanwhile.
+        start = time.perf_counter()
         feats = forward_clips(model, item['clips'], cfg.dtype)
+        model_s = time.perf_counter() - start  # the forward's time on the CPU (asynchronous on a GPU)
         pending.setdefault(index, []).append(feats)
         clips_total += len(feats)
-        progress.add_clips(len(feats))
+        progress.add_clips(len(feats), shape=len(feats))
+        if setup is not None:
+            setup.after_batch(len(feats), item['decode_s'], model_s)
         if item['last']:
             rows = torch.cat(pending.pop(index)).cpu().numpy()  # one copy (and wait) per video
             peak = float(np.abs(rows).max(initial=0.0)) if cfg.store_dtype == 'float16' else 0.0
@@ -401,6 +396,8 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
             raise ExtractError(f'{len(missing)} videos of --keyframes are not in {source}: '
                                f'{", ".join(missing[:5])}{", ..." if len(missing) > 5 else ""}')
         videos = [(vid, path) for vid, path in videos if vid in wanted]
+    if cfg.batch_size is None:
+        cfg = dataclasses.replace(cfg, batch_size=default_batch_size(device))
     info = make_store_info(cfg, checkpoint_id(cfg.checkpoint, cfg.seed), device)
     out.parent.mkdir(parents=True, exist_ok=True)
     # 1. rank 0 takes the store's lock (held until the end of the run), checks the leftovers of earlier runs and
@@ -416,7 +413,7 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
                                                                              if dist.world > 1 else ''),
                              *(f'  {line}' for line in cfg.summary()),
                              f'  videos      {len(videos)}, {complete} of them already complete']))
-    extracted, failures, clips, seconds = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0, lines)
+    extracted, failures, clips, speed = _extract_todo(todo, cfg, device, parts, progress and dist.rank == 0, lines)
     # 3. parts -> shard (or straight into OUT in a single process), then rank 0 merges.
     held: list[str] = []  # the ids in this rank's shard, which rank 0 must find
     try:
@@ -433,7 +430,7 @@ def _run(source: str | os.PathLike | Sequence[tuple[str, Path]], out: Path, cfg:
     dist.barrier()  # every shard is complete
     _merge_on_rank0(out, info, dist, use_base, [g[3] for g in gathered])
 
-    result = ExtractResult(out=out, seconds=seconds)
+    result = ExtractResult(out=out, **speed)
     for ext, fail, n, _ in gathered:
         result.extracted += ext
         result.failed += fail
@@ -486,27 +483,29 @@ def _agree_on_leftovers(out: Path, info: StoreInfo, overwrite: bool, dist: _Dist
 
 
 def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, device: torch.device, parts: Path,
-                  progress: bool, lines: dict[str, str]) -> tuple[list[str], list[dict[str, str]], int, float]:
-    """Build the model and run it over ``todo`` (:func:`_extract_share`); also returns the seconds it took."""
+                  progress: bool, lines: dict[str, str]) -> tuple[list[str], list[dict[str, str]], int, dict]:
+    """Build the model and run it over ``todo`` (:func:`_extract_share`); also returns its speed (the
+    :class:`ExtractResult` fields ``seconds``, ``warmup_seconds``, ``warmup_clips``, ``clips_per_s``,
+    ``model_threads``, ``decode_share``, ``compiled``)."""
     if cfg.num_workers is None:
         cfg = dataclasses.replace(cfg, num_workers=default_num_workers(device))
     model = cfg.build_model().to(device)
-    bar = _Progress(len(todo), enabled=progress)
-    threads = torch.get_num_threads()
-    if device.type == 'cpu':
-        # The decoders (worker processes or the decoding thread) need cores too. With every core also running a
-        # model thread, the model's OpenMP threads wait on each other while a decoder holds a core: measured 5-10x
-        # slower forwards on a 2-core machine. So the model gets the cores the decoders leave (only ever lowered:
-        # torchrun already sets one thread per process).
-        torch.set_num_threads(min(threads, max(1, num_cpus() - max(cfg.num_workers, 1))))
-    start = time.perf_counter()
+    bar = Progress(len(todo), enabled=progress)
+    start, threads = time.perf_counter(), torch.get_num_threads()
     try:
-        share = _extract_share if cfg.keyframe_clips is None else extract_featmap_share
-        extracted, failures, clips = share(model, todo, cfg, parts, bar, lines)
+        setup = ModelSetup(model, cfg, device, bar)  # sets the CPU threads (restored below) and compiles
+        if cfg.keyframe_clips is None:
+            extracted, failures, clips = _extract_share(model, todo, cfg, parts, bar, lines, setup)
+        else:
+            extracted, failures, clips = extract_featmap_share(model, todo, cfg, parts, bar, lines)
+        plan, compiled = setup.plan, setup.compiled
     finally:
         bar.close()
         torch.set_num_threads(threads)
-    return extracted, failures, clips, time.perf_counter() - start
+    return extracted, failures, clips, dict(seconds=time.perf_counter() - start, warmup_seconds=bar.warmup_seconds,
+                                            warmup_clips=bar.warmup_clips, clips_per_s=bar.clips_per_s,
+                                            model_threads=plan.threads if plan else None,
+                                            decode_share=plan.share if plan else None, compiled=compiled)
 
 
 def _merge_on_rank0(out: Path, info: StoreInfo, dist: _Dist, use_base: bool, held: Sequence[Sequence[str]]) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from backbone.compile import compile_backbone
+from backbone.timing import ForwardTimer
 from tasks.data.files import write_json_atomic, write_text_atomic
 from tasks.data.video import VideoDecodeError, VideoReader
 from tasks.data.video.ids import video_id_of
@@ -125,13 +127,19 @@ def is_classification_config(cfg: Mapping[str, Any]) -> bool:
 
 @dataclass
 class Classifier:
-    """A classification config's model with its checkpoint loaded strictly, on ``device``, in eval mode."""
+    """A classification config's model with its checkpoint loaded strictly, on ``device``, in eval mode.
+
+    ``compiled_blocks``: its transformer blocks compiled (``--compile``, :func:`backbone.compile.compile_backbone`);
+    ``timer``: the seconds of its forward batches, the warm-up apart (:class:`backbone.timing.ForwardTimer`).
+    """
 
     config: str
     cfg: Any  # mmengine Config
     model: torch.nn.Module
     device: torch.device
     num_classes: int
+    compiled_blocks: int = 0
+    timer: ForwardTimer = field(default_factory=ForwardTimer)
 
 
 def _num_classes(cfg: Mapping[str, Any]) -> int:
@@ -142,8 +150,12 @@ def _num_classes(cfg: Mapping[str, Any]) -> int:
 
 
 def load_classifier(config: str | os.PathLike, checkpoint: str | os.PathLike, *, device: str | torch.device | None
-                    = None, cfg_options: Mapping[str, Any] | None = None) -> Classifier:
+                    = None, cfg_options: Mapping[str, Any] | None = None, compile: bool = False) -> Classifier:
     """Build the config's model and load ``checkpoint`` strictly (:func:`tasks.engine.runner.load_for_test`).
+
+    ``compile``: compile its transformer blocks on ``device`` (:func:`backbone.compile.compile_backbone`; lazy, the
+    first batch pays it; where compilation is unavailable a one-line warning and eager), as does the config's
+    ``compile_backbone`` (:func:`tasks.engine.runner.compile_options`).
 
     Raises:
         InferError: the config is not a classification config.
@@ -153,7 +165,7 @@ def load_classifier(config: str | os.PathLike, checkpoint: str | os.PathLike, *,
     from mmengine.registry import MODELS, init_default_scope
 
     from backbone import resolve_checkpoint
-    from tasks.engine.runner import apply_tf32, load_for_test
+    from tasks.engine.runner import apply_compile, apply_tf32, compile_options, load_for_test
 
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(dict(cfg_options or {}))
@@ -162,11 +174,16 @@ def load_classifier(config: str | os.PathLike, checkpoint: str | os.PathLike, *,
                          f'({", ".join(CLASSIFIER_TYPES)})')
     checkpoint = resolve_checkpoint(checkpoint)  # a path, or a released name (docs/checkpoints.md)
     apply_tf32(cfg)
+    apply_compile(cfg, compile)
+    options = compile_options(cfg)  # a wrong config value stops the run before the model is built
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)
     load_for_test(model, checkpoint)
     dev = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return Classifier(str(config), cfg, model.to(dev).eval(), dev, _num_classes(cfg))
+    model = model.to(dev).eval()
+    # on its device: the probe and the kernels are the device's
+    compiled = compile_backbone(model, **options) if options is not None else 0
+    return Classifier(str(config), cfg, model, dev, _num_classes(cfg), compiled)
 
 
 def configured_class_names(cfg: Any) -> Any:
@@ -297,7 +314,7 @@ def classify_videos(videos: Sequence[str | os.PathLike], clf: Classifier, names:
         bar = _progress(len(videos), 'video', progress, 'classify')
         try:
             for batch in loader:
-                with torch.no_grad():
+                with torch.no_grad(), clf.timer.batch(clf.device, shape=len(batch['inputs'])):
                     outputs = clf.model.test_step(batch)
                 for sample in outputs:
                     score, index, failure = _pred_score(sample)
@@ -358,7 +375,7 @@ def _window_scores(clf: Classifier, views: list[torch.Tensor]) -> np.ndarray:
     """(B, K) merged scores of B windows' views (each uint8 (V, 3, T, S, S)), through the model's ``test_step``."""
     inputs = torch.stack(views)
     batch = dict(inputs=inputs, data_samples=dict(label=torch.zeros(len(views), dtype=torch.int64)))
-    with torch.no_grad():
+    with torch.no_grad(), clf.timer.batch(clf.device, shape=len(views)):
         outputs = clf.model.test_step(batch)
     return np.stack([_pred_score(o)[0].detach().float().cpu().numpy() for o in outputs])
 

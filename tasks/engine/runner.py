@@ -23,6 +23,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from backbone import filter_checkpoint
+from backbone.compile import compile_backbone
 from backbone.precision import set_cuda_tf32
 from tasks.data.annotations import AnnotationError
 from tasks.data.files import write_json_atomic
@@ -33,10 +34,11 @@ from .report import text_table
 from .wrappers import use_bf16_test_loop  # also registers the wrappers and loops the configs name
 
 __all__ = ['DATA_ERRORS', 'PATH_KEYS', 'DataPathError', 'EmptyEpochError', 'StrictCheckpointHook',
-           'add_runner_options', 'apply_amp', 'apply_auto_scale_lr', 'apply_tf32', 'build_runner',
-           'build_training_runner', 'check_data_paths', 'check_train_batches', 'cpu_backend', 'data_error_message',
-           'evaluate_checkpoint', 'fill_out_dirs', 'finish_distributed', 'load_config', 'load_for_test',
-           'lr_batch_warning', 'metrics_table', 'repoint_paths', 'resolve_work_dir', 'train_config']
+           'add_runner_options', 'apply_amp', 'apply_auto_scale_lr', 'apply_compile', 'apply_tf32', 'build_runner',
+           'build_training_runner', 'check_data_paths', 'check_train_batches', 'compile_options',
+           'compile_runner_model', 'cpu_backend', 'data_error_message', 'evaluate_checkpoint', 'fill_out_dirs',
+           'finish_distributed', 'load_config', 'load_for_test', 'lr_batch_warning', 'metrics_table', 'repoint_paths',
+           'resolve_work_dir', 'train_config']
 
 
 # =====================================================================================================================
@@ -190,17 +192,79 @@ def apply_tf32(cfg: Config) -> None:
     set_cuda_tf32(tf32)
 
 
+# mmengine's own `compile` key is not used: it compiles the whole train_step (forward, backward and optimiser step,
+# graph-broken at the backward) and only in training; compiling the Blocks in place serves train and test alike and
+# leaves state-dict keys, checkpoints and hooks as in eager mode.
+def compile_options(cfg: Config) -> dict[str, Any] | None:
+    """The config's top-level ``compile_backbone`` as keyword arguments of :func:`backbone.compile.compile_backbone`
+    (None: do not compile).
+
+    ``compile_backbone = True`` (``--compile``) compiles with torch's defaults; ``dict(mode='max-autotune',
+    dynamic=False)`` passes those on; ``False`` or absent runs eager.
+
+    Raises:
+        ValueError: another value, or a dict with other keys.
+    """
+    value = cfg.get('compile_backbone')
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, Mapping) and set(value) <= {'mode', 'dynamic'}:
+        return dict(value)
+    raise ValueError(f'config key compile_backbone must be True, False, None or dict(mode=..., dynamic=...), got '
+                     f'{value!r}')
+
+
+def apply_compile(cfg: Config, enable: bool) -> None:
+    """``--compile`` of ``tools/train.py`` / ``tools/test.py``: set ``compile_backbone = True`` in place, unless the
+    config already asks for it (its own options then stay)."""
+    if enable and not cfg.get('compile_backbone'):
+        cfg.compile_backbone = True
+
+
+def compile_runner_model(runner: Any, options: Mapping[str, Any] | None) -> int:
+    """Compile the transformer blocks of the Runner's model (on its device, DDP-wrapped or not) in place; one log line
+    says how many, why none (a model without blocks, e.g. ActionFormer on stored features), or why eager.
+
+    Returns:
+        The number of blocks compiled.
+    """
+    if options is None:
+        return 0
+    reasons: list[str] = []
+
+    def fallback(message: str) -> None:  # compilation unavailable here: say why, once
+        reasons.append(message)
+        runner.logger.warning(message)
+
+    count = compile_backbone(runner.model, log=fallback, **options)
+    model = getattr(runner.model, 'module', runner.model)
+    if count:
+        runner.logger.info(f'compile_backbone: {count} transformer blocks of {type(model).__name__} compiled in '
+                           'place (state-dict keys unchanged); the first iteration of each input shape compiles them')
+    elif not reasons:
+        runner.logger.info(f'compile_backbone: {type(model).__name__} has no transformer block (0 compiled); it runs '
+                           'eager')
+    return count
+
+
 def build_runner(cfg: Config):
     """``Runner.from_cfg``, or the config's own ``runner_type`` from the RUNNERS registry, after :func:`apply_tf32`
-    (before the Runner builds anything)."""
+    (before the Runner builds anything); then the model's blocks compiled if the config's ``compile_backbone`` says
+    so (:func:`compile_runner_model`, before any training or testing)."""
     apply_tf32(cfg)
+    options = compile_options(cfg)  # a wrong value stops the run before anything is built
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
 
-        return RUNNERS.build(cfg)
-    from mmengine.runner import Runner
+        runner = RUNNERS.build(cfg)
+    else:
+        from mmengine.runner import Runner
 
-    return Runner.from_cfg(cfg)
+        runner = Runner.from_cfg(cfg)
+    compile_runner_model(runner, options)
+    return runner
 
 
 # =====================================================================================================================
@@ -269,13 +333,14 @@ def lr_batch_warning(cfg: Config, world_size: int) -> str | None:
 
 def build_training_runner(config: str, *, work_dir: str | None = None, resume: str | None = None,
                           cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
-                          amp: AmpMode | None = None, auto_scale_lr: bool = False):
+                          amp: AmpMode | None = None, auto_scale_lr: bool = False, compile: bool = False):
     """The Runner of :func:`train_config`, checked and ready for ``runner.train()``: the data paths exist
     (:func:`check_data_paths`), an epoch has at least one iteration (:func:`check_train_batches`), and a total batch
     other than the lr's is reported (:func:`lr_batch_warning`)."""
     cfg = load_config(config, work_dir, cfg_options, launcher, local_rank)
     apply_amp(cfg, amp)
     apply_auto_scale_lr(cfg, auto_scale_lr)
+    apply_compile(cfg, compile)
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None  # the Runner looks up `last_checkpoint` in the work directory
     elif resume is not None:
@@ -293,7 +358,7 @@ def build_training_runner(config: str, *, work_dir: str | None = None, resume: s
 
 def train_config(config: str, *, work_dir: str | None = None, resume: str | None = None,
                  cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
-                 amp: AmpMode | None = None, auto_scale_lr: bool = False) -> None:
+                 amp: AmpMode | None = None, auto_scale_lr: bool = False, compile: bool = False) -> None:
     """Train from a config with the Runner (``tools/train.py``).
 
     Args:
@@ -302,13 +367,16 @@ def train_config(config: str, *, work_dir: str | None = None, resume: str | None
         amp: ``'bf16'`` or ``'fp16'`` mixed precision (:func:`apply_amp`), None as the config says.
         auto_scale_lr: scale the lr by this run's total batch / ``auto_scale_lr.base_batch_size``
             (:func:`apply_auto_scale_lr`); off: the config's lr as written.
+        compile: compile the model's transformer blocks (:func:`apply_compile`); off: as the config's
+            ``compile_backbone`` says.
 
     Raises:
         DataPathError: a dataset file or folder that does not exist.
         EmptyEpochError: a training set smaller than one batch per process.
     """
     runner = build_training_runner(config, work_dir=work_dir, resume=resume, cfg_options=cfg_options,
-                                   launcher=launcher, local_rank=local_rank, amp=amp, auto_scale_lr=auto_scale_lr)
+                                   launcher=launcher, local_rank=local_rank, amp=amp, auto_scale_lr=auto_scale_lr,
+                                   compile=compile)
     # Resuming reads an mmengine checkpoint, which pickles the message hub: allow exactly its classes under torch's
     # weights-only loading (torch >= 2.6 refuses them otherwise; docs/ecosystem.md).
     with mmengine_checkpoint_globals():
@@ -429,10 +497,11 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
 
 def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = None, out: str | None = None,
                         cfg_options: Mapping | None = None, launcher: str = 'none', local_rank: int = 0,
-                        amp: bool = False) -> dict[str, Any]:
+                        amp: bool = False, compile: bool = False) -> dict[str, Any]:
     """Test ``checkpoint``, loaded strictly (:class:`StrictCheckpointHook`; the config's ``load_from`` is ignored),
     with the config's test loop (``tools/test.py``); ``amp``: under bfloat16 autocast
-    (:class:`~tasks.engine.wrappers.BF16TestLoop`).
+    (:class:`~tasks.engine.wrappers.BF16TestLoop`); ``compile``: the model's transformer blocks compiled
+    (:func:`apply_compile`).
 
     Metrics that take an ``out_dir`` and leave it unset write their files into the work directory; the metrics go to
     ``out`` (default ``<work_dir>/results.json``) and are printed as a table, by rank 0 only.
@@ -446,6 +515,7 @@ def evaluate_checkpoint(config: str, checkpoint: str, *, work_dir: str | None = 
     fill_out_dirs(cfg, cfg.work_dir)
     if amp:
         use_bf16_test_loop(cfg)
+    apply_compile(cfg, compile)
     check_data_paths(cfg, ['test_dataloader'])
     if launcher != 'none':
         cpu_backend(cfg, 'tools/test.py')

@@ -20,13 +20,15 @@ import csv
 import io
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from backbone.compile import compile_backbone
+from backbone.timing import ForwardTimer
 from tasks.data.files import write_json_atomic, write_text_atomic
 from tasks.data.progress import progress_bar
 from tasks.data.video import VideoDecodeError, VideoReader
@@ -84,7 +86,11 @@ class VideoSegments:
 
 @dataclass
 class Localizer:
-    """An ActionFormer config's model (checkpoint loaded strictly) and the backbone that makes its features."""
+    """An ActionFormer config's model (checkpoint loaded strictly) and the backbone that makes its features.
+
+    ``compiled_blocks``: the backbone's transformer blocks compiled (``--compile``); ``timer``: the seconds of the
+    backbone's forward batches, the warm-up apart (:class:`backbone.timing.ForwardTimer`).
+    """
 
     config: str
     cfg: Any  # mmengine Config
@@ -94,6 +100,8 @@ class Localizer:
     device: torch.device
     num_classes: int
     settings_from: str = ''
+    compiled_blocks: int = 0
+    timer: ForwardTimer = field(default_factory=ForwardTimer)
 
 
 def _type_name(value: Any) -> str:
@@ -215,8 +223,12 @@ def _extraction(cfg: Any, config: str, features: str | os.PathLike | None, extra
 def load_localizer(config: str | os.PathLike, checkpoint: str | os.PathLike, *, features: str | os.PathLike | None
                    = None, extract: Mapping[str, Any] | None = None,
                    backbone_checkpoint: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                   cfg_options: Mapping[str, Any] | None = None) -> Localizer:
+                   cfg_options: Mapping[str, Any] | None = None, compile: bool = False) -> Localizer:
     """The detector (``checkpoint`` loaded strictly, :func:`tasks.engine.runner.load_for_test`) and its backbone.
+
+    ``compile``: compile the backbone's transformer blocks on ``device`` (:func:`backbone.compile.compile_backbone`;
+    the detector has none), as does the config's ``compile_backbone`` (:func:`tasks.engine.runner.compile_options`).
+    Compiling changes no extraction setting: the features stay those of the store.
 
     Raises:
         LocalizeError: not an ActionFormer config; extraction settings that cannot be derived or do not fit; a
@@ -227,7 +239,7 @@ def load_localizer(config: str | os.PathLike, checkpoint: str | os.PathLike, *, 
     from mmengine.registry import MODELS, init_default_scope
 
     from backbone import resolve_checkpoint
-    from tasks.engine.runner import apply_tf32, load_for_test
+    from tasks.engine.runner import apply_compile, apply_tf32, compile_options, load_for_test
 
     cfg = Config.fromfile(str(config))
     cfg.merge_from_dict(dict(cfg_options or {}))
@@ -244,11 +256,15 @@ def load_localizer(config: str | os.PathLike, checkpoint: str | os.PathLike, *, 
         raise LocalizeError(f'{config}: the detector takes {in_dim}-d features (model.in_dim) but the backbone from '
                             f'{source} ({xcfg.arch}) gives {backbone.embed_dim}-d ones')
     apply_tf32(cfg)
+    apply_compile(cfg, compile)
+    options = compile_options(cfg)  # a wrong config value stops the run before the model is built
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)
     load_for_test(model, checkpoint)
-    return Localizer(str(config), cfg, model.to(dev).eval(), backbone.to(dev), xcfg, dev, int(cfg.model['num_classes']),
-                     source)
+    backbone = backbone.to(dev)
+    compiled = compile_backbone(backbone, **options) if options is not None else 0
+    return Localizer(str(config), cfg, model.to(dev).eval(), backbone, xcfg, dev, int(cfg.model['num_classes']),
+                     source, compiled)
 
 
 def resolve_class_names(labels: str | os.PathLike | None, cfg: Any, num_classes: int) -> list[str]:
@@ -295,16 +311,18 @@ def resolve_class_names(labels: str | os.PathLike | None, cfg: Any, num_classes:
 # ---------------------------------------------------------------------------------------------------------------------
 def _features(loc: Localizer, video: str, label: str, progress: bool) -> tuple[torch.Tensor, Any]:
     """(rows (T, C) on the device, VideoFeatureMeta) of one video, as ``tools/extract_features.py`` stores them."""
-    from feature_store.extract import forward_clips, iter_clip_batches, sample_windows, windows_meta
+    from feature_store.extract import default_batch_size, forward_clips, iter_clip_batches, sample_windows, windows_meta
 
     x = loc.extract
+    batch_size = x.batch_size or default_batch_size(torch.device(loc.device))
     with VideoReader(video, x.backend) as reader:
         sample = sample_windows(reader, x.clip_len, x.frame_interval, x.stride, fps=x.sample_fps)
         meta = windows_meta(video_id_of(video), reader, sample, x.stride, fps=x.sample_fps)
         rows = []
         with progress_bar(sample.num_clips, 'window', label, progress) as bar:
-            for _, clips in iter_clip_batches(reader, sample, x.preprocess, x.batch_size, chunk_size=x.chunk_size):
-                rows.append(forward_clips(loc.backbone, clips, x.dtype))
+            for _, clips in iter_clip_batches(reader, sample, x.preprocess, batch_size, chunk_size=x.chunk_size):
+                with loc.timer.batch(loc.device, shape=len(clips)):
+                    rows.append(forward_clips(loc.backbone, clips, x.dtype))
                 bar.update(len(clips))
     rows = torch.cat(rows)
     # rounded as the store rounds its rows, so that the detector sees what it would read from a float16 store

@@ -11,7 +11,7 @@ from a seed, or a saved checkpoint) on 32x32 input. What is checked against what
 * resume and crash safety: a real extraction in a subprocess SIGKILLed after its first part file, and another killed
   inside ``build_store`` while appending, then rerun; the result must equal an uninterrupted run;
 * refusal to append with other settings (naming the fields), failures (exit 3, failures.json), and a 2-process
-  ``torchrun`` (gloo) run equal to the single-process one; a smoke run of the benchmark helper.
+  ``torchrun`` (gloo) run equal to the single-process one. The extraction benchmark is tested in test_bench_extract.py.
 
 The three subprocess tests take most of the time (each new interpreter imports torch).
 """
@@ -347,20 +347,3 @@ def test_torchrun_two_processes_equal_single_process(videos, reference, tmp_path
     assert 'dist.h5: 3 videos extracted' in proc.stderr
     stores_equal(out, reference, exact=False)  # to 1e-6: features computed in other processes
     assert leftovers(out) == []
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# benchmark helper (smoke: the numbers are machine-dependent, the structure and the feature agreement are not)
-# ---------------------------------------------------------------------------------------------------------------------
-def test_bench_extract_runs_both_loops_on_the_same_windows(videos):
-    from feature_store.bench_extract import bench_extract
-
-    r = bench_extract(videos / 'vid_a.mp4', 'vit_test', img_size=32, batch_size=2, max_windows=3)
-    assert (r['windows_total'], r['windows_run']) == (len(range(0, 40 - 15, 4)), 3)
-    assert r['max_abs_diff'] <= 1e-4  # the official loop and ours compute the same features
-    for loop in ('official', 'ours'):
-        t = r[loop]
-        assert 0 < t['decode_s'] <= t['total_s'] and 0 < t['model_s'] <= t['total_s']
-        assert t['decode_fraction'] == pytest.approx(t['decode_s'] / t['total_s'])
-    assert r['speedup'] == pytest.approx(r['official']['total_s'] / r['ours']['total_s'])
-    assert r['decode_only_all_windows']['windows'] == r['windows_total']

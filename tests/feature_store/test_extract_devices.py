@@ -1,6 +1,6 @@
 """Extraction on more than one kind of device and process: the device type and TF32 in the provenance rule, rank 0
 checking that the merged store holds every rank's videos, features kept on the device until a video ends, decoding
-workers sized to the machine on CUDA, and the extraction benchmark's warm-up and default windows.
+workers sized to the machine on CUDA.
 
 There is no GPU here: a store "made on a GPU" is a CPU store whose recorded device and TF32 are rewritten by hand, a
 node-local disk is a rank whose shard goes to another folder, and the CUDA settings are read from torch's flags, which
@@ -214,33 +214,3 @@ def test_decoding_workers_are_sized_to_the_machine_on_cuda(monkeypatch):
             monkeypatch.setenv('LOCAL_WORLD_SIZE', ranks)
         assert default_num_workers(torch.device('cpu')) == cpu
         assert default_num_workers(torch.device('cuda', 0)) == cuda, (cores, ranks)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# the extraction benchmark
-# ---------------------------------------------------------------------------------------------------------------------
-def test_bench_extract_warms_up_in_the_timed_dtype_and_batch_shapes(videos, monkeypatch):
-    import feature_store.bench_extract as bench
-
-    calls = []
-    forward = bench.forward_clips
-
-    def recorded(model, clips, dtype='fp32'):
-        calls.append((tuple(clips.shape), dtype))
-        return forward(model, clips, dtype)
-
-    monkeypatch.setattr(bench, 'forward_clips', recorded)
-    r = bench.bench_extract(videos / 'vid_a.mp4', 'vit_test', img_size=32, batch_size=2, max_windows=5,
-                            dtype='bf16', decode_only=False)
-    assert r['windows_run'] == 5
-    # warm-up: ours in bf16 at its full batch (2) and its last, smaller one (1); then the official loop's fp32 batch 1
-    # (which it then runs by itself, without forward_clips); then ours, timed: 2 + 2 + 1 windows
-    assert calls[:3] == [((1, 3, 16, 32, 32), 'bf16'), ((2, 3, 16, 32, 32), 'bf16'), ((1, 3, 16, 32, 32), 'fp32')]
-    assert calls[3:] == [((2, 3, 16, 32, 32), 'bf16'), ((2, 3, 16, 32, 32), 'bf16'), ((1, 3, 16, 32, 32), 'bf16')]
-
-
-def test_bench_extract_default_windows_cover_a_batch():
-    from feature_store.bench_extract import default_max_windows
-
-    assert default_max_windows(16, 'cpu') == 16 and default_max_windows(4, 'cpu') == 8
-    assert default_max_windows(16, 'cuda') is None  # every window

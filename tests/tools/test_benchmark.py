@@ -1,72 +1,29 @@
 """Smoke tests of ``tools/benchmark.py``: every subcommand in-process on tiny settings (``backbone``, ``extract`` and
-``pretrain`` on the ``vit_test`` preset, ``store`` on 5 videos of 16 x 8 features, ``memory`` on 1- and 2-s videos),
-and the shared helpers. Nothing here asserts speed or memory; the numbers are checked for structure, sign and internal
-consistency (every ratio recomputed from the raw times, sizes and peaks in the JSON, every target verdict from the
-stated thresholds), and the FLOP count, model parity, file sizes and token counts against independently known
-answers."""
+``pretrain`` on the ``vit_test`` preset, ``store`` on 5 videos of 16 x 8 features, ``memory`` on 1- and 2-s videos;
+``all`` in test_benchmark_all.py), and the shared helpers. Nothing here asserts speed or memory; the numbers are
+checked for structure, sign and internal consistency (every ratio and projection recomputed from the raw times, sizes
+and peaks in the JSON, every target verdict from the stated thresholds), and the FLOP count, model and compiled-model
+parity, file sizes and token counts against independently known answers."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.tools.benchmark_kit import load_tool, parse_table, run_tool, temporary_files
+
 FRAMES, IMG, BATCH, REPEATS = 4, 32, 2, 2
-
-
-def _load_tool():
-    # tools/ is a folder of scripts, not a package: load the file as a module (registered so dataclasses resolve).
-    spec = importlib.util.spec_from_file_location('benchmark_tool', ROOT / 'tools' / 'benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
 def tool():
-    return _load_tool()
-
-
-def _run(tool, argv: list[str], json_path: Path) -> tuple[dict, str]:
-    """``benchmark.py ARGV --json JSON_PATH`` in-process: (the JSON written, stdout)."""
-    threads = torch.get_num_threads()
-    stdout = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
-            code = tool.main([*argv, '--json', str(json_path)])
-    finally:
-        torch.set_num_threads(threads)  # --threads is process-wide; do not leak it into other tests
-    assert code == 0
-    assert _temporary_files(json_path.parent) == []
-    return json.loads(json_path.read_text()), stdout.getvalue()
-
-
-def _temporary_files(folder: Path) -> list[str]:
-    """Names an interrupted atomic write would leave behind (``tasks.data.files`` writes ``.NAME.XXXX.tmp.SUFFIX``)."""
-    return [p.name for p in folder.iterdir() if '.tmp' in p.name]
-
-
-def _table(stdout: str, first_header: str) -> tuple[str, list[list[str]]]:
-    """(header line, body lines split on two or more spaces) of the table whose header starts with FIRST_HEADER."""
-    lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(first_header))
-    assert set(lines[start + 1]) <= {'-', ' '}
-    body = []
-    for line in lines[start + 2:]:
-        cells = [c for c in line.split('  ') if c.strip()]
-        if len(cells) < 2:
-            break
-        body.append([c.strip() for c in cells])
-    return lines[start], body
+    return load_tool()
 
 
 @pytest.fixture(scope='module')
@@ -80,11 +37,11 @@ def backbone_run(tool, tmp_path_factory):
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
             code = tool.main(['backbone', '--arch', 'vit_test', '--frames', str(FRAMES), '--img-size', str(IMG),
                               '--batch', str(BATCH), '--warmup', '1', '--repeats', str(REPEATS), '--threads', '1',
-                              '--peak-size', '64', '--json', str(path)])
+                              '--peak-size', '64', '--no-compile', '--json', str(path)])
     finally:
         torch.set_num_threads(threads)  # --threads is process-wide; do not leak it into other tests
     assert code == 0
-    assert _temporary_files(path.parent) == []
+    assert temporary_files(path.parent) == []
     return json.loads(path.read_text()), stdout.getvalue()
 
 
@@ -98,6 +55,8 @@ def test_backbone_json_structure(backbone_run):
     assert payload['machine']['torch_threads'] == 1
     assert {(r['dtype'], r['impl']) for r in payload['rows']} == {
         (d, i) for d in ('fp32', 'bf16') for i in ('ours', 'hf_sdpa')}
+    assert payload['compile'] == {'requested': False, 'unavailable_reason': None}  # --no-compile: no compiled rows
+    assert payload['speedup_compiled'] == {}
     for row in payload['rows']:
         for key in ('clips_per_s', 'clips_per_s_min', 'clips_per_s_max', 'ms_per_clip', 'gflop_per_clip', 'gflops',
                     'peak_gflops', 'peak_pct', 'speedup'):
@@ -132,6 +91,24 @@ def test_backbone_models_agree_and_speedup_is_paired_ratio(backbone_run):
         assert rows[dtype, 'ours']['speedup'] == pytest.approx(value)
 
 
+def test_backbone_target_verdicts_follow_from_rows(backbone_run):
+    payload, stdout = backbone_run
+    rows = {(r['dtype'], r['impl']): r for r in payload['rows']}
+    targets = payload['targets']
+    assert targets == {'fp32': {'speedup_min': 1.0, 'peak_pct_min': 85.0, 'compiled_max_abs_diff': 1e-5},
+                       'bf16': {'speedup_min': 1.25, 'peak_pct_min': 70.0}}
+    assert payload['best_impl'] == {'fp32': 'ours', 'bf16': 'ours'}  # the only one of ours without compilation
+    for dtype in ('fp32', 'bf16'):
+        ours = rows[dtype, 'ours']
+        assert payload['meets'][f'{dtype}_speedup'] == (ours['speedup'] >= targets[dtype]['speedup_min'])
+        assert payload['meets'][f'{dtype}_peak_pct'] == (ours['peak_pct'] >= targets[dtype]['peak_pct_min'])
+        word = 'met' if payload['meets'][f'{dtype}_speedup'] else 'BELOW'
+        assert (f"{dtype} targets (ours, the faster of ours): {ours['speedup']:.3f}x transformers "
+                f"(>= {targets[dtype]['speedup_min']:g}x: {word})") in stdout
+    assert 'fp32_compiled_equal' not in payload['meets']
+    assert 'compiled rows skipped (--no-compile)' in stdout
+
+
 def test_backbone_prints_table(backbone_run):
     _, stdout = backbone_run
     lines = stdout.splitlines()
@@ -142,6 +119,45 @@ def test_backbone_prints_table(backbone_run):
     assert [line.split()[:3] for line in body] == [
         ['vit_test', 'fp32', 'ours'], ['vit_test', 'fp32', 'hf_sdpa'],
         ['vit_test', 'bf16', 'ours'], ['vit_test', 'bf16', 'hf_sdpa']]
+
+
+def _backbone_fp32(tool, tmp_path: Path) -> tuple[dict, str]:
+    """A short ``benchmark.py backbone`` in fp32 only, compiled rows included where they can run."""
+    pytest.importorskip('transformers', reason='the backbone benchmark times transformers VideoMAEModel as reference')
+    return run_tool(tool, ['backbone', '--arch', 'vit_test', '--frames', str(FRAMES), '--img-size', str(IMG), '--batch',
+                       str(BATCH), '--warmup', '0', '--repeats', '1', '--threads', '1', '--peak-size', '64',
+                       '--dtypes', 'fp32'], tmp_path / 'backbone.json')
+
+
+def test_backbone_compiled_rows_equal_eager_with_compile_time_apart(tool, tmp_path):
+    from backbone.compile import compile_unavailable_reason
+
+    if (reason := compile_unavailable_reason()) is not None:
+        pytest.skip(f'torch.compile cannot run here: {reason}')
+    payload, stdout = _backbone_fp32(tool, tmp_path)
+    rows = {r['impl']: r for r in payload['rows']}
+    assert list(rows) == ['ours', 'ours_compiled', 'hf_sdpa']
+    c = payload['compile']['fp32']
+    assert c['compile_s'] == pytest.approx(c['first_call_s'] - c['steady_call_s'])
+    # compiling is paid in the first call, which is kept out of the timed (steady) calls behind clips/s
+    assert c['first_call_s'] > max(rows['ours_compiled']['times_s'])
+    assert c['max_abs_diff_vs_eager'] <= 1e-5 and payload['meets']['fp32_compiled_equal']
+    assert rows['ours_compiled']['max_abs_diff'] == c['max_abs_diff_vs_eager']
+    assert rows['ours_compiled']['gflop_per_clip'] == rows['ours']['gflop_per_clip']  # the same computation
+    [hf], [compiled] = rows['hf_sdpa']['times_s'], rows['ours_compiled']['times_s']
+    assert payload['speedup_compiled']['fp32'] == pytest.approx(hf / compiled)
+    assert rows['ours_compiled']['speedup'] == pytest.approx(hf / compiled)
+    assert f"compile time (first call minus a steady call, not in clips/s): fp32 {c['compile_s']:.2f} s" in stdout
+
+
+def test_backbone_skips_compiled_rows_with_the_reason(tool, tmp_path, monkeypatch):
+    import backbone.bench
+
+    monkeypatch.setattr(backbone.bench, 'compile_unavailable_reason', lambda device='cpu': 'no C++ compiler (test)')
+    payload, stdout = _backbone_fp32(tool, tmp_path)
+    assert [r['impl'] for r in payload['rows']] == ['ours', 'hf_sdpa']
+    assert payload['compile'] == {'requested': True, 'unavailable_reason': 'no C++ compiler (test)'}
+    assert 'compiled rows skipped: torch.compile is not available here (no C++ compiler (test))' in stdout
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -195,7 +211,7 @@ VIDEOS, ROWS, DIM = 5, 16, 8
 @pytest.fixture(scope='module')
 def store_run(tool, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('store')
-    payload, stdout = _run(tool, ['store', '--num-videos', str(VIDEOS), '--rows', str(ROWS), '--dim', str(DIM),
+    payload, stdout = run_tool(tool, ['store', '--num-videos', str(VIDEOS), '--rows', str(ROWS), '--dim', str(DIM),
                                   '--window', '4', '--num-windows', '10', '--repeats', '2', '--tmpdir', str(tmp)],
                            tmp / 'store.json')
     return payload, stdout, tmp
@@ -236,7 +252,7 @@ def test_store_ratios_follow_from_raw_numbers(store_run):
 
 def test_store_prints_table(store_run):
     payload, stdout, _ = store_run
-    header, body = _table(stdout, 'layout')
+    header, body = parse_table(stdout, 'layout')
     for column in ('dtype', 'size MB', 'sequential s', 'random s', 'window ms'):
         assert column in header
     assert [row[:2] for row in body] == [['HDF5 store', 'fp32'], ['npy per video', 'fp32'],
@@ -253,7 +269,7 @@ def extract_run(tool, tmp_path_factory):
     """No --video: the tool generates a 1-s benchmark video (30 frames at 30 fps) into --cache-dir."""
     pytest.importorskip('decord', reason='the official loop being compared reads with decord')
     tmp = tmp_path_factory.mktemp('extract')
-    payload, stdout = _run(tool, ['extract', '--arch', 'vit_test', '--img-size', '32',
+    payload, stdout = run_tool(tool, ['extract', '--arch', 'vit_test', '--img-size', '32',
                                   '--cache-dir', str(tmp / 'cache'), '--video-seconds', '1', '--max-windows', '3',
                                   '--batch-size', '2', '--threads', '1'], tmp / 'extract.json')
     return payload, stdout, tmp / 'cache'
@@ -271,34 +287,78 @@ def test_extract_generates_and_reuses_the_video(tool, extract_run):
     assert video.stat().st_mtime_ns == mtime  # found, not re-encoded
 
 
-def test_extract_json_structure_and_ratios(extract_run):
+def test_extract_json_structure_and_projection(extract_run):
+    from feature_store.extract import model_threads
+
     payload, _, _ = extract_run
     r = payload['result']
-    # 16-frame windows every 4 frames over 30 frames start at 0, 4, 8, 12 (the official range(0, n - 15, 4))
-    assert (r['windows_total'], r['windows_run']) == (4, 3)
-    assert r['max_abs_diff'] <= 1e-4  # the same weights and the same computation in both loops
-    for loop in ('official', 'ours'):
-        t = r[loop]
-        assert 0 < t['decode_s'] and 0 < t['model_s'] and 0 < t['total_s']
-        assert payload['decode_fraction'][loop] == pytest.approx(t['decode_s'] / t['total_s'])
-        assert t['clips_per_s'] == pytest.approx(3 / t['total_s'])
-    assert (r['official']['batch_size'], r['ours']['batch_size']) == (1, 2)
-    speedup = payload['speedup']
-    assert speedup['end_to_end'] == pytest.approx(r['official']['total_s'] / r['ours']['total_s'])
-    d = r['decode_only_all_windows']
-    assert d['windows'] == 4
-    assert speedup['decode_only_all_windows'] == pytest.approx(d['official_s'] / d['ours_s'])
-    assert payload['meets'] == {'speedup': speedup['end_to_end'] >= 3.0,
-                                'ours_decode_fraction': payload['decode_fraction']['ours'] < 0.10}
+    # 16-frame windows every 4 frames over 30 frames start at 0, 4, 8, 12 (the official range(0, n - 15, 4)); 3 of
+    # them spread over the video: the first, the last and the one at linspace(0, 3, 3)[1] = 1.5 -> 2
+    assert (r['windows_total'], r['windows_run'], r['window_indices']) == (4, 3, [0, 2, 3])
+    assert list(r['ours']) == ['fp32', 'bf16']  # the default --dtypes, both in the same run
+    off = r['official']
+    assert (off['batch_size'], off['dtype'], r['ours']['fp32']['batch_size']) == (1, 'fp32', 2)
+    # the official loop: decoding of every window measured without the model, plus model time per window x 4
+    assert r['decode_only_all_windows']['windows'] == 4
+    assert off['basis'] == 'projected' and off['measured']['windows'] == 3
+    assert off['decode_s'] == r['decode_only_all_windows']['official_s']
+    assert off['model_s'] == pytest.approx(off['measured']['model_s'] / 3 * 4)
+    for loop in (off, *r['ours'].values()):
+        m = loop['measured']
+        assert 0 < m['decode_s'] and 0 < m['model_s'] and 0 < m['total_s']
+        assert loop['total_s'] == pytest.approx(loop['decode_s'] + loop['model_s'])
+        assert loop['decode_fraction'] == pytest.approx(loop['decode_s'] / loop['total_s'])
+        assert loop['clips_per_s'] == pytest.approx(4 / loop['total_s'])
+    for ours in r['ours'].values():
+        # ours decodes every frame even when sampling: its measured decoding is the whole video's
+        assert ours['decode_s'] == ours['measured']['decode_s']
+        assert ours['model_s'] == pytest.approx(ours['measured']['model_s'] / 3 * 4)
+        # its model threads: the extractor's rule on the measured costs, within --threads 1
+        rule = ours['thread_rule']
+        decided = model_threads(rule['cores'], 0, rule['decode_ms_per_clip'], rule['model_ms_per_clip'])
+        assert ours['torch_threads'] == rule['threads'] == min(1, decided)
+
+
+def test_extract_features_ratios_and_verdicts(extract_run):
+    payload, _, _ = extract_run
+    r, speedup, targets = payload['result'], payload['speedup'], payload['targets']
+    assert r['features']['fp32']['max_abs_diff'] <= 1e-4  # the same weights and the same computation in both loops
+    assert r['features']['bf16']['cosine_min'] >= 0.999  # bf16 autocast rounds, but keeps the direction
+    assert 0 < r['features']['fp32']['max_abs_diff'] < r['features']['bf16']['max_abs_diff']
+    for dtype in ('fp32', 'bf16'):
+        assert speedup[dtype] == pytest.approx(r['official']['total_s'] / r['ours'][dtype]['total_s'])
+        assert payload['decode_fraction'][f'ours_{dtype}'] == r['ours'][dtype]['decode_fraction']
+    assert speedup['decode'] == pytest.approx(r['official']['decode_s'] / r['ours']['fp32']['decode_s'])
+    assert targets['speedup_min'] == {'fp32': 2.0, 'bf16': 3.0}
+    assert payload['meets'] == {
+        'speedup_fp32': speedup['fp32'] >= 2.0, 'speedup_bf16': speedup['bf16'] >= 3.0,
+        'ours_decode_fraction': max(payload['decode_fraction'][f'ours_{d}'] for d in ('fp32', 'bf16')) < 0.10,
+        'features_fp32': True, 'features_bf16': True}
 
 
 def test_extract_prints_table(extract_run):
     payload, stdout, _ = extract_run
-    header, body = _table(stdout, 'loop')
-    for column in ('total s', 'decode s', 'model s', 'decode %', 'clips/s'):
+    header, body = parse_table(stdout, 'loop')
+    for column in ('whole video', 'total s', 'decode s', 'model s', 'decode %', 'clips/s', 'speedup'):
         assert column in header
-    assert [row[0] for row in body] == ['official', 'ours']
-    assert float(body[1][-2]) == pytest.approx(100 * payload['decode_fraction']['ours'], abs=0.05)
+    assert [row[:2] for row in body] == [['official', 'fp32'], ['ours', 'fp32'], ['ours', 'bf16']]
+    assert [row[5] for row in body] == ['projected'] * 3
+    assert float(body[2][-1]) == pytest.approx(payload['speedup']['bf16'], abs=0.005)
+    assert float(body[1][-3]) == pytest.approx(100 * payload['decode_fraction']['ours_fp32'], abs=0.05)
+    assert '3 of 4 windows, spread evenly over the whole video, through the models' in stdout
+    assert 'projected whole video: decoding of every window (official: measured without the model' in stdout
+    word = 'met' if payload['meets']['speedup_fp32'] else 'BELOW'
+    assert f"ours fp32 {payload['speedup']['fp32']:.2f}x (>= 2x: {word})" in stdout
+
+
+def test_spread_windows_cover_the_whole_video():
+    from feature_store.bench_extract import spread_windows
+
+    picked = spread_windows(447, 16)  # a 60-s, 30-fps video's windows
+    assert len(picked) == 16 and (picked[0], picked[-1]) == (0, 446)
+    assert {b - a for a, b in zip(picked, picked[1:])} <= {29, 30}  # 446 / 15 = 29.7 apart
+    assert spread_windows(5, None) == spread_windows(5, 5) == spread_windows(5, 9) == [0, 1, 2, 3, 4]
+    assert spread_windows(5, 1) == [0]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -307,7 +367,7 @@ def test_extract_prints_table(extract_run):
 @pytest.fixture(scope='module')
 def pretrain_run(tool, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('pretrain')
-    return _run(tool, ['pretrain', '--arch', 'vit_test', '--img-size', '32', '--frames', '4', '--steps', '1',
+    return run_tool(tool, ['pretrain', '--arch', 'vit_test', '--img-size', '32', '--frames', '4', '--steps', '1',
                        '--warmup', '0'], tmp / 'pretrain.json')
 
 
@@ -344,12 +404,12 @@ def test_pretrain_ratios_and_verdicts_follow_from_raw_numbers(pretrain_run):
 
 def test_pretrain_prints_tables(pretrain_run):
     payload, stdout = pretrain_run
-    header, body = _table(stdout, 'mode')
+    header, body = parse_table(stdout, 'mode')
     for column in ('GFLOPs fwd', 'GMACs fwd', 'step s', 'saved act. MiB'):
         assert column in header
     assert [row[0] for row in body] == ['dual (ours)', 'v1 (ours)', 'dual (paper)', 'v1 (paper)']
     assert body[3][3] == '35.48' and body[2][3] == '25.87'  # the paper's numbers under GMACs
-    _, ratios = _table(stdout, 'v1/dual')
+    _, ratios = parse_table(stdout, 'v1/dual')
     assert [row[0] for row in ratios][::2] == ['FLOPs fwd', 'step time', 'saved activations']
     assert float(ratios[0][1]) == pytest.approx(payload['flop_ratio'], abs=5e-5)
     assert float(ratios[0][2]) == pytest.approx(35.48 / 25.87, abs=5e-5)
@@ -362,7 +422,7 @@ def test_pretrain_prints_tables(pretrain_run):
 def memory_run(tool, tmp_path_factory):
     """Two generated 640x360 videos of 1 and 2 s, extracted by PyAV with one decoding worker."""
     tmp = tmp_path_factory.mktemp('memory')
-    payload, stdout = _run(tool, ['memory', '--seconds', '1', '2', '--backends', 'pyav', '--num-workers', '1',
+    payload, stdout = run_tool(tool, ['memory', '--seconds', '1', '2', '--backends', 'pyav', '--num-workers', '1',
                                   '--cache-dir', str(tmp / 'cache'), '--batch-size', '4'], tmp / 'memory.json')
     return payload, stdout, tmp / 'cache'
 
@@ -400,7 +460,7 @@ def test_memory_json_ratio_from_the_two_peaks(memory_run):
 
 def test_memory_prints_table(memory_run):
     payload, stdout, _ = memory_run
-    header, body = _table(stdout, 'backend')
+    header, body = parse_table(stdout, 'backend')
     for column in ('short MiB', 'long MiB', 'long/short'):
         assert column in header
     [row] = body
@@ -422,6 +482,10 @@ def test_subcommand_defaults_do_not_leak(tool):
     assert parser.parse_args(['store']).repeats == 3
     extract = parser.parse_args(['extract'])
     assert (extract.arch, extract.max_windows, extract.video, extract.threads) == ('vit_small', None, None, None)
+    assert extract.dtypes == ['fp32', 'bf16'] and parser.parse_args(['extract', '--dtype', 'bf16']).dtypes == ['bf16']
+    every = parser.parse_args(['all'])
+    assert (every.tiny, every.sections, every.threads, every.no_compile) == (False, None, None, False)
+    assert every.device == ('cuda' if torch.cuda.is_available() else 'cpu')
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -434,6 +498,9 @@ def test_subcommand_defaults_do_not_leak(tool):
     (['memory', '--seconds', '60'], 'expected 2 arguments'),
     (['pretrain', '--arch', 'vit_tiny'], "invalid choice: 'vit_tiny'"),
     (['pretrain', '--steps', '0'], 'must be >= 1'),
+    (['all', '--tiny', '--sections', 'extract', 'nope'],
+     "all: --sections: unknown ['nope']; this plan has store pretrain backbone_vit_test extract"),
+    (['all', '--device', 'cpu'], 'all: --device cpu: the full plan (ViT-g) is sized for a GPU; on a CPU add --tiny'),
 ])
 def test_new_subcommands_reject_bad_arguments(tool, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
@@ -442,15 +509,16 @@ def test_new_subcommands_reject_bad_arguments(tool, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_pretrain_report_shows_gpu_peak_memory(tool, pretrain_run, capsys):
+def test_pretrain_report_shows_gpu_peak_memory(pretrain_run):
+    from backbone.bench_pretrain import format_pretrain_report
+
     # On CUDA, bench_pretrain adds the peak allocated memory per mode and its ratio; no GPU needed to print them.
     payload = json.loads(json.dumps(pretrain_run[0]))
     payload['modes']['dual']['peak_allocated_mb'], payload['modes']['v1']['peak_allocated_mb'] = 1000.0, 1500.0
     payload['ratios']['peak_allocated'] = 1.5
-    tool.print_pretrain_report(payload)
-    stdout = capsys.readouterr().out
-    header, body = _table(stdout, 'mode')
+    stdout = format_pretrain_report(payload)
+    header, body = parse_table(stdout, 'mode')
     assert header.split('  ')[-1].strip() == 'peak alloc. MiB'
     assert [row[-1] for row in body[:2]] == ['1000', '1500']
-    _, ratios = _table(stdout, 'v1/dual')
+    _, ratios = parse_table(stdout, 'v1/dual')
     assert ratios[-1][:2] == ['peak allocated', '1.5000']
