@@ -7,13 +7,9 @@ matches and only re-evaluates (``--fresh`` ignores the cache). A failing stage s
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +18,9 @@ from typing import Any
 
 from tasks.data.files import write_json_atomic
 from tasks.engine.report import text_table
+from tasks.evaluate.tools import (ROOT, StageError, cfg_flag, file_sha256, fingerprint, last_checkpoint,
+                                  loss_curve_value, relocate_data, run_tool)
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_VERSION = '2'  # bump when a change to the demo alters what a cached stage would contain
 
 # 2 epochs of the 480 training videos (240 iterations, ~1 min on 2 cores), so that the job fits in 10 minutes. This
@@ -32,26 +29,7 @@ DEMO_VERSION = '2'  # bump when a change to the demo alters what a cached stage 
 # (docs/experiments.md#probing-pre-trained-features, docs/experiments.md#tiny-pre-training-with-8-px-patches).
 PRETRAIN_CONFIG = 'configs/pretrain/videomaev2/vit-test-p16_videomaev2-pt-2e_8x2x1_synthetic.py'
 
-# Log lines worth showing on the terminal while a tool runs: training progress (mmengine logs carry the ETA),
-# progress bars, results and problems. Everything else goes to the stage's log file only.
-_SHOW = re.compile(r'Epoch\((train|val|test)\)|\bETA\b|clips/s|\bmAP\b|top1|\w*Error\b|\berror:|Traceback|'
-                   r'\bskipped\b|\bfailed\b|^wrote ')
-
-
-class DemoError(RuntimeError):
-    """A stage failed; the message names the stage, the command and its log."""
-
-
-def _sha256_file(path: Path) -> str:
-    """SHA-256 of a file: the checkpoint identity the feature store records (one implementation for both)."""
-    from feature_store import checkpoint_id
-
-    return checkpoint_id(path)
-
-
-def fingerprint(*parts: Any) -> str:
-    """A short hash of JSON-serialisable parts (file contents are included by passing their sha256)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+DemoError = StageError  # a stage failed; the message names the stage, the command and its log
 
 
 @dataclass
@@ -104,74 +82,16 @@ class Demo:
         return record
 
     def run_tool(self, stage: str, script: str, *args: str | os.PathLike) -> None:
-        """Run ``python <script> args...`` from the repository root; stream the interesting lines, log everything.
+        """:func:`tasks.evaluate.tools.run_tool` with the log in ``<work>/logs/<stage>.log``.
 
         Raises:
             DemoError: non-zero exit status, with the last lines of the log.
         """
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_dir / f'{stage}.log'
-        cmd = [sys.executable, str(ROOT / script), *map(str, args)]
-        env = dict(os.environ)
-        env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
-        env.setdefault('PYTHONWARNINGS', 'ignore')
-        print(f'  $ {" ".join(_repo_relative(c) for c in cmd[1:])}', flush=True)
-        tail: list[str] = []
-        shown = -25  # last progress percentage printed
-        with open(log, 'a') as f:
-            f.write(f'\n$ {" ".join(cmd)}\n')
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, bufsize=1)
-            assert proc.stdout is not None
-            for line in proc.stdout:  # progress bars end in '\r': text mode turns them into lines
-                f.write(line)
-                tail = (tail + [line.rstrip()])[-40:]
-                percent = _progress_percent(line)
-                if percent is not None:  # a progress bar: show it every 25 % (and at the end), not per update
-                    if percent < shown:
-                        shown = -25  # a new bar started
-                    if percent < shown + 25 and percent != 100:
-                        continue
-                    shown = percent
-                if _SHOW.search(line):
-                    print(f'    {_compact(line)}', flush=True)
-            status = proc.wait()
-        if status != 0:
-            raise DemoError(f'stage {stage!r} failed (exit status {status}): {" ".join(cmd)}\n'
-                            f'last lines of {log}:\n' + '\n'.join(tail))
+        run_tool(stage, script, *args, log_dir=self.log_dir)
 
     def options(self, stage: str, *options: str) -> list[str]:
         """Config overrides (``key=value``) for a stage: the demo's own settings, then the caller's overrides."""
         return [*options, *self.overrides.get(stage, ())]
-
-
-def cfg_flag(options: Sequence[str]) -> list[str]:
-    """The ``--cfg-options`` arguments of a tool for ``key=value`` overrides (none when there are none)."""
-    return ['--cfg-options', *options] if options else []
-
-
-def _progress_percent(line: str) -> int | None:
-    """The percentage of a tqdm progress-bar line (``extract:  45%|####  | 90/200 ...``), else None."""
-    match = re.search(r'(\d+)%\|', line)
-    return int(match.group(1)) if match else None
-
-
-def _compact(line: str) -> str:
-    """An mmengine training log line as ``Epoch(train) [3][20/40] eta 0:02:10 loss 0.0213``; others as they are."""
-    line = line.strip()
-    match = re.search(r'(Epoch\(\w+\)\s+\[[^\]]+\]\s*\[[^\]]+\])', line)
-    if match is None:
-        return line[:160]
-    fields = dict(re.findall(r'\b(eta|loss|time): (\S+)', line))
-    return ' '.join([re.sub(r'\s+', ' ', match.group(1)), *(f'{k} {v}' for k, v in fields.items())])
-
-
-def _repo_relative(arg: str) -> str:
-    """A path inside the repository as a relative path, for readable command lines; other arguments as they are."""
-    try:
-        return str(Path(arg).resolve().relative_to(ROOT)) if os.sep in arg else arg
-    except ValueError:
-        return arg
 
 
 # --- stages ---------------------------------------------------------------------------------------------------------
@@ -184,50 +104,15 @@ def stage_data(demo: Demo) -> None:
                             'root': str(demo.data_root)}
 
 
-DEFAULT_DATA_ROOT = 'data/synthetic'  # where the synthetic configs expect the benchmark
-
-
-def relocate_data(config: str, data_root: Path) -> list[str]:
-    """``key=value`` overrides that point every ``data/synthetic/...`` path of a config at ``data_root``.
-
-    The synthetic configs name their files under ``data/synthetic`` (what ``make demo`` generates); the demo's test
-    uses a tiny benchmark elsewhere. Only dict-valued paths are rewritten (every dataset and evaluator path is one).
-    """
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(str(ROOT / config), import_custom_modules=False).to_dict()
-    prefix = DEFAULT_DATA_ROOT + '/'
-    overrides: list[str] = []
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f'{path}.{key}' if path else key)
-        elif isinstance(node, str) and node.startswith(prefix) and '.' in path:  # top-level variables are spent
-            overrides.append(f'{path}={data_root / node[len(prefix):]}')
-
-    walk(cfg, '')
-    return overrides
-
-
 def _data_fingerprint(demo: Demo) -> str:
-    return _sha256_file(demo.data_root / 'manifest.json')
-
-
-def last_checkpoint(work: Path) -> Path:
-    """The checkpoint mmengine's CheckpointHook names in ``last_checkpoint``."""
-    pointer = work / 'last_checkpoint'
-    if not pointer.is_file():
-        raise DemoError(f'{work}: training finished without a `last_checkpoint` file')
-    path = Path(pointer.read_text().strip())
-    return path if path.is_absolute() else ROOT / path
+    return file_sha256(demo.data_root / 'manifest.json')
 
 
 def stage_pretrain(demo: Demo) -> None:
     """Dual-masked pre-training of the tiny ViT on the benchmark's classification videos."""
     work = demo.work_dir / 'pretrain'
     options = demo.options('pretrain', *relocate_data(PRETRAIN_CONFIG, demo.data_root))
-    key = fingerprint('pretrain', DEMO_VERSION, _sha256_file(ROOT / PRETRAIN_CONFIG), _data_fingerprint(demo), options)
+    key = fingerprint('pretrain', DEMO_VERSION, file_sha256(ROOT / PRETRAIN_CONFIG), _data_fingerprint(demo), options)
     record = demo.cached('pretrain', key)
     if record is None:
         if work.exists():
@@ -239,18 +124,6 @@ def stage_pretrain(demo: Demo) -> None:
                                first_loss=loss_curve_value(curve, 0), last_loss=loss_curve_value(curve, -1))
     shutil.copyfile(work / 'loss_curve.png', demo.work_dir / 'loss_curve.png')
     demo.results['pretrain'] = {k: record[k] for k in ('checkpoint', 'first_loss', 'last_loss')}
-
-
-def loss_curve_value(curve: Mapping[str, list], index: int) -> float:
-    """A loss value of PretrainLossCurveHook's ``loss_curve.json`` (``{"iter": [...], "loss": [...], "lr": [...]}``).
-
-    Raises:
-        DemoError: the curve holds no loss at ``index``.
-    """
-    try:
-        return float(curve['loss'][index])
-    except (KeyError, IndexError, TypeError) as err:
-        raise DemoError(f'loss_curve.json has no loss values ({err!r})') from None
 
 
 def stage_reconstruction(demo: Demo) -> None:
@@ -301,7 +174,7 @@ def extract(demo: Demo, name: str, videos: Path, checkpoint: str | None,
     out = feature_store_path(demo, name)
     weights = ['--checkpoint', checkpoint] if checkpoint else ['--random-init', '--seed', '0']
     key = fingerprint('features', DEMO_VERSION, name, _data_fingerprint(demo), tuple(args),
-                      _sha256_file(Path(checkpoint)) if checkpoint else weights)
+                      file_sha256(Path(checkpoint)) if checkpoint else weights)
     stage = f'features_{name}'
     if demo.cached(stage, key) is None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +222,7 @@ def train_and_test(demo: Demo, stage: str, config: str, options: Sequence[str], 
     """
     work = demo.work_dir / stage
     options = demo.options(stage, *options)
-    inputs = [_sha256_file(ROOT / config), _data_fingerprint(demo), options]
+    inputs = [file_sha256(ROOT / config), _data_fingerprint(demo), options]
     key = fingerprint(stage, DEMO_VERSION, *inputs, *depends)
     record = demo.cached(stage, key)
     if record is None:
@@ -373,7 +246,7 @@ def stage_finetune(demo: Demo) -> None:
     options = [*relocate_data(FINETUNE_CONFIG, demo.data_root), f'model.pretrained={checkpoint}',
                'train_cfg.val_interval=1000']  # no validation passes: the test below is the evaluation
     metrics, test_dir = train_and_test(demo, 'finetune', FINETUNE_CONFIG, options,
-                                       depends=[_sha256_file(Path(checkpoint))])
+                                       depends=[file_sha256(Path(checkpoint))])
     shutil.copyfile(test_dir / 'cls_confusion.png', demo.work_dir / 'cls_confusion.png')
     record = json.loads(demo.stage_record('finetune').read_text())
     num_classes = len(json.loads((demo.data_root / 'classification' / 'labels.json').read_text()))
@@ -396,7 +269,7 @@ def stage_thumos(demo: Demo) -> None:
     options = [*relocate_data(THUMOS_CONFIG, demo.data_root),
                *(f'{split}_dataloader.dataset.feature_store={store}' for split in ('train', 'test'))]
     metrics, test_dir = train_and_test(demo, 'thumos', THUMOS_CONFIG, options,
-                                       depends=[_sha256_file(demo.stage_record('features_thumos_finetuned'))])
+                                       depends=[file_sha256(demo.stage_record('features_thumos_finetuned'))])
     shutil.copyfile(test_dir / 'tad_map_vs_tiou.png', demo.work_dir / 'thumos_map_vs_tiou.png')
     shutil.copyfile(test_dir / 'tad_per_class_ap.png', demo.work_dir / 'thumos_per_class_ap.png')
     demo.results['thumos'] = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,19 +19,18 @@ import torch
 from backbone import (RELEASED, ARCH_PRESETS, CheckpointError, ReleasedCheckpoint, filter_checkpoint, load_checkpoint,
                       read_checkpoint, resolve_checkpoint)
 
+from tests.hub_kit import offline_hub, snapshot_dir
+
 REPO = Path(__file__).resolve().parents[2]
-REVISION = '0123456789abcdef0123456789abcdef01234567'  # a commit hash, as refs/main holds
 
 
 def populate(cache: Path, repo_id: str, files: dict[str, object]) -> dict[str, Path]:
     """Lay out ``cache`` as huggingface_hub does: ``models--<owner>--<name>/refs/main`` holding the revision and the
     files under ``snapshots/<revision>/`` (the hub links them to ``blobs/``; plain files read the same)."""
-    root = cache / f'models--{repo_id.replace("/", "--")}'
-    (root / 'refs').mkdir(parents=True, exist_ok=True)
-    (root / 'refs' / 'main').write_text(REVISION)
+    snapshot = snapshot_dir(cache, repo_id)
     paths = {}
     for filename, payload in files.items():
-        path = root / 'snapshots' / REVISION / filename
+        path = snapshot / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, path)
         paths[filename] = path
@@ -42,20 +40,7 @@ def populate(cache: Path, repo_id: str, files: dict[str, object]) -> dict[str, P
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     """An offline hub cache in tmp_path; any socket connection fails the test."""
-    constants = pytest.importorskip('huggingface_hub.constants', reason='huggingface_hub resolves released names')
-    cache = tmp_path / 'hub'
-    cache.mkdir()
-    # huggingface_hub reads HF_HUB_OFFLINE / HF_HUB_CACHE when imported, so set its constants as well as the env.
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    monkeypatch.setenv('HF_HUB_CACHE', str(cache))
-    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
-    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(cache))
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f'network access attempted: {args[1:] or kwargs}')
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-    monkeypatch.setattr(socket, 'create_connection', refuse)
-    return cache
+    return offline_hub(tmp_path / 'hub', monkeypatch)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ TAD_TINY = CONFIGS / 'localization/thumos14/actionformer_vit-test-p16_synthetic-
 TAD_GIANT = CONFIGS / 'localization/thumos14/actionformer_vit-giant-p14_videomaev2-k710-ft-feat_16x4_thumos14.py'
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator')
 RUNS = itertools.count()
-TASK_CONFIGS = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts)
+TASK_CONFIGS = sorted(p for p in CONFIGS.rglob('*.py') if '_base_' not in p.parts and 'suites' not in p.parts)
 
 
 def load_tool(name: str):

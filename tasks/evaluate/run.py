@@ -1,0 +1,200 @@
+"""Running a suite: each stage once per set of inputs, resumable, as a whole or as a subset.
+
+Each stage's record ``<work>/stages/<stage>.json`` holds the fingerprint of its inputs (its parameters with every
+reference resolved, the sha256 of its config and of the checkpoint it uses, the records of the stages it reads, the
+benchmark's manifest), its outputs, metrics and provenance. The record is written atomically after the stage's
+outputs exist, so a run killed mid-stage leaves no record and the next run redoes that stage only; a stage whose
+record matches is re-used (``fresh`` redoes the stages run). A subset (``stages``) reads the outputs of the stages
+it needs from their records, which must be up to date.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tasks.data.files import write_json_atomic
+
+from .stages import STAGE_TYPES, StageContext
+from .suite import REFERENCE, StageSpec, Suite, SuiteError, resolve
+from .tools import ROOT, StageError, file_sha256, fingerprint
+
+EVALUATE_VERSION = '1'  # bump when a change alters what a cached stage would contain
+_SHA: dict[tuple[str, int, int], str] = {}  # file sha256 by (path, mtime, size): checkpoints are hashed once a run
+
+
+def sha256_once(path: str | os.PathLike) -> str:
+    """:func:`tasks.evaluate.tools.file_sha256`, remembered while the file is unchanged (a ViT-g file is 4 GB)."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _SHA:
+        _SHA[key] = file_sha256(path)
+    return _SHA[key]
+
+
+def package_version() -> str:
+    """The installed version of this suite, for the provenance of the numbers ('unknown' in a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version('videomaev2-suite')
+    except PackageNotFoundError:
+        return 'unknown'
+
+
+def record_path(work_dir: Path, stage: str) -> Path:
+    return work_dir / 'stages' / f'{stage}.json'
+
+
+def read_record(work_dir: Path, stage: str, key: str) -> dict | None:
+    """The stage's record if it was completed from the inputs of fingerprint ``key`` and its files still exist."""
+    try:
+        record = json.loads(record_path(work_dir, stage).read_text())
+    except (OSError, json.JSONDecodeError):  # none, or torn by a crash on a file system without atomic rename
+        return None
+    if record.get('fingerprint') != key or not all(Path(p).exists() for p in record.get('files', [])):
+        return None
+    return record
+
+
+def run_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, stages: Sequence[str] | None = None,
+              fresh: bool = False, data_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run ``suite`` (or the ``stages`` of it) in ``work_dir``; returns ``{'suite', 'checkpoint', 'data_root',
+    'records': {stage: record}, 'ran', 'reused', 'missing', 'seconds'}`` for :func:`tasks.evaluate.report.write_report`.
+
+    Args:
+        checkpoint: the backbone, a path or a released name (:func:`backbone.resolve_checkpoint`); default the
+            suite's ``checkpoint``.
+        data_root: instead of the suite's ``data_root``.
+
+    Raises:
+        SuiteError: an unknown stage in ``stages``, or a stage of the subset needs one with no up-to-date record.
+        StageError: a stage's tool failed (its log is named).
+        backbone.CheckpointError: the checkpoint is neither a file nor a released name in reach.
+    """
+    names = suite.stage_names if stages is None else list(stages)
+    unknown = [n for n in names if n not in suite.stage_names]
+    if unknown:
+        raise SuiteError(f'--stages {" ".join(unknown)}: not a stage of {suite.path} (its stages: '
+                         f'{", ".join(suite.stage_names)})')
+    work_dir = Path(work_dir).resolve()
+    root = Path(data_root if data_root is not None else suite.data_root).expanduser().resolve()
+    weights = _checkpoint(checkpoint or suite.checkpoint)
+    env = {'data_root': str(root), 'work_dir': str(work_dir), 'checkpoint': weights['path'] or ''}
+    records: dict[str, dict] = {}
+    ran, reused, missing, seconds = [], [], [], {}
+    selected = [s for s in suite.stages if s.name in names]
+    users = [s.name for s in selected if any('{checkpoint}' in t for t in _texts(s.params))]
+    if users and not weights['path']:  # before anything runs
+        raise SuiteError(f"{suite.path}: stages {', '.join(users)} use the suite's checkpoint, and there is none: pass "
+                         '--checkpoint NAME_OR_PATH or set `checkpoint` in the suite')
+    start = time.perf_counter()
+    for spec in suite.stages:
+        absent = [d for d in spec.depends if d not in records]
+        if spec.name not in names:
+            if not absent:  # an earlier result this subset may read
+                record = read_record(work_dir, spec.name, _key(spec, env, records, weights, root))
+                if record is not None:
+                    records[spec.name] = record
+            if spec.name not in records:
+                missing.append(spec.name)
+            continue
+        if absent:
+            raise SuiteError(f"stage {spec.name!r} uses the outputs of stage {absent[0]!r}, which has no up-to-date "
+                             f'result in {work_dir / "stages"} (never run, or its inputs changed): add {absent[0]} '
+                             f'to --stages, or run the whole suite')
+        i = selected.index(spec) + 1
+        params = _resolved(spec, env, records)
+        key = _key(spec, env, records, weights, root)
+        record = None if fresh else read_record(work_dir, spec.name, key)
+        clock = f'{int((time.perf_counter() - start) // 60)}:{int((time.perf_counter() - start) % 60):02d}'
+        if record is not None:
+            print(f'[{i}/{len(selected)}] {spec.name}: re-used (inputs unchanged)  (elapsed {clock})', flush=True)
+            reused.append(spec.name)
+        else:
+            print(f'[{i}/{len(selected)}] {spec.name}  (elapsed {clock})', flush=True)
+            record_path(work_dir, spec.name).unlink(missing_ok=True)  # a redo stopped midway leaves no old record
+            t0 = time.perf_counter()
+            ctx = StageContext(name=spec.name, params=params, dir=work_dir / spec.name, log_dir=work_dir / 'logs',
+                               data_root=root)
+            result = STAGE_TYPES[spec.type].run(ctx)
+            seconds[spec.name] = round(time.perf_counter() - t0, 1)
+            # 'id': each run of a stage is another result, even with identical numbers and date to the second
+            record = {'fingerprint': key, 'id': secrets.token_hex(8), 'stage': spec.name, 'type': spec.type,
+                      'params': params, 'outputs': result.outputs, 'metrics': result.metrics, 'files': result.files,
+                      'seconds': seconds[spec.name], 'provenance': _provenance(result.provenance),
+                      'reads': _reads(spec, records)}
+            # written last, whole or not at all: a stage killed before this line has no record and is redone
+            write_json_atomic(record_path(work_dir, spec.name), record, sort_keys=True, default=float)
+            ran.append(spec.name)
+        records[spec.name] = record
+    seconds['total'] = round(time.perf_counter() - start, 1)
+    return {'suite': suite, 'checkpoint': weights, 'data_root': str(root), 'work_dir': str(work_dir),
+            'records': records, 'ran': ran, 'reused': reused, 'missing': missing, 'seconds': seconds}
+
+
+def _checkpoint(name: str | None) -> dict[str, str | None]:
+    """``{'name', 'path', 'sha256'}`` of the suite's backbone: a released name resolves through the hub cache."""
+    if not name:
+        return {'name': None, 'path': None, 'sha256': None}
+    from backbone import resolve_checkpoint
+
+    path = resolve_checkpoint(name)
+    if not path.is_file():
+        raise StageError(f'--checkpoint {name}: {path} is not a file')
+    return {'name': str(name), 'path': str(path.resolve()), 'sha256': sha256_once(path)}
+
+
+def _resolved(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict]) -> dict[str, Any]:
+    outputs = {name: r['outputs'] for name, r in records.items()}
+    return {k: resolve(v, env, outputs) if isinstance(v, str) else
+            [resolve(x, env, outputs) for x in v] if isinstance(v, list) else v for k, v in spec.params.items()}
+
+
+def _key(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict], weights: Mapping[str, Any],
+         root: Path) -> str:
+    """The fingerprint of a stage's inputs (see the module docstring)."""
+    params = _resolved(spec, env, records)
+    uses_checkpoint = any(m.group(0) == '{checkpoint}' for v in _texts(spec.params)
+                          for m in REFERENCE.finditer(v))
+    config = params.get('config')
+    manifest = root / 'manifest.json'  # the synthetic benchmark's; a real dataset is taken as it is
+    data = sha256_once(manifest) if spec.type != 'synthetic' and manifest.is_file() else None
+    # the records of the stages read, not only their fingerprints: a redone stage (training is not bit-exact)
+    # invalidates what was made from its old outputs
+    depends = [fingerprint(records[d]) for d in spec.depends]
+    version = STAGE_TYPES[spec.type].version
+    return fingerprint('stage', EVALUATE_VERSION, spec.type, version() if version else None, str(root), params,
+                       sha256_once(ROOT / config) if config else None, weights['sha256'] if uses_checkpoint else None,
+                       data, depends)
+
+
+def _reads(spec: StageSpec, records: Mapping[str, dict]) -> dict[str, str]:
+    """The earlier stages' outputs a stage reads (``{'features.store': path}``): the stores and checkpoints behind
+    its numbers."""
+    return {f'{stage}.{output}': records[stage]['outputs'][output] for v in _texts(spec.params)
+            for stage, output in REFERENCE.findall(v) if output}
+
+
+def _texts(params: Mapping[str, Any]) -> list[str]:
+    return [x for v in params.values() for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
+
+
+def _provenance(found: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's provenance with the sha256 of its config and checkpoint, the date and this package's version."""
+    out = dict(found)
+    if found.get('config'):
+        out['config_sha256'] = sha256_once(ROOT / found['config'])
+    checkpoint = found.get('checkpoint')
+    if checkpoint and Path(checkpoint).is_file():
+        out['checkpoint_sha256'] = sha256_once(checkpoint)
+    elif checkpoint:  # random-init:<seed>, as the feature store records it
+        out['checkpoint_sha256'] = checkpoint
+    out['date'] = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+    out['package_version'] = package_version()
+    return out
