@@ -81,7 +81,8 @@ def test_clips_are_what_they_claim(clips):
             frame = next(container.decode(stream))
             rgb = frame.to_ndarray(format='rgb24')
             assert (CLIPS[name].pix_fmt == 'gray') == (np.ptp(rgb, axis=-1).max() == 0), name  # no colour at all
-            has_matrix = 'DISPLAYMATRIX' in [d.type.name for d in frame.side_data]
+            # PyAV < 18.1.1 iterates side-data entries (``.type``), later versions a mapping's keys (the types)
+            has_matrix = 'DISPLAYMATRIX' in [getattr(d, 'type', d).name for d in frame.side_data]
             assert has_matrix == bool(CLIPS[name].rotation or CLIPS[name].mirrored), name
             if not CLIPS[name].mirrored:  # PyAV reports FFmpeg's counterclockwise angle
                 assert -frame.rotation % 360 == CLIPS[name].rotation, name
