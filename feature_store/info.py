@@ -18,7 +18,7 @@ from .errors import FeatureStoreError
 
 __all__ = [
     'SCHEMA_VERSION', 'FEATURE_KINDS', 'PROVENANCE_FIELDS', 'PROVENANCE_CONFIG_KEYS', 'PROVENANCE_CONFIG_DEFAULTS', 'MISSING',
-    'StoreInfo', 'ProvenanceDifference', 'describe_differences', 'checkpoint_id',
+    'StoreInfo', 'ProvenanceDifference', 'describe_differences', 'checkpoint_id', 'package_version',
 ]
 
 SCHEMA_VERSION = 1
@@ -57,7 +57,8 @@ MISSING: Any = _Missing()
 """The value of a provenance config entry that a store does not record."""
 
 
-def _package_version() -> str:
+def package_version() -> str:
+    """This suite's version: the installed one, else pyproject's with '+source' (a bare checkout), else 'unknown'."""
     try:
         from importlib.metadata import PackageNotFoundError, version
         try:
@@ -146,7 +147,7 @@ class StoreInfo:
     dtype: StoreDType
     config: dict
     schema_version: int = SCHEMA_VERSION
-    package_version: str = field(default_factory=_package_version)
+    package_version: str = field(default_factory=package_version)
     created: str | None = None
 
     def __post_init__(self) -> None:

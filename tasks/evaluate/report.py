@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from feature_store.info import package_version
 from tasks.data.files import atomic_path, write_json_atomic, write_text_atomic
 from tasks.engine.report import text_table
 
-from .run import package_version
 from .suite import MetricSpec, Suite, SuiteError
 
 HEADER = ('metric', 'result', 'published', 'difference', 'baseline')

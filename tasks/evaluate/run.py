@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from feature_store.info import package_version
 from tasks.data.files import write_json_atomic
 
 from .stages import STAGE_TYPES, StageContext
@@ -35,16 +36,6 @@ def sha256_once(path: str | os.PathLike) -> str:
     if key not in _SHA:
         _SHA[key] = file_sha256(path)
     return _SHA[key]
-
-
-def package_version() -> str:
-    """The installed version of this suite, for the provenance of the numbers ('unknown' in a bare checkout)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version('videomaev2-suite')
-    except PackageNotFoundError:
-        return 'unknown'
 
 
 def record_path(work_dir: Path, stage: str) -> Path:
