@@ -22,7 +22,7 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-base
 venv: $(VENV)/.stamp-base
 
 demo: $(VENV)/.stamp-base
-	$(PY) tools/demo.py
+	$(PY) tools/evaluate.py configs/suites/synthetic_demo.py --work-dir work_dirs/demo
 
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -14,8 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ('backbone', 'tasks', 'feature_store', 'tools')
-TASK_PACKAGES = ('tasks.classification', 'tasks.detection', 'tasks.localization', 'tasks.pretrain', 'tasks.evaluate',
-                 'tasks.demo')
+TASK_PACKAGES = ('tasks.classification', 'tasks.detection', 'tasks.localization', 'tasks.pretrain', 'tasks.evaluate')
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
@@ -173,5 +172,5 @@ def test_readme_diagram_names_every_package_and_only_real_ones():
     named = set(re.findall(r'\b((?:backbone|feature_store|tools|tasks)(?:/\w+)*)/?', diagram))
     assert all((REPO / name).exists() or (REPO / f'{name}.py').exists() for name in named), named
     packages = {'backbone', 'feature_store', 'tools'} | {f'tasks/{p.name}' for p in (REPO / 'tasks').iterdir()
-                                        if (p / '__init__.py').is_file()} | {'tasks/demo'}
+                                        if (p / '__init__.py').is_file()}
     assert packages <= named, f'packages missing from the README diagram: {sorted(packages - named)}'

@@ -12,7 +12,8 @@ from mmengine.config import Config
 
 from tasks.data.annotations import AnnotationError
 
-__all__ = ['PATH_KEYS', 'DataPathError', 'check_data_paths', 'data_error_message', 'path_leaves', 'repoint_paths']
+__all__ = ['PATH_KEYS', 'DataPathError', 'check_data_paths', 'data_error_message', 'missing_data_paths', 'path_leaves',
+           'repoint_paths']
 
 
 # Top-level keys that name where the data is (configs/README.md#data). mmengine substitutes a config's variables when
@@ -121,16 +122,10 @@ def _datasets(node: Any, where: str):
         yield from _datasets(inner, f'{where}.datasets.{i}')
 
 
-def check_data_paths(cfg: Config, loaders: Sequence[str]) -> None:
-    """Check that the files and folders the datasets of ``loaders`` read exist, before anything is built.
-
-    Relative paths resolve against the current folder (as in mmengine and mmaction2; a dataset's own ``data_root``
-    is joined first, as mmengine's ``BaseDataset`` does).
-
-    Raises:
-        DataPathError: naming the config key, the path and the folder it was resolved against.
-    """
-    hint = ' (--cfg-options data_root=DIR)' if isinstance(cfg.get('data_root'), str) else ''
+def missing_data_paths(cfg: Config, loaders: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``(config key, 'file' or 'folder', path)`` of every file and folder the datasets of ``loaders`` read that does
+    not exist (a dataset's own ``data_root`` joined first, as mmengine's ``BaseDataset`` does)."""
+    missing = []
     for loader in loaders:
         if not isinstance(cfg.get(loader), Mapping):
             continue
@@ -145,12 +140,26 @@ def check_data_paths(cfg: Config, loaders: Sequence[str]) -> None:
                         continue
                     root = dataset.get('data_root')
                     full = osp.join(root, path) if isinstance(root, str) and not osp.isabs(path) else path
-                    if (osp.isdir if arg in _DIR_ARGS else osp.isfile)(full):
-                        continue
-                    kind = 'folder' if arg in _DIR_ARGS else 'file'
-                    key = f'{where}.{arg}' + (f'.{sub}' if sub is not None else '')
-                    against = '' if osp.isabs(full) else (f' (relative paths resolve against the current folder, '
-                                                          f'{os.getcwd()})')
-                    raise DataPathError(f'{key}: {kind} {full} not found{against}; run from the folder the '
-                                        f'config\'s paths are relative to (the repository root for the synthetic '
-                                        f'benchmark), or point the config at the data{hint}')
+                    if not (osp.isdir if arg in _DIR_ARGS else osp.isfile)(full):
+                        key = f'{where}.{arg}' + (f'.{sub}' if sub is not None else '')
+                        missing.append((key, 'folder' if arg in _DIR_ARGS else 'file', full))
+    return missing
+
+
+def check_data_paths(cfg: Config, loaders: Sequence[str]) -> None:
+    """Check that the files and folders the datasets of ``loaders`` read exist, before anything is built.
+
+    Relative paths resolve against the current folder (as in mmengine and mmaction2).
+
+    Raises:
+        DataPathError: naming the config key, the path and the folder it was resolved against.
+    """
+    missing = missing_data_paths(cfg, loaders)
+    if not missing:
+        return
+    key, kind, full = missing[0]
+    hint = ' (--cfg-options data_root=DIR)' if isinstance(cfg.get('data_root'), str) else ''
+    against = '' if osp.isabs(full) else f' (relative paths resolve against the current folder, {os.getcwd()})'
+    raise DataPathError(f'{key}: {kind} {full} not found{against}; run from the folder the config\'s paths are '
+                        f'relative to (the repository root for the synthetic benchmark), or point the config at the '
+                        f'data{hint}')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -154,13 +155,36 @@ def write_report(summary: Mapping[str, Any]) -> str:
                   for name, p in (r['provenance'] or {}).items()]
         lines.append(f"- {r['name']}: metric `{r['key']}` of " + ', from '.join(stages or [f"`{r['stage']}` (not run)"])
                      + (f"; published: {r['source']}" if r['source'] else ''))
+    pictures = copy_pictures(summary['records'], work)
+    if pictures:
+        lines += ['', '## Pictures', '', *(f'![{name}]({name})' for name in pictures)]
     write_text_atomic(work / 'report.md', '\n'.join(lines) + '\n')
     summary_chart(work / 'summary.png', suite.name, rows)
     notes = [f"ran: {', '.join(summary['ran']) or 'nothing'}; re-used: {', '.join(summary['reused']) or 'nothing'}"]
     if summary['missing']:
         notes.append(f"no up-to-date result (not run): {', '.join(summary['missing'])}")
-    notes.append(f'report in {work}: report.md, results.json, summary.png')
+    notes.append(f"report in {work}: {', '.join(['report.md', 'results.json', 'summary.png', *pictures])}")
     return '\n'.join(['', table, *notes])
+
+
+def picture_name(stage: str, path: str | Path) -> str:
+    """The name of a stage's picture in the run folder: ``<stage>_<file>`` unless the file is already named after
+    the stage (``ava_per_class_ap.png`` of stage ``ava``, ``reconstruction.png`` of stage ``reconstruction``)."""
+    name = Path(path).name
+    return name if name.startswith(f'{stage}_') or Path(name).stem == stage else f'{stage}_{name}'
+
+
+def copy_pictures(records: Mapping[str, dict], work: Path) -> list[str]:
+    """Copy the pictures of every stage (loss curves, confusion matrices, per-class AP, ...) up into the run folder;
+    returns their names in stage order."""
+    names = []
+    for stage, record in records.items():
+        for path in record.get('pictures', []):
+            if Path(path).is_file():
+                names.append(picture_name(stage, path))
+                with atomic_path(work / names[-1]) as tmp:
+                    shutil.copyfile(path, tmp)
+    return names
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any]:

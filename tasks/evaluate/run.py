@@ -22,10 +22,10 @@ from feature_store.info import package_version
 from tasks.data.files import write_json_atomic
 
 from .stages import STAGE_TYPES, StageContext
-from .suite import REFERENCE, StageSpec, Suite, SuiteError, resolve
+from .suite import REFERENCE, StageSpec, Suite, SuiteError, resolve, string_params
 from .tools import ROOT, StageError, file_sha256, fingerprint
 
-EVALUATE_VERSION = '1'  # bump when a change alters what a cached stage would contain
+EVALUATE_VERSION = '2'  # bump when a change alters what a cached stage would contain
 _SHA: dict[tuple[str, int, int], str] = {}  # file sha256 by (path, mtime, size): checkpoints are hashed once a run
 
 
@@ -68,22 +68,20 @@ def run_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, st
         StageError: a stage's tool failed (its log is named).
         backbone.CheckpointError: the checkpoint is neither a file nor a released name in reach.
     """
-    names = suite.stage_names if stages is None else list(stages)
-    unknown = [n for n in names if n not in suite.stage_names]
-    if unknown:
-        raise SuiteError(f'--stages {" ".join(unknown)}: not a stage of {suite.path} (its stages: '
-                         f'{", ".join(suite.stage_names)})')
+    names, selected = _select(suite, stages)
     work_dir = Path(work_dir).resolve()
     root = Path(data_root if data_root is not None else suite.data_root).expanduser().resolve()
+    _needs_checkpoint(suite, selected, checkpoint or suite.checkpoint)
     weights = _checkpoint(checkpoint or suite.checkpoint)
     env = {'data_root': str(root), 'work_dir': str(work_dir), 'checkpoint': weights['path'] or ''}
     records: dict[str, dict] = {}
     ran, reused, missing, seconds = [], [], [], {}
-    selected = [s for s in suite.stages if s.name in names]
-    users = [s.name for s in selected if any('{checkpoint}' in t for t in _texts(s.params))]
-    if users and not weights['path']:  # before anything runs
-        raise SuiteError(f"{suite.path}: stages {', '.join(users)} use the suite's checkpoint, and there is none: pass "
-                         '--checkpoint NAME_OR_PATH or set `checkpoint` in the suite')
+    # every input of the stages that will run is checked before the first one starts (not days into a run)
+    problems = [p for spec in _stale(suite, work_dir, names, env, weights, root, fresh)
+                for p in preflight(spec, env, root, suite)]
+    if problems:
+        raise SuiteError(f'{suite.path}: inputs missing under data root {root} (--data-root DIR points elsewhere):\n'
+                         + '\n'.join(f'  {p}' for p in problems))
     start = time.perf_counter()
     for spec in suite.stages:
         absent = [d for d in spec.depends if d not in records]
@@ -100,7 +98,7 @@ def run_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, st
                              f'result in {work_dir / "stages"} (never run, or its inputs changed): add {absent[0]} '
                              f'to --stages, or run the whole suite')
         i = selected.index(spec) + 1
-        params = _resolved(spec, env, records)
+        params = _resolved(spec, env, records, work_dir)
         key = _key(spec, env, records, weights, root)
         record = None if fresh else read_record(work_dir, spec.name, key)
         clock = f'{int((time.perf_counter() - start) // 60)}:{int((time.perf_counter() - start) % 60):02d}'
@@ -111,15 +109,13 @@ def run_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, st
             print(f'[{i}/{len(selected)}] {spec.name}  (elapsed {clock})', flush=True)
             record_path(work_dir, spec.name).unlink(missing_ok=True)  # a redo stopped midway leaves no old record
             t0 = time.perf_counter()
-            ctx = StageContext(name=spec.name, params=params, dir=work_dir / spec.name, log_dir=work_dir / 'logs',
-                               data_root=root)
-            result = STAGE_TYPES[spec.type].run(ctx)
+            result = STAGE_TYPES[spec.type].run(_context(spec, params, work_dir, root))
             seconds[spec.name] = round(time.perf_counter() - t0, 1)
             # 'id': each run of a stage is another result, even with identical numbers and date to the second
             record = {'fingerprint': key, 'id': secrets.token_hex(8), 'stage': spec.name, 'type': spec.type,
                       'params': params, 'outputs': result.outputs, 'metrics': result.metrics, 'files': result.files,
                       'seconds': seconds[spec.name], 'provenance': _provenance(result.provenance),
-                      'reads': _reads(spec, records)}
+                      'reads': _reads(spec, records), 'pictures': result.pictures}
             # written last, whole or not at all: a stage killed before this line has no record and is redone
             write_json_atomic(record_path(work_dir, spec.name), record, sort_keys=True, default=float)
             ran.append(spec.name)
@@ -127,6 +123,131 @@ def run_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, st
     seconds['total'] = round(time.perf_counter() - start, 1)
     return {'suite': suite, 'checkpoint': weights, 'data_root': str(root), 'work_dir': str(work_dir),
             'records': records, 'ran': ran, 'reused': reused, 'missing': missing, 'seconds': seconds}
+
+
+def _select(suite: Suite, stages: Sequence[str] | None) -> tuple[list[str], list[StageSpec]]:
+    names = suite.stage_names if stages is None else list(stages)
+    unknown = [n for n in names if n not in suite.stage_names]
+    if unknown:
+        raise SuiteError(f'--stages {" ".join(unknown)}: not a stage of {suite.path} (its stages: '
+                         f'{", ".join(suite.stage_names)})')
+    return names, [s for s in suite.stages if s.name in names]
+
+
+def _needs_checkpoint(suite: Suite, selected: Sequence[StageSpec], checkpoint: str | None) -> None:
+    users = [s.name for s in selected if any('{checkpoint}' in t for t in _texts(s.params))]
+    if users and not checkpoint:  # before anything runs
+        raise SuiteError(f"{suite.path}: stages {', '.join(users)} use the suite's checkpoint, and there is none: pass "
+                         '--checkpoint NAME_OR_PATH or set `checkpoint` in the suite')
+
+
+def _context(spec: StageSpec, params: dict[str, Any], work_dir: Path, root: Path) -> StageContext:
+    return StageContext(name=spec.name, params=params, dir=work_dir / spec.name, log_dir=work_dir / 'logs',
+                        data_root=root)
+
+
+def _stale(suite: Suite, work_dir: Path, names: Sequence[str], env: Mapping[str, str], weights: Mapping[str, Any],
+           root: Path, fresh: bool) -> list[StageSpec]:
+    """The stages of ``names`` a run will run: no matching record, ``fresh``, or a stage they read will run."""
+    records: dict[str, dict] = {}
+    stale: list[StageSpec] = []
+    for spec in suite.stages:
+        if any(d not in records for d in spec.depends):
+            if spec.name in names:
+                stale.append(spec)
+            continue
+        record = read_record(work_dir, spec.name, _key(spec, env, records, weights, root))
+        if record is not None and not (fresh and spec.name in names):
+            records[spec.name] = record
+        elif spec.name in names:
+            stale.append(spec)
+    return stale
+
+
+def preflight(spec: StageSpec, env: Mapping[str, str], root: Path, suite: Suite) -> list[str]:
+    """What a stage reads under the data root and is not there: its own paths, and the files and folders the
+    datasets of its config name (:func:`tasks.engine.data_paths.missing_data_paths`). Paths made by earlier stages
+    are not checked; nor is anything in a suite that generates its data (a ``synthetic`` stage)."""
+    if any(s.type == 'synthetic' for s in suite.stages):
+        return []
+    params = _planned(spec, env, Path(env['work_dir']))
+    problems = [f'stage {spec.name!r}: {key}: {text} not found' for key, text in string_params(params)
+                if _under(text, root) and not Path(text).exists()]
+    if params.get('config') and not params.get('relocate'):
+        from tasks.engine.data_paths import missing_data_paths
+        from tasks.engine.runner import load_config
+
+        loaders = {'train': ('train_dataloader', 'val_dataloader'), 'test': ('test_dataloader',)}.get(
+            spec.type, ('train_dataloader', 'val_dataloader', 'test_dataloader'))
+        cfg = load_config(str(ROOT / params['config']), cfg_options=parse_cfg_options(params['cfg_options']))
+        problems += [f'stage {spec.name!r}: {params["config"]}: {key}: {kind} {path} not found'
+                     for key, kind, path in missing_data_paths(cfg, loaders) if '<' not in path]
+    return problems
+
+
+def _under(text: str, root: Path) -> bool:
+    return text == str(root) or text.startswith(str(root) + os.sep)
+
+
+def parse_cfg_options(options: Sequence[str]) -> dict[str, Any]:
+    """``['a.b=1', 'c=x,y']`` as mmengine's ``--cfg-options`` parses them (its DictAction)."""
+    import argparse
+
+    from mmengine.config import DictAction
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={})
+    return parser.parse_args(['--cfg-options', *options] if options else []).cfg_options
+
+
+def plan_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, stages: Sequence[str] | None = None,
+               data_root: str | os.PathLike | None = None) -> list[tuple[StageSpec, list[list[str]]]]:
+    """What each stage (of ``stages``) would run (``--dry-run``), as ``(stage, [argv of each tool run])`` with the
+    launcher's prefix; an earlier stage's output appears as ``<stage.output>``. Nothing runs; a released name is not
+    resolved."""
+    from .tools import launch_command
+
+    work_dir = Path(work_dir).resolve()
+    root = Path(data_root if data_root is not None else suite.data_root).expanduser().resolve()
+    _, selected = _select(suite, stages)
+    _needs_checkpoint(suite, selected, checkpoint or suite.checkpoint)
+    env = {'data_root': str(root), 'work_dir': str(work_dir), 'checkpoint': str(checkpoint or suite.checkpoint or '')}
+    out = []
+    for spec in selected:
+        ctx = _context(spec, _planned(spec, env, work_dir), work_dir, root)
+        calls = STAGE_TYPES[spec.type].calls
+        argvs = [launch_command(c.script, c.args, ctx.params.get('launcher') if c.distributed else None, spec.name)
+                 for c in (calls(ctx) if calls else [])]
+        out.append((spec, argvs))
+    return out
+
+
+def format_plan(plan: Sequence[tuple[StageSpec, list[list[str]]]]) -> str:
+    """``--dry-run``'s text: each stage with the command lines it would run, paths in the repository relative."""
+    import shlex
+
+    from .tools import display_argv
+
+    lines = []
+    for i, (spec, argvs) in enumerate(plan, 1):
+        lines.append(f'[{i}/{len(plan)}] {spec.name} ({spec.type})')
+        lines += [f'  $ {shlex.join(display_argv(argv))}' for argv in argvs]
+    return '\n'.join(lines)
+
+
+def _planned(spec: StageSpec, env: Mapping[str, str], work_dir: Path) -> dict[str, Any]:
+    """The stage's parameters with earlier stages' outputs as ``<stage.output>`` placeholders."""
+    placeholders = {d: _Placeholder(d) for d in spec.depends}
+    return _resolved(spec, env, {d: {'outputs': p} for d, p in placeholders.items()}, work_dir)
+
+
+class _Placeholder(dict):
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def __missing__(self, output: str) -> str:
+        return f'<{self.stage}.{output}>'
 
 
 def _checkpoint(name: str | None) -> dict[str, str | None]:
@@ -141,16 +262,28 @@ def _checkpoint(name: str | None) -> dict[str, str | None]:
     return {'name': str(name), 'path': str(path.resolve()), 'sha256': sha256_once(path)}
 
 
-def _resolved(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict]) -> dict[str, Any]:
+def _resolved(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict],
+              work_dir: Path | None = None) -> dict[str, Any]:
     outputs = {name: r['outputs'] for name, r in records.items()}
-    return {k: resolve(v, env, outputs) if isinstance(v, str) else
-            [resolve(x, env, outputs) for x in v] if isinstance(v, list) else v for k, v in spec.params.items()}
+    names = {**env, 'stage_dir': str(Path(work_dir or env['work_dir']) / spec.name)}
+
+    def one(value: Any) -> Any:
+        if isinstance(value, str):
+            return resolve(value, names, outputs)
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return {k: one(v) for k, v in value.items()}
+        return value
+    return {k: one(v) for k, v in spec.params.items()}
 
 
 def _key(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict], weights: Mapping[str, Any],
          root: Path) -> str:
     """The fingerprint of a stage's inputs (see the module docstring)."""
     params = _resolved(spec, env, records)
+    if spec.type not in ('train', 'train_test'):  # the GPU count changes a training run's global batch only
+        params.pop('launcher', None)
     uses_checkpoint = any(m.group(0) == '{checkpoint}' for v in _texts(spec.params)
                           for m in REFERENCE.finditer(v))
     config = params.get('config')
@@ -173,7 +306,7 @@ def _reads(spec: StageSpec, records: Mapping[str, dict]) -> dict[str, str]:
 
 
 def _texts(params: Mapping[str, Any]) -> list[str]:
-    return [x for v in params.values() for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
+    return [text for _, text in string_params(params)]
 
 
 def _provenance(found: Mapping[str, Any]) -> dict[str, Any]:

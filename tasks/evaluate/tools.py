@@ -1,6 +1,5 @@
-"""Running the command-line tools as stages do: logged subprocesses, fingerprints, config relocation, checkpoints.
-
-Shared by the evaluation suites (:mod:`tasks.evaluate.run`) and the ``make demo`` job (:mod:`tasks.demo`).
+"""Running the command-line tools as stages do: logged subprocesses (under torchrun or srun where a stage runs
+distributed), fingerprints, config relocation, checkpoints.
 """
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -45,20 +45,52 @@ def cfg_flag(options: Sequence[str]) -> list[str]:
     return ['--cfg-options', *options] if options else []
 
 
-def run_tool(stage: str, script: str, *args: str | os.PathLike, log_dir: Path) -> None:
-    """Run ``python <script> args...`` from the repository root; stream the interesting lines, log everything to
-    ``<log_dir>/<stage>.log``.
+# The tools that take mmengine's --launcher (the others read torchrun's RANK / WORLD_SIZE themselves).
+LAUNCHER_FLAG = ('tools/train.py', 'tools/test.py')
+_SLURM_AS_TORCHRUN = ('export RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID '
+                      'LOCAL_WORLD_SIZE=$SLURM_NTASKS_PER_NODE MASTER_PORT=${MASTER_PORT:-29500} '
+                      'MASTER_ADDR=${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)}; exec ')
+
+
+def launch_command(script: str, args: Sequence[str | os.PathLike], launcher: Mapping[str, Any] | None = None,
+                   job: str = 'evaluate') -> list[str]:
+    """The command line of a tool run: ``python <script> args``, under torchrun on this machine (``launcher``
+    ``dict(type='pytorch', gpus=N)``) or under slurm's srun (``dict(type='slurm', partition=P, gpus=N,
+    gpus_per_node=8, cpus_per_task=5, srun_args=[...])``, as mmaction2's tools/slurm_train.sh launches).
+    """
+    tool = [str(ROOT / script), *map(str, args)]
+    if not launcher:
+        return [sys.executable, *tool]
+    flag = ['--launcher', launcher['type']] if script in LAUNCHER_FLAG else []
+    gpus = int(launcher['gpus'])
+    if launcher['type'] == 'pytorch':
+        # --standalone: a free rendezvous port, so that two runs on one machine do not collide
+        return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={gpus}', *tool, *flag]
+    per_node = int(launcher.get('gpus_per_node') or min(gpus, 8))
+    srun = ['srun', '-p', str(launcher['partition']), f'--job-name={job}', f'--gres=gpu:{per_node}', f'--ntasks={gpus}',
+            f'--ntasks-per-node={per_node}', f"--cpus-per-task={launcher.get('cpus_per_task', 5)}",
+            '--kill-on-bad-exit=1', *map(str, launcher.get('srun_args', ()))]
+    if flag:  # mmengine's slurm launcher reads SLURM_PROCID & co. itself
+        return [*srun, sys.executable, '-u', *tool, *flag]
+    # the other tools read torchrun's variables: set them from slurm's, as mmengine's slurm launcher does
+    return [*srun, 'bash', '-c', _SLURM_AS_TORCHRUN + shlex.join([sys.executable, '-u', *tool])]
+
+
+def run_tool(stage: str, script: str, *args: str | os.PathLike, log_dir: Path,
+             launcher: Mapping[str, Any] | None = None) -> None:
+    """Run ``python <script> args...`` from the repository root (under ``launcher``: :func:`launch_command`); stream
+    the interesting lines, log everything to ``<log_dir>/<stage>.log``.
 
     Raises:
         StageError: non-zero exit status, with the last lines of the log.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f'{stage}.log'
-    cmd = [sys.executable, str(ROOT / script), *map(str, args)]
+    cmd = launch_command(script, args, launcher, job=stage)
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
     env.setdefault('PYTHONWARNINGS', 'ignore')
-    print(f'  $ {" ".join(_repo_relative(c) for c in cmd[1:])}', flush=True)
+    print(f'  $ {" ".join(display_argv(cmd))}', flush=True)
     tail: list[str] = []
     shown = -25  # last progress percentage printed
     with open(log, 'a') as f:
@@ -81,12 +113,21 @@ def run_tool(stage: str, script: str, *args: str | os.PathLike, log_dir: Path) -
                     print(f'    {_compact(line)}', flush=True)
             status = proc.wait()
         except BaseException:  # Ctrl-C or an error here: the tool must not outlive its stage
-            proc.kill()
-            proc.wait()
+            stop(proc)
             raise
     if status != 0:
         raise StageError(f'stage {stage!r} failed (exit status {status}): {" ".join(cmd)}\n'
                          f'last lines of {log}:\n' + '\n'.join(tail))
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """End a tool run: SIGTERM first, which torchrun and srun hand on to their workers, then SIGKILL."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _progress_percent(line: str) -> int | None:
@@ -103,6 +144,11 @@ def _compact(line: str) -> str:
         return line[:160]
     fields = dict(re.findall(r'\b(eta|loss|time): (\S+)', line))
     return ' '.join([re.sub(r'\s+', ' ', match.group(1)), *(f'{k} {v}' for k, v in fields.items())])
+
+
+def display_argv(argv: Sequence[str]) -> list[str]:
+    """A command line as a user would type it: ``python`` for this interpreter, repository paths relative."""
+    return ['python' if a == sys.executable else _repo_relative(a) for a in argv]
 
 
 def _repo_relative(arg: str) -> str:

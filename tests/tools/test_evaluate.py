@@ -138,10 +138,15 @@ def counting(tmp_path, monkeypatch):
         out.write_text(lines)
         if ctx.name in interrupt:
             raise KeyboardInterrupt
-        return S.StageResult(outputs={'out': str(out)}, metrics={'n': float(lines.count('\n'))}, files=[str(out)])
+        picture = ctx.dir / 'count.png'  # one grey level per line
+        Image.new('L', (4, 4), 40 * lines.count('\n')).save(picture)
+        return S.StageResult(outputs={'out': str(out)}, metrics={'n': float(lines.count('\n'))}, files=[str(out)],
+                             pictures=[str(picture)])
 
     monkeypatch.setitem(STAGE_TYPES, 'count', S.StageType(run, {'text': ('str', S.REQUIRED)}, ('out',)))
     path = tmp_path / 'counting.py'
+    monkeypatch.chdir(tmp_path)  # data_root = 'data' is tmp_path/data
+    (tmp_path / 'data').mkdir()  # stage a reads the data root: it must exist before the run starts
     path.write_text(COUNTING)
     return load_suite(path), calls, interrupt
 
@@ -189,7 +194,10 @@ def test_a_subset_reads_earlier_results_and_fresh_redoes_only_it(tmp_path, count
     assert summary['missing'] == ['c'] and 'c' not in summary['records']
     with pytest.raises(SuiteError, match="stage 'c' uses the outputs of stage 'b'"):
         run_suite(suite, work, stages=['a', 'c'], fresh=True)  # a redone: b is stale now
-    # another data root is another input of every stage
+    # another data root is another input of every stage; it is checked before anything runs
+    with pytest.raises(SuiteError, match=r"inputs missing under data root .*other.*\n  stage 'a': text: .*other not found"):
+        run_suite(suite, work, data_root=tmp_path / 'other')
+    (tmp_path / 'other').mkdir()
     summary = run_suite(suite, work, data_root=tmp_path / 'other')
     assert summary['ran'] == ['a', 'b', 'c']
 
@@ -213,6 +221,12 @@ def test_the_report_puts_each_result_beside_the_published_figure_and_baseline(tm
     assert '| c value | 30.0 | 25.0 | +5.0 | 10.0 (first stage) |' in report and 'a paper, Table 2' in report
     with Image.open(tmp_path / 'work' / 'summary.png') as image:  # a whole PNG with more than one colour drawn
         assert image.format == 'PNG' and len(image.convert('RGB').getcolors(maxcolors=1 << 24)) > 1
+    # each stage's pictures are copied up beside the report, named after their stage, and shown in it
+    for stage, lines in (('a', 1), ('b', 2), ('c', 3)):
+        with Image.open(tmp_path / 'work' / f'{stage}_count.png') as image:
+            assert image.getpixel((0, 0)) == 40 * lines
+        assert f'![{stage}_count.png]({stage}_count.png)' in report
+    assert text.splitlines()[-1].endswith('report.md, results.json, summary.png, a_count.png, b_count.png, c_count.png')
 
     # a second run of another suite version: compared side by side, with the differences to the first run
     more = COUNTING.replace("text='{b.out}'),", "text='{b.out}'),\n    dict(name='d', type='count', text='{a.out}'),")
@@ -288,7 +302,8 @@ def test_the_tiny_suite_from_a_released_name_to_the_report(tmp_path, monkeypatch
     assert main(args) == 0
     results = json.loads((work / 'results.json').read_text())
     assert results['ran'] == ['probe'] and results['reused'] == ['data', 'features']
-    assert results['missing'] == ['features_random', 'probe_random'] and results['checkpoint']['name'] == name
+    assert results['missing'] == ['features_random', 'probe_random', 'thumos_features', 'thumos', 'ava']
+    assert results['checkpoint']['name'] == name
     assert results['checkpoint']['sha256'] == _sha256(path) == results['stages']['features']['provenance'][
         'checkpoint_sha256']
     row = results['metrics'][0]
@@ -331,8 +346,14 @@ def test_the_whole_tiny_suite_a_subset_and_a_comparison(tmp_path, monkeypatch, h
     assert sorted(p.name for p in (work / 'stages').iterdir()) == ['data.json', 'features.json']
     assert main(args) == 0
     results = json.loads((work / 'results.json').read_text())
-    assert results['ran'] == ['features_random', 'probe', 'probe_random'] and results['reused'] == ['data', 'features']
+    assert results['ran'] == ['features_random', 'probe', 'probe_random', 'thumos_features', 'thumos', 'ava']
+    assert results['reused'] == ['data', 'features']
     rows = {r['name']: r for r in results['metrics']}
+    assert all(r['value'] is not None and r['baseline'] is not None for r in rows.values()), rows
+    # THUMOS from the checkpoint's features, read from the store the suite extracted
+    assert rows['THUMOS-like average mAP (%), tIoU 0.3:0.7']['provenance']['thumos'][
+        'thumos_features.store'] == str(work / 'thumos_features' / 'features.h5')
+    assert {'thumos_tad_map_vs_tiou.png', 'ava_per_class_ap.png'} <= {p.name for p in work.glob('*.png')}
     random = json.loads((work / 'probe_random' / 'probe.json').read_text())
     assert rows['k-NN top-1 (%)']['baseline'] == pytest.approx(100 * random['knn']['top1'])
     assert main([*args, '--stages', 'probe', '--fresh']) == 0
@@ -358,40 +379,6 @@ def test_the_whole_tiny_suite_a_subset_and_a_comparison(tmp_path, monkeypatch, h
     theirs = json.loads((work2 / 'results.json').read_text())['metrics'][0]['value']
     ours = rows['linear probe top-1 (%)']['value']
     assert table[2].split()[-3:] == [f'{ours:.1f}', f'{theirs:.1f}', f'({theirs - ours:+.1f})']
-
-
-@pytest.mark.slow
-def test_the_demo_suite_on_the_tiny_benchmark(tmp_path, monkeypatch):
-    """configs/suites/synthetic_demo.py (the stages of `make demo`) end to end on the tiny preset, with the schedules
-    tests/tools/test_demo.py gives the demo; a second run runs no tool."""
-    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
-    base = load_suite(DEMO_SUITE)
-
-    def more(stage, *options):
-        return {'cfg_options': [*base.stage(stage).params['cfg_options'], *options]}
-    changes = {'data': {'preset': 'tiny'}, 'pretrain': more('pretrain', 'train_cfg.max_epochs=2'),
-               # the tiny preset has 10 classification training videos (fewer than a batch of 16, drop_last) and
-               # one THUMOS-like training video
-               'finetune': more('finetune', 'train_cfg.max_epochs=2', 'train_dataloader.batch_size=5'),
-               'ava': more('ava', 'train_cfg.max_epochs=2'),
-               'thumos': more('thumos', 'train_cfg.max_epochs=4', 'train_dataloader.batch_size=1')}
-    suite = load_suite(DEMO_SUITE, changes)
-    with pytest.raises(SuiteError, match=r"stages: no stage 'pretrian' to change"):
-        load_suite(DEMO_SUITE, {'pretrian': {}})
-    work = tmp_path / 'work'
-    write_report(run_suite(suite, work, data_root=tmp_path / 'data'))
-    rows = {r['name']: r for r in json.loads((work / 'results.json').read_text())['metrics']}
-    assert all(r['value'] is not None for r in rows.values()), rows
-    assert rows['fine-tune top-1, 2 clips x 3 crops']['baseline'] == 0.1
-    # perfect scores on the same proposals bound the AVA-like mAP
-    assert rows['AVA-like frame mAP@0.5']['value'] <= rows['AVA-like, ceiling of the proposals']['value'] + 1e-9
-    first = rows['pre-training loss, last iteration']
-    assert first['baseline'] == json.loads((work / 'pretrain' / 'train' / 'loss_curve.json').read_text())['loss'][0]
-
-    def no_tool(*a, **kw):
-        raise AssertionError(f'a tool ran on an unchanged suite: {a}')
-    monkeypatch.setattr(S, 'run_tool', no_tool)
-    assert run_suite(suite, work, data_root=tmp_path / 'data')['ran'] == []
 
 
 def _sha256(path: Path) -> str:

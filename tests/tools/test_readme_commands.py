@@ -264,6 +264,18 @@ COVERAGE: tuple[Coverage, ...] = (
              r'( --out \S+)?', (
                  T + 'tools/test_infer.py::test_localization_on_the_fly_gives_the_segments_of_the_store',),
              why='a trained detector and its feature store; the test extracts a store and runs the tool on it'),
+    # evaluation suites
+    Coverage(r'python tools/evaluate\.py configs/suites/(k400_vit-[sb]_distilled|finetune_vit-b)\.py( --checkpoint \S+)?'
+             r'( --dry-run)?', (
+                 T + 'tools/test_suites.py::test_every_stage_command_parses_and_its_config_keys_exist',
+                 T + 'tools/test_suites.py::test_real_suites_find_their_inputs_in_the_public_layouts',
+                 T + 'tools/test_evaluate.py::test_the_tiny_suite_from_a_released_name_to_the_report'),
+             why='Kinetics-400 / SSv2 and released weights; the tests put every stage command of the suites through '
+                 "its tool's parser and config keys, check their inputs in the datasets' layouts, and run the tiny "
+                 'suite from a released name'),
+    Coverage(r'python tools/evaluate\.py --compare \S+ \S+', (
+        T + 'tools/test_evaluate.py::test_the_whole_tiny_suite_a_subset_and_a_comparison',
+        T + 'tools/test_evaluate.py::test_the_report_puts_each_result_beside_the_published_figure_and_baseline')),
     # Python blocks
     Coverage(r"VideoMAEv2ViT\('vit_base', num_classes=400\)", (HERE, T + 'backbone/test_checkpoint.py::test_k710_head_slicing')),
     Coverage(r"h5py\.File\('th14_vit_g_16_4\.h5'", (HERE,)),
@@ -670,7 +682,8 @@ def run_here_shell(ws: Workspace, s: Snippet, cover: Coverage) -> None:
     if text.startswith('make '):
         proc = subprocess.run(['make', '-n', '-C', str(REPO), text.split()[1]], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
-        assert {'make demo': 'tools/demo.py', 'make test': '-m pytest'}[text] in proc.stdout, proc.stdout
+        assert {'make demo': 'tools/evaluate.py configs/suites/synthetic_demo.py', 'make test': '-m pytest'}[text] \
+            in proc.stdout, proc.stdout
         return
     if text == 'pip install -e .':  # what the Makefile's set-up runs for both commands
         proc = subprocess.run(['make', '-n', '-B', '-C', str(REPO), 'venv'], capture_output=True, text=True)
