@@ -210,7 +210,7 @@ def test_tf32_none_leaves_torch_alone(tmp_path, restore_backend_flags):
 
 def _recipe_configs() -> list[str]:
     return sorted(p for p in glob.glob(str(ROOT / 'configs/**/*.py'), recursive=True)
-                  if '_base_' not in p and 'synthetic' not in p)
+                  if '_base_' not in p and 'synthetic' not in p and 'suites' not in Path(p).parts)
 
 
 def test_recipes_benchmark_fixed_shapes_and_pin_memory():

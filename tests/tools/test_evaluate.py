@@ -327,7 +327,6 @@ def test_the_tiny_suite_from_a_released_name_to_the_report(tmp_path, monkeypatch
     assert table == capsys.readouterr().out.split('\n\n')[-1].splitlines()[:4]
 
 
-@pytest.mark.slow
 def test_the_whole_tiny_suite_a_subset_and_a_comparison(tmp_path, monkeypatch, hub_checkpoint, capsys):
     """The whole tiny suite, killed (SIGKILL, tool and all) in its third stage, then resumed; a subset redoes one
     stage; a run with other weights compares side by side."""
