@@ -48,10 +48,6 @@ class StageSpec:
     depends: tuple[str, ...]  # the earlier stages whose outputs it names
     outputs: tuple[str, ...] = ()  # the names later stages may use
 
-    @property
-    def distributed(self) -> bool:
-        return bool(STAGE_TYPES[self.type].launchers)
-
 
 @dataclass(frozen=True)
 class MetricSpec:
