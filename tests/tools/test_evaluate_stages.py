@@ -238,6 +238,28 @@ def test_two_process_extraction_stage_equals_one_process(tmp_path, monkeypatch):
             np.testing.assert_allclose(one.read(vid)[0], two.read(vid)[0], rtol=0, atol=1e-6, err_msg=vid)
 
 
+def test_a_train_stage_under_torchrun_splits_the_batches_over_two_processes(tmp_path, monkeypatch):
+    """The demo's pre-training stage on the tiny benchmark (10 training videos, 4 a step, drop_last) with one process
+    (2 steps an epoch) and under torchrun with 2 (gloo, CPU: 5 videos a rank, 1 step); the GPU count is an input of a
+    training stage, so the second run trains again."""
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    demo = ROOT / 'configs' / 'suites' / 'synthetic_demo.py'
+    work, log = tmp_path / 'work', tmp_path / 'work' / 'logs' / 'pretrain.log'
+    args = [str(demo), '--work-dir', str(work), '--data-root', str(tmp_path / 'data'), '--stages', 'data', 'pretrain',
+            '--set', 'data.preset=tiny', '--cfg-options', 'pretrain.train_cfg.max_epochs=1']
+    assert main(args) == 0
+    one = log.read_text()
+    assert main([*args, '--launcher', 'pytorch', '--gpus', '2']) == 0
+    two = log.read_text()[len(one):]
+    assert 'Epoch(train) [1][2/2]' in one and 'Distributed training: False' in one
+    assert 'torch.distributed.run --standalone --nproc_per_node=2' in two and 'GPU number: 2' in two
+    assert 'Epoch(train) [1][1/1]' in two and '[1][2/2]' not in two
+    results = json.loads((work / 'results.json').read_text())
+    assert results['ran'] == ['pretrain'] and results['reused'] == ['data']
+    assert Path(results['stages']['pretrain']['outputs']['checkpoint']).name == 'epoch_1.pth'
+
+
 # --- checked before a run starts --------------------------------------------------------------------------------------
 def test_missing_inputs_stop_the_run_before_any_stage(tmp_path, monkeypatch):
     """Every input under the data root, and every file the stages' configs read, is checked first: the message lists
