@@ -15,7 +15,8 @@ class Progress:
 
     Each batch is timed from the end of the one before (decoding waits, part files and all), and the first batch of
     each shape is warm-up (:class:`backbone.timing.WarmupSplit`), kept apart from the steady state whose clips/s the
-    bar shows: a rate that includes minutes of compilation says nothing about the hours after it.
+    bar shows: a rate that includes minutes of compilation says nothing about the hours after it. ``split`` holds the
+    counts (``rewarm()`` it when the model is compiled).
     """
 
     def __init__(self, total: int, enabled: bool):
@@ -25,38 +26,13 @@ class Progress:
         self.split = WarmupSplit()
         self._last = time.perf_counter()
 
-    @property
-    def clips(self) -> int:
-        return self.split.steady_items
-
-    @property
-    def seconds(self) -> float:
-        return self.split.steady_s
-
-    @property
-    def warmup_clips(self) -> int:
-        return self.split.warmup_items
-
-    @property
-    def warmup_seconds(self) -> float:
-        return self.split.warmup_s
-
-    @property
-    def clips_per_s(self) -> float:
-        """Clips per second of the steady state (0 before a batch of a known shape)."""
-        return self.split.steady_rate
-
     def add_clips(self, n: int, shape: Hashable = None) -> None:
         """Count a batch of ``n`` clips that has just finished; ``shape``: what makes a batch new to the model (its
         size), None for all alike."""
         now = time.perf_counter()
         seconds, self._last = now - self._last, now
         if self.split.add(seconds, n, shape):
-            self.bar.set_postfix_str(f'{self.clips_per_s:.1f} clips/s', refresh=False)
-
-    def rewarm(self) -> None:
-        """The model has changed (compiled): the next batch of each shape is warm-up again."""
-        self.split.rewarm()
+            self.bar.set_postfix_str(f'{self.split.steady_rate:.1f} clips/s', refresh=False)
 
     def video_done(self) -> None:
         self.bar.update(1)

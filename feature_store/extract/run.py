@@ -502,8 +502,8 @@ def _extract_todo(todo: Sequence[tuple[int, str, Path]], cfg: ExtractConfig, dev
     finally:
         bar.close()
         torch.set_num_threads(threads)
-    return extracted, failures, clips, dict(seconds=time.perf_counter() - start, warmup_seconds=bar.warmup_seconds,
-                                            warmup_clips=bar.warmup_clips, clips_per_s=bar.clips_per_s,
+    return extracted, failures, clips, dict(seconds=time.perf_counter() - start, warmup_seconds=bar.split.warmup_s,
+                                            warmup_clips=bar.split.warmup_items, clips_per_s=bar.split.steady_rate,
                                             model_threads=plan.threads if plan else None,
                                             decode_share=plan.share if plan else None, compiled=compiled)
 

@@ -142,4 +142,4 @@ class ModelSetup:
             self.asked = True
             self.compiled = compile_backbone(self.model, log=self.progress.write) > 0
             if self.compiled:
-                self.progress.rewarm()  # the next batches compile: warm-up, not steady state
+                self.progress.split.rewarm()  # the next batches compile: warm-up, not steady state

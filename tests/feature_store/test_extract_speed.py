@@ -139,12 +139,13 @@ def test_progress_keeps_the_first_batch_of_each_shape_apart(monkeypatch):
     for n in (16, 16, 16, 5, 16, 5):
         progress.add_clips(n, shape=n)
     # warm-up: the first 16 (1 s) and the first 5 (4 s); steady: 16, 16, 16, 5 clips in 2 + 3 + 5 + 6 s
-    assert (progress.warmup_clips, progress.warmup_seconds) == (21, 5.0)
-    assert (progress.clips, progress.seconds, progress.clips_per_s) == (53, 16.0, 53 / 16)
-    progress.rewarm()  # compiled: the next batch of each shape compiles
+    split = progress.split
+    assert (split.warmup_items, split.warmup_s) == (21, 5.0)
+    assert (split.steady_items, split.steady_s, split.steady_rate) == (53, 16.0, 53 / 16)
+    split.rewarm()  # compiled: the next batch of each shape compiles
     progress.add_clips(16, shape=16)  # 7 s, warm-up again
     progress.add_clips(16, shape=16)  # 8 s
-    assert (progress.warmup_clips, progress.warmup_seconds, progress.clips, progress.seconds) == (37, 12.0, 69, 24.0)
+    assert (split.warmup_items, split.warmup_s, split.steady_items, split.steady_s) == (37, 12.0, 69, 24.0)
     progress.close()
 
 
