@@ -61,7 +61,7 @@ def stage_assignments(items: Sequence[str], option: str, literal: bool) -> dict[
     """``['finetune.a.b=1']`` as ``{'finetune': {'a.b': '1'}}``; with ``literal``, values read as Python literals.
 
     Raises:
-        SystemExit (argparse's usage error): an item that is not STAGE.KEY=VALUE.
+        argparse.ArgumentTypeError: an item that is not STAGE.KEY=VALUE (main turns it into a usage error).
     """
     out: dict[str, dict[str, Any]] = {}
     for item in items:

@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import secrets
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from tasks.data.files import write_json_atomic
 
 from .stages import STAGE_TYPES, StageContext
 from .suite import REFERENCE, StageSpec, Suite, SuiteError, resolve, string_params
-from .tools import ROOT, StageError, file_sha256, fingerprint
+from .tools import ROOT, StageError, display_argv, file_sha256, fingerprint, launch_command
 
 EVALUATE_VERSION = '2'  # bump when a change alters what a cached stage would contain
 _SHA: dict[tuple[str, int, int], str] = {}  # file sha256 by (path, mtime, size): checkpoints are hashed once a run
@@ -98,7 +99,7 @@ def run_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, st
                              f'result in {work_dir / "stages"} (never run, or its inputs changed): add {absent[0]} '
                              f'to --stages, or run the whole suite')
         i = selected.index(spec) + 1
-        params = _resolved(spec, env, records, work_dir)
+        params = _resolved(spec, env, records)
         key = _key(spec, env, records, weights, root)
         record = None if fresh else read_record(work_dir, spec.name, key)
         clock = f'{int((time.perf_counter() - start) // 60)}:{int((time.perf_counter() - start) % 60):02d}'
@@ -170,7 +171,7 @@ def preflight(spec: StageSpec, env: Mapping[str, str], root: Path, suite: Suite)
     are not checked; nor is anything in a suite that generates its data (a ``synthetic`` stage)."""
     if any(s.type == 'synthetic' for s in suite.stages):
         return []
-    params = _planned(spec, env, Path(env['work_dir']))
+    params = _planned(spec, env)
     problems = [f'stage {spec.name!r}: {key}: {text} not found' for key, text in string_params(params)
                 if _under(text, root) and not Path(text).exists()]
     if params.get('config') and not params.get('relocate'):
@@ -205,8 +206,6 @@ def plan_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, s
     """What each stage (of ``stages``) would run (``--dry-run``), as ``(stage, [argv of each tool run])`` with the
     launcher's prefix; an earlier stage's output appears as ``<stage.output>``. Nothing runs; a released name is not
     resolved."""
-    from .tools import launch_command
-
     work_dir = Path(work_dir).resolve()
     root = Path(data_root if data_root is not None else suite.data_root).expanduser().resolve()
     _, selected = _select(suite, stages)
@@ -214,7 +213,7 @@ def plan_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, s
     env = {'data_root': str(root), 'work_dir': str(work_dir), 'checkpoint': str(checkpoint or suite.checkpoint or '')}
     out = []
     for spec in selected:
-        ctx = _context(spec, _planned(spec, env, work_dir), work_dir, root)
+        ctx = _context(spec, _planned(spec, env), work_dir, root)
         calls = STAGE_TYPES[spec.type].calls
         argvs = [launch_command(c.script, c.args, ctx.params.get('launcher') if c.distributed else None, spec.name)
                  for c in (calls(ctx) if calls else [])]
@@ -224,10 +223,6 @@ def plan_suite(suite: Suite, work_dir: Path, *, checkpoint: str | None = None, s
 
 def format_plan(plan: Sequence[tuple[StageSpec, list[list[str]]]]) -> str:
     """``--dry-run``'s text: each stage with the command lines it would run, paths in the repository relative."""
-    import shlex
-
-    from .tools import display_argv
-
     lines = []
     for i, (spec, argvs) in enumerate(plan, 1):
         lines.append(f'[{i}/{len(plan)}] {spec.name} ({spec.type})')
@@ -235,10 +230,9 @@ def format_plan(plan: Sequence[tuple[StageSpec, list[list[str]]]]) -> str:
     return '\n'.join(lines)
 
 
-def _planned(spec: StageSpec, env: Mapping[str, str], work_dir: Path) -> dict[str, Any]:
+def _planned(spec: StageSpec, env: Mapping[str, str]) -> dict[str, Any]:
     """The stage's parameters with earlier stages' outputs as ``<stage.output>`` placeholders."""
-    placeholders = {d: _Placeholder(d) for d in spec.depends}
-    return _resolved(spec, env, {d: {'outputs': p} for d, p in placeholders.items()}, work_dir)
+    return _resolved(spec, env, {d: {'outputs': _Placeholder(d)} for d in spec.depends})
 
 
 class _Placeholder(dict):
@@ -262,20 +256,20 @@ def _checkpoint(name: str | None) -> dict[str, str | None]:
     return {'name': str(name), 'path': str(path.resolve()), 'sha256': sha256_once(path)}
 
 
-def _resolved(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict],
-              work_dir: Path | None = None) -> dict[str, Any]:
+def _resolved(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict]) -> dict[str, Any]:
+    """The stage's parameters with every reference resolved: the strings :func:`string_params` walks."""
     outputs = {name: r['outputs'] for name, r in records.items()}
-    names = {**env, 'stage_dir': str(Path(work_dir or env['work_dir']) / spec.name)}
+    names = {**env, 'stage_dir': str(Path(env['work_dir']) / spec.name)}
 
-    def one(value: Any) -> Any:
+    def one(key: str, value: Any) -> Any:
         if isinstance(value, str):
             return resolve(value, names, outputs)
         if isinstance(value, list):
-            return [one(v) for v in value]
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-            return {k: one(v) for k, v in value.items()}
+            return [one(key, v) for v in value]
+        if key == 'outputs':  # a tool stage's declared outputs (the one dict of paths)
+            return {k: one(key, v) for k, v in value.items()}
         return value
-    return {k: one(v) for k, v in spec.params.items()}
+    return {k: one(k, v) for k, v in spec.params.items()}
 
 
 def _key(spec: StageSpec, env: Mapping[str, str], records: Mapping[str, dict], weights: Mapping[str, Any],

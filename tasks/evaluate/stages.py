@@ -75,13 +75,10 @@ class ToolCall:
     args: tuple[Any, ...]  # strings, paths or a LastCheckpoint
     distributed: bool = False
 
-    def argv(self) -> list[str]:
-        return [self.script, *map(str, self.args)]
-
 
 @dataclass(frozen=True)
 class StageType:
-    """run: the whole stage (the built-in types: :func:`execute` of ``calls`` then ``collect``); calls: the tool
+    """run: the whole stage (the built-in types: their ``calls``, then reading their outputs back); calls: the tool
     runs, for ``--dry-run``; outputs: the names later stages may use (a ``tool`` stage declares its own);
     launchers: the launcher types its distributed tools accept."""
 
@@ -113,8 +110,7 @@ def _read_json(path: Path, stage: str) -> Any:
 
 
 def _stage_runner(calls: Callable[[StageContext], list[ToolCall]], collect: Callable[[StageContext], StageResult],
-                  clean: Callable[[StageContext], list[Path]] = lambda ctx: []) -> Callable[[StageContext],
-                                                                                       StageResult]:
+                  clean: Callable[[StageContext], list[Path]]) -> Callable[[StageContext], StageResult]:
     def run(ctx: StageContext) -> StageResult:
         for stale in clean(ctx):  # a stale or interrupted run: start clean rather than resume someone else's
             if stale.exists():
@@ -207,9 +203,9 @@ def _test_call(ctx: StageContext, checkpoint: Any, log: str, extra: list[str]) -
                     distributed=True)
 
 
-def _trained(ctx: StageContext) -> tuple[Path, dict[str, float], list[str]]:
-    """The last checkpoint of ``<stage>/train``, the first and last loss of a pre-training run
-    (PretrainLossCurveHook's ``loss_curve.json``) and its pictures."""
+def _trained(ctx: StageContext, which: str = 'last') -> tuple[Path, dict[str, float], list[str]]:
+    """The last (or best: :class:`LastCheckpoint`) checkpoint of ``<stage>/train``, the first and last loss of a
+    pre-training run (PretrainLossCurveHook's ``loss_curve.json``) and its pictures."""
     work = ctx.dir / 'train'
     metrics, pictures = {}, []
     if (work / 'loss_curve.json').is_file():
@@ -217,7 +213,7 @@ def _trained(ctx: StageContext) -> tuple[Path, dict[str, float], list[str]]:
         metrics = {'first_loss': loss_curve_value(curve, 0), 'last_loss': loss_curve_value(curve, -1)}
     if (work / 'loss_curve.png').is_file():
         pictures.append(str(work / 'loss_curve.png'))
-    return last_checkpoint(work), metrics, pictures
+    return Path(LastCheckpoint(work, which).resolve()), metrics, pictures
 
 
 def _tested(ctx: StageContext) -> tuple[Path, dict[str, float], list[str]]:
@@ -254,8 +250,7 @@ def train_test_calls(ctx: StageContext) -> list[ToolCall]:
 
 
 def train_test_collect(ctx: StageContext) -> StageResult:
-    _, _, trained = _trained(ctx)
-    checkpoint = Path(LastCheckpoint(ctx.dir / 'train', ctx.params['test_checkpoint']).resolve())
+    checkpoint, _, trained = _trained(ctx, ctx.params['test_checkpoint'])
     result, metrics, tested = _tested(ctx)
     return StageResult(outputs={'checkpoint': str(checkpoint), 'result': str(result)}, metrics=metrics,
                        files=[str(checkpoint), str(result)], pictures=trained + tested,
@@ -279,7 +274,7 @@ def tool_collect(ctx: StageContext) -> StageResult:
     files = [*p['outputs'].values(), *([p['metrics']] if p['metrics'] else [])]
     return StageResult(outputs=dict(p['outputs']), metrics=metrics, files=files,
                        pictures=[f for f in p['outputs'].values() if f.endswith('.png')],
-                       provenance={'tool': ' '.join(ToolCall('', p['script'], tuple(p['args'])).argv())})
+                       provenance={'tool': ' '.join([p['script'], *p['args']])})
 
 
 def _type(calls, collect, params, outputs, clean=lambda ctx: [], **kw) -> StageType:

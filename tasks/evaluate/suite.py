@@ -246,8 +246,6 @@ def _stage(entry: Any, where: str, earlier: Mapping[str, StageSpec], fail) -> St
 
 def _check_launcher(value: Mapping[str, Any], allowed: Sequence[str], where: str, fail) -> None:
     kind = value.get('type')
-    if not allowed:
-        raise fail(where, 'this stage type runs in one process')
     if kind not in allowed:
         raise fail(f'{where}.type', f'{kind!r} is not a launcher (choose from {", ".join(allowed)})')
     unknown = sorted(set(value) - _LAUNCHER_KEYS[kind])
